@@ -1,0 +1,61 @@
+# callsight — set-up, demo and tests. `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+SUPERSET_VENV := .venv-superset
+PIP_FLAGS ?= --disable-pip-version-check -q
+export CALLSIGHT_SUPERSET_VENV ?= $(CURDIR)/$(SUPERSET_VENV)
+
+.PHONY: help venvs demo test test-fast lint dbt-docs superset-lock clean clean-demo
+
+help:
+	@echo "make demo    - set up, generate demo data, run the nightly job, serve Superset :8088 and Dagster :3000"
+	@echo "make test    - set up and run the test suite"
+	@echo "make lint    - ruff + sqlfluff"
+	@echo "make clean   - remove virtual environments and build artefacts (keeps CALLSIGHT_HOME)"
+
+# Pipeline env: from pyproject.toml (editable, with dev extras).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade "pip>=24,<27"
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[dev,mssql]"
+	touch $@
+
+# Superset env: from the pinned requirements (Superset pins SQLAlchemy 1.4 / pandas 2.1).
+$(SUPERSET_VENV)/.installed: superset/requirements.txt
+	$(PYTHON) -m venv $(SUPERSET_VENV)
+	$(SUPERSET_VENV)/bin/pip install $(PIP_FLAGS) --upgrade "pip>=24,<27"
+	$(SUPERSET_VENV)/bin/pip install $(PIP_FLAGS) -r superset/requirements.txt
+	touch $@
+
+venvs: $(VENV)/.installed $(SUPERSET_VENV)/.installed
+
+demo: venvs
+	$(VENV)/bin/callsight demo
+
+test: venvs
+	$(VENV)/bin/pytest
+
+test-fast: venvs
+	$(VENV)/bin/pytest -m "not superset and not slow"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check orchestration tests superset/superset_config.py
+	$(VENV)/bin/ruff format --check orchestration tests
+	cd dbt_project && CALLSIGHT_HOME=$${CALLSIGHT_HOME:-$(CURDIR)/var} ../$(VENV)/bin/sqlfluff lint models
+
+dbt-docs: $(VENV)/.installed
+	$(VENV)/bin/callsight dbt-docs
+
+# Re-resolve the Superset environment from superset/requirements.in and pin it.
+superset-lock:
+	rm -rf /tmp/callsight-superset-lock && $(PYTHON) -m venv /tmp/callsight-superset-lock
+	/tmp/callsight-superset-lock/bin/pip install $(PIP_FLAGS) -r superset/requirements.in
+	( echo "# Pinned Superset environment: generated from requirements.in with 'pip freeze' in a fresh venv."; \
+	  echo "# Regenerate: make superset-lock"; /tmp/callsight-superset-lock/bin/pip freeze ) > superset/requirements.txt
+
+clean:
+	rm -rf $(VENV) $(SUPERSET_VENV) dbt_project/target dbt_project/logs dbt_project/dbt_packages .pytest_cache
+
+clean-demo:
+	rm -rf $${CALLSIGHT_HOME:-var}

@@ -1,0 +1,15 @@
+{#-
+  Convert a naive local wall-clock timestamp of the site time zone to naive UTC.
+  Engine-specific: keep such syntax in named macros (DESIGN.md, "Growing past one machine").
+-#}
+{% macro local_to_utc(column, tz) -%}
+    {{ return(adapter.dispatch('local_to_utc', 'callsight')(column, tz)) }}
+{%- endmacro %}
+
+{% macro default__local_to_utc(column, tz) -%}
+    cast(({{ column }} at time zone '{{ tz }}') at time zone 'UTC' as timestamp)
+{%- endmacro %}
+
+{% macro duckdb__local_to_utc(column, tz) -%}
+    cast(timezone('UTC', timezone('{{ tz }}', {{ column }})) as timestamp)
+{%- endmacro %}

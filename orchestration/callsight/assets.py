@@ -1,0 +1,118 @@
+"""Dagster assets of the nightly job: org directory, journal extract, dbt models, publish."""
+
+
+
+import json
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+import sqlalchemy as sa
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from .config import load_directory, load_policy
+from .dbt_project import dbt_project
+from .extract import Window, extract
+from .org_store import DIRECTORY_TABLES, store_directory
+from .publish import prepare_build, prune_build, publish
+from .settings import Settings
+
+PARTITIONS_START = "2020-01-01"
+
+
+class SiteResource(dg.ConfigurableResource):
+    """Site settings, read from the environment when a run starts (never at import)."""
+
+    def settings(self) -> Settings:
+        return Settings.from_env()
+
+
+class CallsightTranslator(DagsterDbtTranslator):
+    """dbt sources map onto the assets that land them in the raw store."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "warehouse"
+
+
+def daily_partitions(timezone: str) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone=timezone)
+
+
+def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
+    partitions = daily_partitions(timezone)
+
+    @dg.multi_asset(
+        name="org_directory", group_name="extract",
+        specs=[dg.AssetSpec(["raw", t], kinds={"duckdb", "yaml"},
+                            description=f"Org directory relation {t}, validated, in the raw store.")
+               for t in DIRECTORY_TABLES],
+    )
+    def org_directory(context: AssetExecutionContext, site: SiteResource):
+        """The org directory (users, groups, options, staff), validated and written to the raw store."""
+        s = site.settings()
+        directory = load_directory(s.effective_directory_path)
+        load_policy(s.effective_policy_path)  # refuse a bad policy before anything is written
+        counts = store_directory(s.raw_db, directory)
+        for table, n in counts.items():
+            yield dg.MaterializeResult(asset_key=["raw", table], metadata={"rows": dg.MetadataValue.int(n)})
+
+    @dg.asset(
+        key=["raw", "journal"], group_name="extract", kinds={"duckdb", "sql"}, partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(), deps=[org_directory],
+    )
+    def journal_extract(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
+        """Journal legs of the partition window plus the look-back, masked and validated, upserted by ID
+        into the raw store. Malformed rows go to the quarantine table with their reason."""
+        s = site.settings()
+        directory = load_directory(s.effective_directory_path)
+        policy = load_policy(s.effective_policy_path)
+        tw = context.partition_time_window
+        first, last = tw.start.date(), (tw.end - timedelta(days=1)).date()
+        window = Window.for_days(first, last, s.lookback_days)
+        context.log.info(f"extracting StartTime in [{window.start}, {window.end}) from {s.journal_table}")
+        engine = sa.create_engine(s.journal_url)
+        try:
+            stats = extract(engine, s.journal_table, s.raw_db, window, directory, policy, context.run_id,
+                            log=context.log.debug)
+        finally:
+            engine.dispose()
+        return dg.MaterializeResult(metadata={
+            "window_start": str(window.start), "window_end": str(window.end),
+            "source_rows": stats.source_rows, "loaded_rows": stats.loaded_rows,
+            "quarantined_rows": stats.quarantined_rows,
+            "rows_per_second": dg.MetadataValue.float(round(stats.rows_per_second, 1)),
+        })
+
+    project = dbt_project()
+
+    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=CallsightTranslator())
+    def warehouse_models(context: AssetExecutionContext, dbt: DbtCliResource, site: SiteResource):
+        """dbt build (models and their tests) into a fresh build file started from the served warehouse."""
+        s = site.settings()
+        policy = load_policy(s.effective_policy_path)
+        prepare_build(s.served_db, s.build_db)
+        os.environ["CALLSIGHT_HOME"] = str(s.home)  # profiles.yml reads it in the dbt subprocess
+        args = ["build", "--vars", json.dumps(policy.dbt_vars())]
+        yield from dbt.cli(args, context=context).stream()
+
+    @dg.asset(group_name="publish", deps=[warehouse_models], kinds={"duckdb"})
+    def published_warehouse(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
+        """The checked build, pruned to the served schemas and swapped over the served file atomically."""
+        s = site.settings()
+        prune_build(s.build_db)
+        counts = publish(s.build_db, s.served_db)
+        context.log.info(f"published {s.served_db}: {counts}")
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(s.served_db)),
+            **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+        })
+
+    return [org_directory, journal_extract, warehouse_models, published_warehouse]

@@ -1,0 +1,332 @@
+"""The `callsight` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from .config import ConfigError, load_directory
+from .settings import Settings
+
+DEMO_BANNER = """
+ ############################################################################
+ #  callsight DEMO - generated data, generated demo secrets, demo passwords.  #
+ #  Not for production: set SUPERSET_SECRET_KEY, SUPERSET_ADMIN_PASSWORD and  #
+ #  point CALLSIGHT_JOURNAL_URL / CALLSIGHT_DIRECTORY / CALLSIGHT_POLICY at   #
+ #  your own journal and configuration instead.                               #
+ ############################################################################
+"""
+DEMO_SECRET_NAMES = ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "CALLSIGHT_DEMO_PASSWORD")
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---- demo secrets ---------------------------------------------------------------------------------
+def demo_secrets(settings: Settings) -> dict[str, str]:
+    """Random demo secrets, made once per CALLSIGHT_HOME (file mode 0600); the environment wins."""
+    path = settings.demo_dir / "demo-secrets.env"
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                values[k] = v
+    changed = False
+    for name in DEMO_SECRET_NAMES:
+        if not values.get(name):
+            values[name] = secrets.token_urlsafe(12 if name != "SUPERSET_SECRET_KEY" else 42)
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = "# callsight DEMO secrets - generated, for this demo home only\n" + "".join(
+            f"{k}={v}\n" for k, v in values.items())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(body)
+    return {k: settings.env.get(k) or v for k, v in values.items()}
+
+
+def require_secret(settings: Settings, name: str) -> str:
+    value = settings.secret(name)
+    if not value:
+        raise SystemExit(f"callsight: {name} is not set. Secrets come from the environment "
+                         f"(see README, 'Settings'); `make demo` generates demo secrets.")
+    return value
+
+
+# ---- subcommands ----------------------------------------------------------------------------------
+def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from .demo_data import generate
+    from .nightly import yesterday
+
+    end = date.fromisoformat(args.end) if args.end else yesterday("Europe/Berlin")
+    if settings.demo_journal_path.exists() and not args.force:
+        _print(f"demo data already in {settings.demo_dir} (use --force to regenerate)")
+        return 0
+    with Progress() as progress:
+        task = progress.add_task("Generating demo journal", total=args.days)
+        result = generate(settings.demo_dir, seed=args.seed, days=args.days, users=args.users, end=end,
+                          table=settings.journal_table,
+                          progress=lambda done, total: progress.update(task, completed=done, total=total))
+    _print(f"demo journal: {result.rows} call legs, {result.first_day} .. {result.last_day} -> "
+           f"{result.journal_path}")
+    _print(f"org directory: {result.directory_path}\npolicy: {result.policy_path}")
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from .nightly import run_nightly
+
+    first = date.fromisoformat(args.date or args.from_) if (args.date or args.from_) else None
+    last = date.fromisoformat(args.date or args.to) if (args.date or args.to) else None
+    try:
+        result = run_nightly(settings, first, last)
+    except ConfigError as exc:
+        _print(f"callsight: configuration refused, nothing was written:\n{exc}")
+        return 2
+    if result.success:
+        _print(f"nightly run {result.run_id} succeeded for {result.first} .. {result.last}; "
+               f"published {settings.served_db}")
+        return 0
+    _print(f"nightly run {result.run_id} FAILED for {result.first} .. {result.last}: {result.failure}\n"
+           f"The last good warehouse keeps serving ({settings.served_db}).")
+    return 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _superset_up(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{url}/health", timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def provision(settings: Settings, url: str, admin_password: str, user_password: str | None) -> None:
+    from .provision import Provisioner
+    from .superset_api import SupersetClient
+
+    directory = load_directory(settings.effective_directory_path)
+    client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
+    report = Provisioner(client, directory, settings.served_db, user_password,
+                         settings.superset_admin_username).run()
+    _print(f"provisioned Superset at {url}: datasets {sorted(report.datasets)}, "
+           f"{len(report.users_created)} users created, {len(report.users_updated)} updated, "
+           f"{len(report.users_deactivated)} deactivated, RLS rules {report.rls_rules}")
+    if report.missing_permissions:
+        _print(f"note: permissions not offered by this Superset version: {', '.join(report.missing_permissions)}")
+
+
+def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
+    from .superset_runtime import SupersetEnv, stop, wait_healthy
+
+    secret = require_secret(settings, "SUPERSET_SECRET_KEY")
+    admin_password = require_secret(settings, "SUPERSET_ADMIN_PASSWORD")
+    user_password = settings.secret("CALLSIGHT_DEMO_PASSWORD")
+    env = SupersetEnv(settings, secret)
+    env.init_metadata(admin_password)
+    if _superset_up(settings.superset_url):
+        provision(settings, settings.superset_url, admin_password, user_password)
+        return 0
+    port = _free_port()  # no server running: start a temporary one for the API calls
+    proc = env.start_web(port=port, workers=1, log_name="superset-provision.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        provision(settings, url, admin_password, user_password)
+    finally:
+        stop(proc)
+    return 0
+
+
+def _check_ready(settings: Settings, url: str, username: str, password: str) -> int:
+    """'Ready' = chart data served over HTTP from the published warehouse, as a dashboard user."""
+    from .superset_api import SupersetClient
+
+    client = SupersetClient(url).login(username, password)
+    ds = next(iter(client.list_all("dataset", [("table_name", "eq", "fct_calls")])))
+    data = client.chart_data({
+        "datasource": {"id": ds["id"], "type": "table"}, "force": True,
+        "queries": [{"metrics": ["anrufe"], "columns": [], "filters": []}],
+        "result_format": "json", "result_type": "full"})
+    return int(data["result"][0]["data"][0]["anrufe"])
+
+
+def serve(settings: Settings, secret: str, admin_password: str, demo_logins: list[tuple[str, str]] | None,
+          port: int = 8088, dagster_port: int = 3000, once: bool = False) -> int:
+    from .superset_runtime import SupersetEnv, stop, wait_healthy
+
+    env = SupersetEnv(settings, secret)
+    url = f"http://127.0.0.1:{port}"
+    if _superset_up(url):
+        raise SystemExit(f"callsight: something already answers on {url}; stop it first")
+    procs: list[subprocess.Popen] = []
+    web = env.start_web(port=port)
+    procs.append(web)
+    try:
+        wait_healthy(url, web)
+        provision(settings, url, admin_password, settings.secret("CALLSIGHT_DEMO_PASSWORD"))
+        if demo_logins:
+            n = _check_ready(settings, url, *demo_logins[0])
+            _print(f"ready: chart data served over HTTP from {settings.served_db} "
+                   f"({n} inbound calls visible to {demo_logins[0][0]})")
+        dagster_log = (settings.log_dir / "dagster.log").open("ab")
+        dagster_env = {**os.environ, **settings.export()}
+        dagster = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "callsight.definitions",
+             "-h", "127.0.0.1", "-p", str(dagster_port)],
+            env=dagster_env, stdout=dagster_log, stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(dagster)
+        _print(f"\nSuperset: {url}/   (admin: {settings.superset_admin_username})")
+        _print(f"Dagster:  http://127.0.0.1:{dagster_port}/   (lineage, runs, nightly schedule 02:00)")
+        for user, pw in demo_logins or []:
+            _print(f"  login {user:<28} password {pw}")
+        _print(f"Logs: {settings.log_dir}\nStop with Ctrl-C.")
+        if once:
+            return 0
+        stopping = {"flag": False}
+
+        def _stop(_sig: int, _frame: object) -> None:
+            stopping["flag"] = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while not stopping["flag"]:
+                for p in procs:
+                    if p.poll() is not None:
+                        _print(f"callsight: a server exited ({p.args[0]}, code {p.returncode}); stopping")
+                        return 1
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        _print("\nstopping ...")
+        return 0
+    finally:
+        for p in reversed(procs):
+            stop(p)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    secret = require_secret(settings, "SUPERSET_SECRET_KEY")
+    admin_password = require_secret(settings, "SUPERSET_ADMIN_PASSWORD")
+    from .superset_runtime import SupersetEnv
+
+    SupersetEnv(settings, secret).init_metadata(admin_password)
+    return serve(settings, secret, admin_password, None, args.port, args.dagster_port, args.once)
+
+
+def demo_logins(settings: Settings, password: str) -> list[tuple[str, str]]:
+    directory = load_directory(settings.effective_directory_path)
+    picks: list[str] = []
+    leader_group = next((g for g in directory.groups if g.journal_visible_to_leader and g.leaders), None)
+    if leader_group:
+        picks.append(leader_group.leaders[0])
+        plain = next((m for m in leader_group.members if m not in leader_group.leaders + leader_group.deputies),
+                     None)
+        if plain:
+            picks.append(plain)
+    picks += directory.analysts[:1]
+    return [(u, password) for u in picks]
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from .superset_runtime import SupersetEnv
+
+    _print(DEMO_BANNER)
+    values = demo_secrets(settings)
+    env = dict(settings.env, **values)
+    settings = Settings.from_env(env)
+    if settings.is_demo_journal() and not settings.demo_journal_path.exists():
+        rc = cmd_demo_data(settings, argparse.Namespace(seed=42, days=90, users=60, end=None, force=False))
+        if rc:
+            return rc
+    rc = cmd_run(settings, argparse.Namespace(date=None, from_=None, to=None))
+    if rc:
+        return rc
+    secret, admin_password = values["SUPERSET_SECRET_KEY"], values["SUPERSET_ADMIN_PASSWORD"]
+    _print("setting up Superset metadata (first time takes about half a minute) ...")
+    SupersetEnv(settings, secret).init_metadata(admin_password)
+    logins = [(settings.superset_admin_username, admin_password),
+              *demo_logins(settings, values["CALLSIGHT_DEMO_PASSWORD"])]
+    # The first login shown is checked for chart data: use a group leader, not the admin.
+    ordered = logins[1:] + logins[:1]
+    return serve(settings, secret, admin_password, ordered, args.port, args.dagster_port, args.once)
+
+
+def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
+    from .dbt_project import DBT_PROJECT_DIR
+
+    os.environ.update(settings.export())
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    common = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    subprocess.run([dbt, "docs", "generate", *common], check=True)
+    if args.serve:
+        subprocess.run([dbt, "docs", "serve", "--port", str(args.port), *common], check=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callsight", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo-data", help="write a demo journal, org directory and policy into CALLSIGHT_HOME")
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--days", type=int, default=90)
+    d.add_argument("--users", type=int, default=60)
+    d.add_argument("--end", help="last day (YYYY-MM-DD); default yesterday")
+    d.add_argument("--force", action="store_true", help="overwrite existing demo data")
+    d.set_defaults(func=cmd_demo_data)
+    r = sub.add_parser("run", help="run the nightly job once (extract, build, check, publish)")
+    r.add_argument("--date", help="one partition day (YYYY-MM-DD)")
+    r.add_argument("--from", dest="from_", help="first partition day of a backfill")
+    r.add_argument("--to", help="last partition day of a backfill")
+    r.set_defaults(func=cmd_run)
+    pv = sub.add_parser("provision", help="Superset: connection, assets, roles, users, row-level security")
+    pv.set_defaults(func=cmd_provision)
+    for name, func, helptext in (("serve", cmd_serve, "serve Superset (:8088) and the Dagster UI (:3000)"),
+                                 ("demo", cmd_demo, "demo data -> nightly run -> provision -> serve")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--port", type=int, default=8088)
+        s.add_argument("--dagster-port", type=int, default=3000)
+        s.add_argument("--once", action="store_true", help="stop after reaching 'ready' (for scripts)")
+        s.set_defaults(func=func)
+    dd = sub.add_parser("dbt-docs", help="generate (and --serve) the dbt docs for analysts")
+    dd.add_argument("--serve", action="store_true")
+    dd.add_argument("--port", type=int, default=8081)
+    dd.set_defaults(func=cmd_dbt_docs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        _print(f"callsight: {exc}")
+        return 2
+    try:
+        return args.func(settings, args)
+    except ConfigError as exc:
+        _print(f"callsight: configuration refused:\n{exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

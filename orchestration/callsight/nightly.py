@@ -1,0 +1,102 @@
+"""Run the nightly Dagster job once (what the 02:00 schedule does), in-process on the site's instance."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import duckdb
+import sqlalchemy as sa
+
+from .config import load_directory, load_policy
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class RunResult:
+    success: bool
+    run_id: str
+    first: date
+    last: date
+    failure: str | None = None
+
+
+def yesterday(tz_name: str, now: datetime | None = None) -> date:
+    from zoneinfo import ZoneInfo
+
+    now = now or datetime.now(ZoneInfo(tz_name))
+    return (now.astimezone(ZoneInfo(tz_name)) - timedelta(days=1)).date()
+
+
+def raw_store_is_empty(settings: Settings) -> bool:
+    if not settings.raw_db.exists():
+        return True
+    con = duckdb.connect(str(settings.raw_db), read_only=True)
+    try:
+        found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'journal'"
+                            ).fetchone()[0]
+        return not found or con.execute("SELECT count(*) FROM journal").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
+def source_first_day(settings: Settings) -> date | None:
+    engine = sa.create_engine(settings.journal_url)
+    try:
+        t = sa.table(settings.journal_table, sa.column("StartTime"))
+        with engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.min(t.c.StartTime))).scalar()
+    finally:
+        engine.dispose()
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("T", " ")[:19])
+    return value.date() if isinstance(value, datetime) else value
+
+
+def plan_range(settings: Settings, first: date | None, last: date | None) -> tuple[date, date]:
+    """Explicit range, or: the initial load (whole source within retention) when the raw store is
+    empty, else yesterday's partition (whose look-back window re-reads the recent past)."""
+    policy = load_policy(settings.effective_policy_path)
+    end = last or yesterday(policy.timezone)
+    if first:
+        return first, end
+    if last is None and raw_store_is_empty(settings):
+        source_first = source_first_day(settings)
+        oldest = end - timedelta(days=policy.retention.journal_days - 1)
+        if source_first is not None:
+            return max(source_first, oldest), end
+    return end, end
+
+
+def run_nightly(settings: Settings, first: date | None = None, last: date | None = None) -> RunResult:
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from .definitions import NIGHTLY_JOB, build_definitions
+
+    # Refuse a bad configuration before anything is written.
+    load_directory(settings.effective_directory_path)
+    load_policy(settings.effective_policy_path)
+    os.environ.update(settings.export())
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    start, end = plan_range(settings, first, last)
+    if start > end:
+        raise ValueError(f"empty range: {start} > {end}")
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
+    with dg.DagsterInstance.get() as instance:
+        if start == end:
+            result = job.execute_in_process(instance=instance, partition_key=start.isoformat(),
+                                            raise_on_error=False)
+        else:
+            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    failure = None
+    if not result.success:
+        msgs = [str(e.event_specific_data.error.message).strip() for e in result.all_events
+                if e.is_step_failure and e.event_specific_data and e.event_specific_data.error]
+        failure = "; ".join(msgs) or "run failed"
+    return RunResult(result.success, result.run_id, start, end, failure)

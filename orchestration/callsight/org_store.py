@@ -1,0 +1,63 @@
+"""Write the validated org directory into the raw store, where dbt builds the viewer mapping from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .config import Directory
+
+DIRECTORY_TABLES = ("directory_users", "directory_groups", "directory_memberships", "directory_staff")
+DDL = """
+CREATE OR REPLACE TABLE directory_users (username VARCHAR PRIMARY KEY, display_name VARCHAR NOT NULL);
+CREATE OR REPLACE TABLE directory_groups (group_name VARCHAR PRIMARY KEY,
+    journal_visible_to_group BOOLEAN NOT NULL, journal_visible_to_leader BOOLEAN NOT NULL);
+CREATE OR REPLACE TABLE directory_memberships (group_name VARCHAR NOT NULL, username VARCHAR NOT NULL,
+    membership_role VARCHAR NOT NULL);
+CREATE OR REPLACE TABLE directory_staff (username VARCHAR NOT NULL, staff_role VARCHAR NOT NULL);
+"""
+
+
+def directory_frames(directory: Directory) -> dict[str, pd.DataFrame]:
+    """Pure: the directory as four relations. Leaders and deputies count as members of their group."""
+    users = pd.DataFrame({"username": [u.username for u in directory.users],
+                          "display_name": [u.name for u in directory.users]})
+    groups = pd.DataFrame({
+        "group_name": [g.name for g in directory.groups],
+        "journal_visible_to_group": [g.journal_visible_to_group for g in directory.groups],
+        "journal_visible_to_leader": [g.journal_visible_to_leader for g in directory.groups],
+    })
+    rows: list[tuple[str, str, str]] = []
+    for g in directory.groups:
+        roles: dict[str, str] = {}
+        for u in g.members:
+            roles.setdefault(u, "member")
+        for u in g.deputies:
+            roles[u] = "deputy"
+        for u in g.leaders:
+            roles[u] = "leader"
+        rows.extend((g.name, u, r) for u, r in roles.items())
+    memberships = pd.DataFrame(rows, columns=["group_name", "username", "membership_role"])
+    staff = pd.DataFrame([(u, "analyst") for u in directory.analysts] + [(u, "admin") for u in directory.admins],
+                         columns=["username", "staff_role"])
+    return {"directory_users": users, "directory_groups": groups,
+            "directory_memberships": memberships, "directory_staff": staff}
+
+
+def store_directory(raw_db: Path, directory: Directory) -> dict[str, int]:
+    raw_db.parent.mkdir(parents=True, exist_ok=True)
+    frames = directory_frames(directory)
+    con = duckdb.connect(str(raw_db))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(DDL)
+        for name, frame in frames.items():
+            con.register("frame_df", frame)
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM frame_df")
+            con.unregister("frame_df")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return {name: len(frame) for name, frame in frames.items()}

@@ -1,0 +1,223 @@
+"""Provision Superset from code: warehouse connection and assets, roles, users, row-level security.
+
+Idempotent: running it again updates what exists and never duplicates. Built-in roles are left alone
+(`superset init` resets them); callsight's roles are its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Directory
+from .superset_api import SupersetAPIError, SupersetClient
+from .superset_assets import bundle, load_assets, render, uuids_of
+
+ROLE_VIEWER = "callsight_viewer"
+ROLE_ANALYST = "callsight_analyst"
+ROLE_ADMIN = "Admin"  # built-in; admins are exempt from RLS and see all masked calls
+CALLSIGHT_ROLES = (ROLE_VIEWER, ROLE_ANALYST)
+DATABASE_NAME = "callsight"
+MARTS_SCHEMA = "marts"
+
+RLS_VIEWER_NAME = "callsight: calls the viewer may see"
+RLS_DENY_NAME = "callsight: default deny"
+RLS_VIEWER_CLAUSE = (
+    "agent_username IN (SELECT agent_username FROM security.viewer_agents "
+    "WHERE viewer_username = '{{ current_username() }}')"
+)
+
+# What a dashboard viewer may do, besides reading our datasets: a least-privilege cut of Gamma.
+VIEWER_PERMISSIONS: tuple[tuple[str, str], ...] = (
+    ("can_read", "Dashboard"), ("can_read", "Chart"), ("can_read", "Dataset"),
+    ("can_read", "DashboardFilterStateRestApi"), ("can_write", "DashboardFilterStateRestApi"),
+    ("can_read", "DashboardPermalinkRestApi"), ("can_write", "DashboardPermalinkRestApi"),
+    ("can_read", "ExploreFormDataRestApi"), ("can_write", "ExploreFormDataRestApi"),
+    ("can_read", "ExplorePermalinkRestApi"), ("can_write", "ExplorePermalinkRestApi"),
+    ("can_read", "Explore"), ("can_explore", "Superset"), ("can_explore_json", "Superset"),
+    ("can_dashboard", "Superset"), ("can_slice", "Superset"), ("can_csv", "Superset"),
+    ("can_export_csv", "SQLLab"), ("can_read", "SecurityRestApi"),
+    ("can_time_range", "Api"), ("can_query_form_data", "Api"), ("can_query", "Api"),
+    ("can_get", "Datasource"), ("can_samples", "Datasource"), ("can_external_metadata", "Datasource"),
+    ("can_read", "AvailableDomains"), ("can_read", "CssTemplate"), ("can_read", "EmbeddedDashboard"),
+    ("can_userinfo", "UserDBModelView"), ("resetmypassword", "UserDBModelView"),
+    ("can_this_form_get", "ResetMyPasswordView"), ("can_this_form_post", "ResetMyPasswordView"),
+    ("can_recent_activity", "Log"), ("can_get_value", "KV"), ("can_store", "KV"),
+    ("can_fave_dashboards", "Superset"), ("can_fave_slices", "Superset"), ("can_log", "Superset"),
+    ("can_language_pack", "Superset"), ("can_list", "Dashboard"), ("can_view_chart_as_table", "Dashboard"),
+    ("can_view_query", "Dashboard"), ("can_drill", "Dashboard"),
+    ("can_read", "CurrentUserRestApi"), ("can_read", "Tag"), ("can_read", "Annotation"),
+    ("menu_access", "Dashboards"), ("menu_access", "Charts"), ("can_export", "Chart"),
+    ("can_export", "Dashboard"), ("can_read", "RowLevelSecurity"),
+)
+# SQL Lab for analysts (on top of the viewer set); database access is limited to the marts schema.
+ANALYST_PERMISSIONS: tuple[tuple[str, str], ...] = (
+    ("menu_access", "SQL Lab"), ("menu_access", "SQL Editor"), ("menu_access", "Query Search"),
+    ("menu_access", "Saved Queries"), ("can_sqllab", "Superset"), ("can_sqllab_history", "Superset"),
+    ("can_read", "SQLLab"), ("can_execute_sql_query", "SQLLab"), ("can_format_sql", "SQLLab"),
+    ("can_get_results", "SQLLab"), ("can_estimate_query_cost", "SQLLab"), ("can_export_csv", "SQLLab"),
+    ("can_read", "Query"), ("can_read", "SavedQuery"), ("can_write", "SavedQuery"),
+    ("can_read", "Database"), ("can_activate", "TabStateView"), ("can_delete", "TabStateView"),
+    ("can_delete_query", "TabStateView"), ("can_get", "TabStateView"), ("can_migrate_query", "TabStateView"),
+    ("can_post", "TabStateView"), ("can_put", "TabStateView"), ("can_delete", "TableSchemaView"),
+    ("can_expanded", "TableSchemaView"), ("can_post", "TableSchemaView"),
+    ("can_list", "SavedQuery"), ("can_write", "Dataset"), ("can_write", "Chart"), ("can_write", "Dashboard"),
+)
+
+
+@dataclass
+class ProvisionReport:
+    roles: dict[str, int] = field(default_factory=dict)
+    users_created: list[str] = field(default_factory=list)
+    users_updated: list[str] = field(default_factory=list)
+    users_deactivated: list[str] = field(default_factory=list)
+    datasets: dict[str, int] = field(default_factory=dict)
+    rls_rules: list[str] = field(default_factory=list)
+    missing_permissions: list[str] = field(default_factory=list)
+
+
+def role_for(directory: Directory, username: str) -> str:
+    if username in directory.admins:
+        return ROLE_ADMIN
+    if username in directory.analysts:
+        return ROLE_ANALYST
+    return ROLE_VIEWER
+
+
+def split_name(name: str) -> tuple[str, str]:
+    first, _, last = name.strip().rpartition(" ")
+    return (first or last, last if first else "-")
+
+
+class Provisioner:
+    def __init__(self, client: SupersetClient, directory: Directory, served_db: Path,
+                 user_password: str | None, bootstrap_admin: str):
+        self.c = client
+        self.directory = directory
+        self.served_db = served_db
+        self.user_password = user_password
+        self.bootstrap_admin = bootstrap_admin
+        self.report = ProvisionReport()
+
+    # ---- assets -------------------------------------------------------------------------------
+    def import_assets(self) -> None:
+        assets = load_assets()
+        self.c.import_assets(bundle(render(assets, self.served_db)))
+        wanted = uuids_of(assets, "datasets")
+        for ds in self.c.list_all("dataset"):
+            detail = self.c.get(f"/api/v1/dataset/{ds['id']}")["result"]
+            if detail.get("uuid") in wanted:
+                self.report.datasets[f"{detail['schema']}.{detail['table_name']}"] = ds["id"]
+        missing = set(wanted.values()) - {k.split(".", 1)[1] for k in self.report.datasets}
+        if missing:
+            raise RuntimeError(f"datasets missing after import: {sorted(missing)}")
+
+    def database_id(self) -> int:
+        for db in self.c.list_all("database", [("database_name", "eq", DATABASE_NAME)]):
+            return db["id"]
+        raise RuntimeError(f"database {DATABASE_NAME!r} not found after import")
+
+    # ---- roles --------------------------------------------------------------------------------
+    def _pvm_index(self) -> dict[tuple[str, str], int]:
+        index: dict[tuple[str, str], int] = {}
+        for p in self.c.list_all("security/permissions-resources", page_size=100):
+            index[(p["permission"]["name"], p["view_menu"]["name"])] = p["id"]
+        return index
+
+    def _role_ids(self) -> dict[str, int]:
+        return {r["name"]: r["id"] for r in self.c.list_all("security/roles")}
+
+    def ensure_roles(self) -> dict[str, int]:
+        roles = self._role_ids()
+        for name in CALLSIGHT_ROLES:
+            if name not in roles:
+                roles[name] = self.c.post("/api/v1/security/roles/", {"name": name})["id"]
+        index = self._pvm_index()
+        db_name = DATABASE_NAME
+        # datasource_access views look like "[callsight].[fct_calls](id:3)"
+        datasets = {name.split(".", 1)[1] for name in self.report.datasets}
+        datasource_perms = [k for k in index if k[0] == "datasource_access"
+                            and any(k[1].startswith(f"[{db_name}].[{t}]") for t in datasets)]
+        schema_perm = ("schema_access", f"[{db_name}].[{MARTS_SCHEMA}]")
+
+        def ids(perms: Iterable[tuple[str, str]]) -> list[int]:
+            out = []
+            for p in perms:
+                if p in index:
+                    out.append(index[p])
+                elif p not in datasource_perms and f"{p[0]} on {p[1]}" not in self.report.missing_permissions:
+                    self.report.missing_permissions.append(f"{p[0]} on {p[1]}")
+            return sorted(set(out))
+
+        viewer = ids([*VIEWER_PERMISSIONS, *datasource_perms])
+        analyst = ids([*VIEWER_PERMISSIONS, *ANALYST_PERMISSIONS, *datasource_perms, schema_perm])
+        if schema_perm not in index:
+            raise RuntimeError(f"permission {schema_perm} not found: was the warehouse imported?")
+        # POST .../permissions REPLACES the role's permissions: exactly this set, nothing stale.
+        self.c.post(f"/api/v1/security/roles/{roles[ROLE_VIEWER]}/permissions",
+                    {"permission_view_menu_ids": viewer})
+        self.c.post(f"/api/v1/security/roles/{roles[ROLE_ANALYST]}/permissions",
+                    {"permission_view_menu_ids": analyst})
+        self.report.roles = {k: roles[k] for k in (*CALLSIGHT_ROLES, ROLE_ADMIN) if k in roles}
+        return roles
+
+    # ---- users --------------------------------------------------------------------------------
+    def sync_users(self, roles: dict[str, int]) -> None:
+        existing = {u["username"]: u for u in self.c.list_all("security/users")}
+        wanted = {u.username: u for u in self.directory.users}
+        for username, user in wanted.items():
+            first, last = split_name(user.name)
+            payload = {"first_name": first, "last_name": last, "username": username,
+                       "email": user.email or f"{username}@invalid.local", "active": True,
+                       "roles": [roles[role_for(self.directory, username)]]}
+            if username in existing:
+                self.c.put(f"/api/v1/security/users/{existing[username]['id']}", payload)
+                self.report.users_updated.append(username)
+            else:
+                # Without a demo password, users get an unguessable one: production logins go through
+                # the company's identity provider or a password reset by the admin.
+                payload["password"] = self.user_password or secrets.token_urlsafe(32)
+                self.c.post("/api/v1/security/users/", payload)
+                self.report.users_created.append(username)
+        callsight_role_ids = {roles[r] for r in CALLSIGHT_ROLES} | {roles[ROLE_ADMIN]}
+        for username, u in existing.items():
+            if username in wanted or username == self.bootstrap_admin:
+                continue
+            detail = self.c.get(f"/api/v1/security/users/{u['id']}")["result"]
+            role_ids = {r["id"] for r in detail.get("roles", [])}
+            if role_ids & callsight_role_ids and detail.get("active", True):
+                self.c.put(f"/api/v1/security/users/{u['id']}", {"active": False, "roles": []})
+                self.report.users_deactivated.append(username)
+
+    # ---- row-level security -------------------------------------------------------------------
+    def ensure_rls(self, roles: dict[str, int]) -> None:
+        tables = sorted(self.report.datasets[k] for k in self.report.datasets if k.startswith("marts."))
+        rules = {
+            RLS_VIEWER_NAME: {"filter_type": "Regular", "roles": [roles[ROLE_VIEWER]],
+                              "group_key": "callsight_viewer", "clause": RLS_VIEWER_CLAUSE,
+                              "description": "Own calls; group calls where the org directory allows it."},
+            RLS_DENY_NAME: {"filter_type": "Base",
+                            "roles": [roles[ROLE_VIEWER], roles[ROLE_ANALYST], roles[ROLE_ADMIN]],
+                            "group_key": "callsight_deny", "clause": "1 = 0",
+                            "description": "Anyone without a callsight role sees no call rows."},
+        }
+        existing = {r["name"]: r for r in self.c.list_all("rowlevelsecurity")}
+        for name, rule in rules.items():
+            payload = {"name": name, "tables": tables, **rule}
+            if name in existing:
+                self.c.put(f"/api/v1/rowlevelsecurity/{existing[name]['id']}", payload)
+            else:
+                self.c.post("/api/v1/rowlevelsecurity/", payload)
+            self.report.rls_rules.append(name)
+
+    def run(self) -> ProvisionReport:
+        self.import_assets()
+        roles = self.ensure_roles()
+        self.sync_users(roles)
+        self.ensure_rls(roles)
+        return self.report
+
+
+__all__ = ["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "Provisioner", "ProvisionReport", "SupersetAPIError"]

@@ -1,0 +1,130 @@
+"""Site settings: the one contract every part of callsight reads (see README, "Settings").
+
+Nothing here reads the environment at import time. `Settings.from_env()` is called once at start
+(CLI, Dagster code location) and the resulting object is passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_JOURNAL_TABLE = "journal"
+DEFAULT_LOOKBACK_DAYS = 35
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, absolute site settings."""
+
+    home: Path
+    journal_url: str
+    journal_table: str = DEFAULT_JOURNAL_TABLE
+    directory_path: Path | None = None
+    policy_path: Path | None = None
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    superset_url: str = "http://127.0.0.1:8088"
+    superset_venv: Path = REPO_ROOT / ".venv-superset"
+    superset_admin_username: str = "admin"
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    # ---- derived paths ------------------------------------------------------------------------
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def raw_db(self) -> Path:
+        """Masked journal store written by the extract. Never served to Superset."""
+        return self.warehouse_dir / "journal.duckdb"
+
+    @property
+    def build_db(self) -> Path:
+        """Where dbt builds the next warehouse. Must match dbt_project/profiles.yml."""
+        return self.warehouse_dir / "build" / "callsight.duckdb"
+
+    @property
+    def served_db(self) -> Path:
+        """The published warehouse, opened read-only by Superset."""
+        return self.warehouse_dir / "callsight.duckdb"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def superset_home(self) -> Path:
+        return self.home / "superset"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def effective_directory_path(self) -> Path:
+        return self.directory_path or self.demo_dir / "directory.yaml"
+
+    @property
+    def effective_policy_path(self) -> Path:
+        return self.policy_path or self.demo_dir / "policy.yaml"
+
+    @property
+    def demo_journal_path(self) -> Path:
+        return self.demo_dir / "journal.sqlite"
+
+    # ---- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        base = cwd or Path.cwd()
+        home = _abs(env.get("CALLSIGHT_HOME") or "var", base)
+        demo_journal = home / "demo" / "journal.sqlite"
+        journal_url = env.get("CALLSIGHT_JOURNAL_URL") or f"sqlite:///{demo_journal}"
+        directory = env.get("CALLSIGHT_DIRECTORY")
+        policy = env.get("CALLSIGHT_POLICY")
+        lookback = env.get("CALLSIGHT_LOOKBACK_DAYS")
+        if lookback is not None and (not lookback.isdigit() or int(lookback) < 1):
+            raise ValueError(f"CALLSIGHT_LOOKBACK_DAYS must be a positive whole number, got {lookback!r}")
+        return cls(
+            home=home,
+            journal_url=journal_url,
+            journal_table=env.get("CALLSIGHT_JOURNAL_TABLE") or DEFAULT_JOURNAL_TABLE,
+            directory_path=_abs(directory, base) if directory else None,
+            policy_path=_abs(policy, base) if policy else None,
+            lookback_days=int(lookback) if lookback else DEFAULT_LOOKBACK_DAYS,
+            superset_url=(env.get("CALLSIGHT_SUPERSET_URL") or "http://127.0.0.1:8088").rstrip("/"),
+            superset_venv=_abs(env["CALLSIGHT_SUPERSET_VENV"], base) if env.get("CALLSIGHT_SUPERSET_VENV")
+            else REPO_ROOT / ".venv-superset",
+            superset_admin_username=env.get("SUPERSET_ADMIN_USERNAME") or "admin",
+            env=env,
+        )
+
+    def export(self) -> dict[str, str]:
+        """The variables child processes (dbt, Dagster, Superset) must see, all absolute."""
+        out = {"CALLSIGHT_HOME": str(self.home), "CALLSIGHT_JOURNAL_URL": self.journal_url,
+               "CALLSIGHT_JOURNAL_TABLE": self.journal_table,
+               "CALLSIGHT_DIRECTORY": str(self.effective_directory_path),
+               "CALLSIGHT_POLICY": str(self.effective_policy_path),
+               "CALLSIGHT_LOOKBACK_DAYS": str(self.lookback_days),
+               "DAGSTER_HOME": str(self.dagster_home)}
+        return out
+
+    def secret(self, name: str) -> str | None:
+        """A secret from the environment (never from a file in the repository)."""
+        value = self.env.get(name)
+        return value or None
+
+    def is_demo_journal(self) -> bool:
+        return self.journal_url == f"sqlite:///{self.demo_journal_path}"
+
+
+def _abs(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()

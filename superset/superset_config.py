@@ -1,0 +1,123 @@
+# Apache Superset configuration for callsight. Loaded by Superset via SUPERSET_CONFIG_PATH.
+# This file is configuration, not a Python package: it reads the environment when Superset starts.
+# Secrets come only from the environment; there is no default secret key.
+import os
+
+from celery.schedules import crontab
+
+_home = os.path.abspath(os.environ.get("CALLSIGHT_HOME", "var"))
+_superset_home = os.path.join(_home, "superset")
+os.makedirs(_superset_home, exist_ok=True)
+
+SECRET_KEY = os.environ.get("SUPERSET_SECRET_KEY")
+if not SECRET_KEY:
+    raise RuntimeError(
+        "SUPERSET_SECRET_KEY is not set. Generate one (e.g. `openssl rand -base64 42`) and keep it secret; "
+        "`make demo` generates a demo key for you."
+    )
+
+DATA_DIR = _superset_home
+# Metadata DB: SQLite in CALLSIGHT_HOME by default; PostgreSQL for the production profile
+# (required for Alerts & Reports).
+SQLALCHEMY_DATABASE_URI = os.environ.get(
+    "SUPERSET_DATABASE_URI", f"sqlite:///{os.path.join(_superset_home, 'superset.db')}?check_same_thread=false"
+)
+
+FEATURE_FLAGS = {
+    # Row-level security clauses use {{ current_username() }}.
+    "ENABLE_TEMPLATE_PROCESSING": True,
+    # SQL Lab obeys row-level security (for every table that has a dataset).
+    "RLS_IN_SQLLAB": True,
+    "ALERT_REPORTS": True,
+    "DASHBOARD_RBAC": True,
+    "EMBEDDED_SUPERSET": False,
+}
+
+FAB_ADD_SECURITY_API = True
+# Self-registration is off: users come from the org directory only.
+AUTH_USER_REGISTRATION = False
+PUBLIC_ROLE_LIKE = None
+
+# German first, English switchable (flag menu in the navigation bar).
+BABEL_DEFAULT_LOCALE = os.environ.get("CALLSIGHT_LOCALE", "de")
+LANGUAGES = {
+    "de": {"flag": "de", "name": "Deutsch"},
+    "en": {"flag": "us", "name": "English"},
+}
+
+# Login throttling per client address; raise it only for test runs that log in many users at once.
+AUTH_RATE_LIMITED = True
+AUTH_RATE_LIMIT = os.environ.get("CALLSIGHT_AUTH_RATE_LIMIT", "10 per second")
+
+# Served over plain HTTP on localhost by default; put a TLS proxy in front in production and set
+# CALLSIGHT_HTTPS=1 so that cookies are marked secure.
+_https = os.environ.get("CALLSIGHT_HTTPS", "0") == "1"
+SESSION_COOKIE_SECURE = _https
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+TALISMAN_ENABLED = True
+TALISMAN_CONFIG = {
+    "content_security_policy": {
+        "base-uri": ["'self'"],
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": "'none'",
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "script-src": ["'self'", "'strict-dynamic'"],
+    },
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,
+    "session_cookie_secure": _https,
+}
+
+# No CSV upload, no arbitrary database connections from the UI.
+PREVENT_UNSAFE_DB_CONNECTIONS = True
+CSV_EXTENSIONS: set = set()
+EXCEL_EXTENSIONS: set = set()
+COLUMNAR_EXTENSIONS: set = set()
+
+SQLLAB_TIMEOUT = 60
+SQL_MAX_ROW = 100000
+
+# Caches: results are keyed per user and RLS; keep them short so that erasure and retention apply soon.
+CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
+DATA_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
+
+# ---- Alerts & Reports (production profile: PostgreSQL metadata DB + Redis + Celery) ------------
+_redis = os.environ.get("CALLSIGHT_REDIS_URL")
+if _redis:
+    class CeleryConfig:  # noqa: D106
+        broker_url = _redis
+        result_backend = _redis
+        imports = ("superset.sql_lab", "superset.tasks.scheduler")
+        worker_prefetch_multiplier = 1
+        task_acks_late = False
+        beat_schedule = {
+            "reports.scheduler": {"task": "reports.scheduler", "schedule": crontab(minute="*", hour="*")},
+            "reports.prune_log": {"task": "reports.prune_log", "schedule": crontab(minute=0, hour=0)},
+        }
+
+    CELERY_CONFIG = CeleryConfig
+    RESULTS_BACKEND = None
+
+ALERT_REPORTS_EXECUTORS = ["owner"]
+WEBDRIVER_TYPE = "chrome"
+WEBDRIVER_OPTION_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+]
+WEBDRIVER_BASEURL = os.environ.get("CALLSIGHT_WEBDRIVER_BASEURL", "http://127.0.0.1:8088/")
+WEBDRIVER_BASEURL_USER_FRIENDLY = os.environ.get("CALLSIGHT_PUBLIC_URL", WEBDRIVER_BASEURL)
+
+SMTP_HOST = os.environ.get("SMTP_HOST", "localhost")
+SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))
+SMTP_STARTTLS = os.environ.get("SMTP_STARTTLS", "true").lower() == "true"
+SMTP_SSL = os.environ.get("SMTP_SSL", "false").lower() == "true"
+SMTP_USER = os.environ.get("SMTP_USER", "")
+SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
+SMTP_MAIL_FROM = os.environ.get("SMTP_MAIL_FROM", "callsight@localhost")
+EMAIL_REPORTS_SUBJECT_PREFIX = "[callsight] "
+
+LOG_LEVEL = os.environ.get("CALLSIGHT_SUPERSET_LOG_LEVEL", "INFO")
