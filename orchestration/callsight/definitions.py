@@ -28,8 +28,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets = build_assets(site_timezone(settings))
     nightly = dg.define_asset_job(NIGHTLY_JOB, selection=dg.AssetSelection.all(),
                                   description="Extract yesterday (+ look-back), build, check, publish.")
-    schedule = dg.build_schedule_from_partitioned_job(nightly, hour_of_day=2, minute_of_hour=0,
-                                                      name="nightly_0200")
+    schedule = dg.build_schedule_from_partitioned_job(
+        nightly, hour_of_day=2, minute_of_hour=0, name="nightly_0200",
+        default_status=dg.DefaultScheduleStatus.RUNNING)
     return dg.Definitions(
         assets=assets,
         jobs=[nightly],

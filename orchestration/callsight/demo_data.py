@@ -207,6 +207,17 @@ def build_contacts(rng: random.Random, n: int = 400) -> list[Contact]:
     return contacts
 
 
+def build_private_contacts(rng: random.Random, n: int = 60) -> list[Contact]:
+    """Family, doctors, tradesmen: the other parties of private calls. Never customers."""
+    out = []
+    for i in range(n):
+        number = f"+49 1{rng.choice(('51', '57', '60', '72', '76'))} {rng.randint(10000000, 99999999)}"
+        if rng.random() < 0.4:
+            number = f"+49 8151 {rng.randint(100000, 999999)}"
+        out.append(Contact(f"P{200000 + i}", f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}", None, number))
+    return out
+
+
 def _hour_weight(minute_of_day: float) -> float:
     """Business hours 07:30-18:00 with peaks around 10:00 and 14:30."""
     h = minute_of_day / 60
@@ -263,7 +274,7 @@ def _talk(rng: random.Random, median: float = 170) -> int:
 
 
 def simulate_day(rng: random.Random, day: date, agents: list[Agent], contacts: list[Contact],
-                 journal: _Journal, is_holiday: bool) -> None:
+                 private_contacts: list[Contact], journal: _Journal, is_holiday: bool) -> None:
     by_group: dict[str, list[Agent]] = {}
     for a in agents:
         for g in a.groups:
@@ -287,6 +298,7 @@ def simulate_day(rng: random.Random, day: date, agents: list[Agent], contacts: l
             note = rng.choice(NOTES) if rng.random() < 0.15 else None
             private = rng.random() < 0.02
             if private:
+                contact = rng.choice(private_contacts)
                 note, project = (rng.choice(PRIVATE_NOTES) if rng.random() < 0.5 else None), None
             ring = _ring(rng)
             answered = rng.random() < 0.82
@@ -325,8 +337,8 @@ def simulate_day(rng: random.Random, day: date, agents: list[Agent], contacts: l
                                 contact=contact, tracker=tracker(), subject="Rückruf", private=private)
         for _ in range(n_out):
             start = base + timedelta(minutes=_sample_minute(rng), seconds=rng.randint(0, 59))
-            contact = rng.choice(contacts)
             private = rng.random() < 0.03
+            contact = rng.choice(private_contacts if private else contacts)
             line = PRIVATE_LINE if private and rng.random() < 0.5 else None
             project = rng.choice(PROJECTS) if contact.company and not private and rng.random() < 0.2 else None
             note = (rng.choice(PRIVATE_NOTES) if private else rng.choice(NOTES)) if rng.random() < 0.2 else None
@@ -382,13 +394,14 @@ def generate(out_dir: Path, *, seed: int = 42, days: int = 90, users: int = 60, 
     rng = random.Random(seed)
     agents, directory = build_org(rng, users)
     contacts = build_contacts(rng)
+    private_contacts = build_private_contacts(rng)
     first = end - timedelta(days=days - 1)
     years = range(first.year, end.year + 1)
     feiertage = holidays.Germany(subdiv="BY", years=list(years))
     journal = _Journal()
     all_days = list(iter_days(first, end))
     for i, day in enumerate(all_days):
-        simulate_day(rng, day, agents, contacts, journal, day in feiertage)
+        simulate_day(rng, day, agents, contacts, private_contacts, journal, day in feiertage)
         if progress:
             progress(i + 1, len(all_days))
     rows = [r for r in journal.rows if first <= r["StartTime"].date() <= end]

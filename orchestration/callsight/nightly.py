@@ -71,7 +71,8 @@ def plan_range(settings: Settings, first: date | None, last: date | None) -> tup
     return end, end
 
 
-def run_nightly(settings: Settings, first: date | None = None, last: date | None = None) -> RunResult:
+def run_nightly(settings: Settings, first: date | None = None, last: date | None = None,
+                log_level: str = "INFO") -> RunResult:
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -82,18 +83,23 @@ def run_nightly(settings: Settings, first: date | None = None, last: date | None
     load_policy(settings.effective_policy_path)
     os.environ.update(settings.export())
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = settings.dagster_home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     start, end = plan_range(settings, first, last)
     if start > end:
         raise ValueError(f"empty range: {start} > {end}")
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
     tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with dg.DagsterInstance.get() as instance:
         if start == end:
             result = job.execute_in_process(instance=instance, partition_key=start.isoformat(),
-                                            raise_on_error=False)
+                                            run_config=run_config, raise_on_error=False)
         else:
-            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
+                                            raise_on_error=False)
     failure = None
     if not result.success:
         msgs = [str(e.event_specific_data.error.message).strip() for e in result.all_events

@@ -1,0 +1,124 @@
+"""Shared fixtures. Tests use real parts: real SQLite journals, real Dagster runs, a real Superset
+server over HTTP. A test that needs a missing service skips with a clear message, unless
+CALLSIGHT_REQUIRE_SERVICES=1 (set by .ci/run) turns that skip into a failure."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from callsight.demo_data import generate
+from callsight.nightly import yesterday
+from callsight.settings import REPO_ROOT, Settings
+
+# Journals end yesterday: the first run loads the whole source within the retention period.
+END_DAY = yesterday("Europe/Berlin")
+
+
+def require_service(available: bool, what: str) -> None:
+    if available:
+        return
+    if os.environ.get("CALLSIGHT_REQUIRE_SERVICES") == "1" or os.environ.get("CI") == "true":
+        pytest.fail(f"required service missing: {what}")
+    pytest.skip(f"service missing: {what}")
+
+
+@dataclass
+class Site:
+    home: Path
+    env: dict[str, str]
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+
+def make_site(home: Path, *, days: int = 20, users: int = 20, seed: int = 7, end: date = END_DAY) -> Site:
+    result = generate(home / "demo", seed=seed, days=days, users=users, end=end)
+    assert result.rows > 0
+    env = {"CALLSIGHT_HOME": str(home), "PATH": os.environ.get("PATH", "")}
+    return Site(home, env)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """A fresh CALLSIGHT_HOME with a small demo journal; the process environment points at it."""
+    s = make_site(tmp_path / "home")
+    for key in [k for k in os.environ if k.startswith("CALLSIGHT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CALLSIGHT_HOME", str(s.home))
+    monkeypatch.setenv("DAGSTER_HOME", str(s.home / "dagster"))
+    return s
+
+
+@pytest.fixture(scope="session")
+def published_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One nightly run over a small journal, shared by read-only tests (session scope)."""
+    from callsight.nightly import run_nightly
+
+    home = tmp_path_factory.mktemp("published") / "home"
+    s = make_site(home, days=30, users=24, seed=11)
+    saved = dict(os.environ)
+    os.environ["CALLSIGHT_HOME"] = str(home)
+    try:
+        result = run_nightly(s.settings)
+        assert result.success, result.failure
+        yield s
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class SupersetServer:
+    url: str
+    site: Site
+    admin_password: str
+    user_password: str
+
+
+@pytest.fixture(scope="session")
+def superset_server(published_site: Site) -> Iterator[SupersetServer]:
+    """A real Superset (gunicorn) on a free port, metadata in the test home, provisioned by callsight."""
+    from callsight.cli import provision
+    from callsight.superset_runtime import SupersetEnv, stop, wait_healthy
+
+    settings = published_site.settings
+    require_service((settings.superset_venv / "bin" / "superset").exists(),
+                    f"Superset virtual environment {settings.superset_venv} (run `make venvs`)")
+    admin_pw, user_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    env = SupersetEnv(settings, secrets.token_urlsafe(32),
+                      extra_env=(("CALLSIGHT_AUTH_RATE_LIMIT", "1000 per second"),))
+    env.init_metadata(admin_pw)
+    port = free_port()
+    proc = env.start_web(port=port, workers=2, log_name="superset-test.log")
+    url = f"http://127.0.0.1:{port}"
+    saved = dict(os.environ)
+    try:
+        wait_healthy(url, proc)
+        os.environ["CALLSIGHT_HOME"] = str(published_site.home)
+        provision(settings, url, admin_pw, user_pw)
+        yield SupersetServer(url, published_site, admin_pw, user_pw)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        stop(proc)
+        log = settings.log_dir / "superset-test.log"
+        artefacts = REPO_ROOT / "test-artifacts"
+        if log.exists():
+            artefacts.mkdir(exist_ok=True)
+            shutil.copy(log, artefacts / "superset-test.log")

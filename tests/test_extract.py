@@ -1,0 +1,143 @@
+import sqlite3
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+import sqlalchemy as sa
+
+from callsight.config import Directory, Policy, PrivateCalls
+from callsight.demo_data import JOURNAL_COLUMNS, JOURNAL_DDL
+from callsight.extract import SchemaDriftError, Window, extract
+
+from .privacy_scan import scan
+
+DIRECTORY = Directory.model_validate({"users": [{"username": "a.b", "name": "A B"}],
+                                      "private_lines": ["+49 8151 3680-199"]})
+
+
+def row(i: int, start: str, **kw) -> dict:
+    base = {c: None for c in JOURNAL_COLUMNS}
+    base.update(ID=i, StartTime=start, StopTime=start, DurationTotal=30, DurationConnected=0, Outbound=0,
+                Internal=0, LineNumber="+49 8151 3680-201", CTIServerUserName="a.b", SuccessState=0,
+                ReadFlag=1, PrivateCall=0, TrackerID=f"t{i}", PhoneNumber="+49 89 1234567",
+                ContactName="Karl Kunde", ContactCompany="Kunde GmbH", Subject="Angebot")
+    base.update(kw)
+    return base
+
+
+def write_journal(path: Path, rows: list[dict]) -> sa.Engine:
+    con = sqlite3.connect(path)
+    con.execute(JOURNAL_DDL.format(table="journal").replace("ID INTEGER PRIMARY KEY", "ID"))
+    con.executemany(f"INSERT INTO journal VALUES ({','.join('?' for _ in JOURNAL_COLUMNS)})",
+                    [tuple(r[c] for c in JOURNAL_COLUMNS) for r in rows])
+    con.commit()
+    con.close()
+    return sa.create_engine(f"sqlite:///{path}")
+
+
+def raw(raw_db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(raw_db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+WIN = Window(datetime(2026, 3, 1), datetime(2026, 4, 1))
+
+
+def test_window_for_days_includes_lookback() -> None:
+    w = Window.for_days(date(2026, 3, 29), date(2026, 3, 29), lookback_days=35)
+    assert w.start == datetime(2026, 2, 23) and w.end == datetime(2026, 3, 30)
+    w = Window.for_days(date(2026, 1, 1), date(2026, 3, 29), lookback_days=35)
+    assert w.start == datetime(2026, 1, 1)
+
+
+def test_malformed_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
+    rows = [
+        row(1, "2026-03-02 09:00:00"),
+        row(2, "2026-03-02 09:00:00", StopTime="2026-03-02 08:00:00"),
+        row(3, "2026-03-02 09:00:00", DurationTotal=-4),
+        row(4, "2026-03-02 09:00:00", DurationConnected=10 ** 7),
+        row(5, "2026-03-02 09:00:00", Outbound=7),
+        row(6, "2026-03-02 09:00:00", ContactName="Evil\x1b[31m"),
+        row(7, "2026-03-02 09:00:00", Subject="x" * 5000),
+        row(8, "2026-03-02 09:00:00", ConnectTime="2026-03-02 09:00:10", DisconnectTime="2026-03-02 09:00:05"),
+        row(9, "2026-03-02 25:99:00"),
+        row(10, "2026-03-02 09:00:00", StopTime="gestern"),
+        row(11, "2026-03-02 09:00:00", PrivateCall=1, DurationTotal="lang"),
+    ]
+    engine = write_journal(tmp_path / "j.sqlite", rows)
+    raw_db = tmp_path / "raw.duckdb"
+    stats = extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "run1")
+    # '2026-03-02 25:99:00' sorts inside the window as text (SQLite), so it is read and quarantined.
+    assert stats.source_rows == 11
+    assert stats.loaded_rows + stats.quarantined_rows == stats.source_rows
+    assert stats.loaded_rows == 1
+    reasons = dict(raw(raw_db, "SELECT source_id, reason FROM quarantine"))
+    assert reasons == {
+        "2": "StopTime before StartTime", "3": "DurationTotal negative", "4": "DurationConnected longer than 24 hours",
+        "5": "Outbound not 0/1", "6": "ContactName contains control characters",
+        "7": "Subject longer than 4000 characters", "8": "DisconnectTime before ConnectTime",
+        "9": "StartTime unparseable", "10": "StopTime unparseable", "11": "DurationTotal not a number",
+    }
+    # quarantined private rows are masked too: no cleartext name or full number in the quarantine
+    q11 = raw(raw_db, "SELECT row_json, _is_private FROM quarantine WHERE source_id = '11'")[0]
+    assert q11[1] is True and "Karl Kunde" not in q11[0] and "1234567" not in q11[0] and "1234XXX" in q11[0]
+    # a rerun supersedes, it does not duplicate
+    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "run2")
+    assert raw(raw_db, "SELECT count(*), min(_run_id) FROM quarantine") == [(10, "run2")]
+
+
+def test_upsert_mirrors_edits_and_deletes_in_window_only(tmp_path: Path) -> None:
+    rows = [row(1, "2026-02-10 10:00:00"), row(2, "2026-03-05 10:00:00", ContactCompany=None),
+            row(3, "2026-03-06 10:00:00")]
+    path = tmp_path / "j.sqlite"
+    engine = write_journal(path, rows)
+    raw_db = tmp_path / "raw.duckdb"
+    extract(engine, "journal", raw_db, Window(datetime(2026, 2, 1), datetime(2026, 4, 1)), DIRECTORY,
+            Policy(), "r1")
+    con = sqlite3.connect(path)
+    con.execute("UPDATE journal SET ContactCompany = 'Nachgetragen AG' WHERE ID = 2")
+    con.execute("DELETE FROM journal WHERE ID IN (1, 3)")
+    con.commit()
+    con.close()
+    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "r2")
+    got = raw(raw_db, "SELECT ID, ContactCompany, _run_id FROM journal ORDER BY ID")
+    # ID 1 lies before the window: kept; ID 3 was deleted in the window: gone; ID 2 edited: updated
+    assert got == [(1, "Kunde GmbH", "r1"), (2, "Nachgetragen AG", "r2")]
+    before = raw(raw_db, "SELECT * EXCLUDE (_run_id, _extracted_at) FROM journal ORDER BY ID")
+    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "r3")
+    assert raw(raw_db, "SELECT * EXCLUDE (_run_id, _extracted_at) FROM journal ORDER BY ID") == before
+
+
+@pytest.mark.parametrize("mode", ["truncate", "drop"])
+def test_private_calls_never_land_in_cleartext(tmp_path: Path, mode: str) -> None:
+    rows = [row(1, "2026-03-02 09:00:00", PrivateCall=1, PhoneNumber="+49 171 5550199",
+                ContactName="Dr. Hausarzt", Subject="Befund"),
+            row(2, "2026-03-02 09:05:00", LineNumber="+49 8151 3680-199", PhoneNumber="+49 89 4440123",
+                ContactCompany="Privatbank")]
+    engine = write_journal(tmp_path / "j.sqlite", rows)
+    raw_db = tmp_path / "raw.duckdb"
+    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(private_calls=PrivateCalls(mode=mode)), "r")
+    secrets = ["5550199", "4440123", "Hausarzt", "Befund", "Privatbank"]
+    assert scan(tmp_path, secrets) == [f"{tmp_path / 'j.sqlite'}: bytes contain {s!r}" for s in secrets]
+    # the scanner finds what is there (positive control): the non-private number of the source
+    assert scan(tmp_path, ["3680-201"]) != []
+    numbers = raw(raw_db, "SELECT PhoneNumber FROM journal ORDER BY ID")
+    assert numbers == ([("+49 171 5550XXX",), ("+49 89 4440XXX",)] if mode == "truncate" else [(None,), (None,)])
+
+
+def test_schema_drift_names_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(JOURNAL_DDL.format(table="journal").replace("TrackerID", "TrackingID"))
+    con.close()
+    with pytest.raises(SchemaDriftError, match="lacks column\\(s\\): TrackerID"):
+        extract(sa.create_engine(f"sqlite:///{path}"), "journal", tmp_path / "r.duckdb", WIN, DIRECTORY,
+                Policy(), "r")
+    with pytest.raises(SchemaDriftError, match="'calls' not found"):
+        extract(sa.create_engine(f"sqlite:///{path}"), "calls", tmp_path / "r.duckdb", WIN, DIRECTORY,
+                Policy(), "r")
+    assert not (tmp_path / "r.duckdb").exists()

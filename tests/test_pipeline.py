@@ -1,0 +1,121 @@
+"""End to end through Dagster: demo journal -> extract -> dbt -> publish, on temp DuckDB files."""
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from callsight.definitions import NIGHTLY_JOB, build_definitions
+from callsight.nightly import run_nightly
+
+from .conftest import Site
+from .privacy_scan import scan
+
+pytestmark = pytest.mark.slow
+
+
+def served(site: Site, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(site.settings.served_db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def mart_checksum(site: Site) -> str:
+    rows = served(site, "SELECT * FROM marts.fct_calls ORDER BY call_id")
+    rows += served(site, "SELECT * FROM security.viewer_agents ORDER BY ALL")
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def test_definitions_load_with_lineage_and_schedule(site: Site) -> None:
+    defs = build_definitions(site.settings)
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    assert job.partitions_def is not None
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw/journal", "raw/directory_users", "marts/fct_calls", "security/viewer_agents", "published_warehouse"} <= keys
+    fct = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "marts/fct_calls")
+    pub = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "published_warehouse")
+    assert fct in graph.get(pub).parent_keys
+    upstream = {k.to_user_string() for k in graph.get(fct).parent_keys}
+    assert any(k.endswith("stg_procall__calls") for k in upstream), upstream
+    schedule = defs.resolve_schedule_def("nightly_0200")
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Europe/Berlin"
+
+
+def test_nightly_run_publishes_a_warehouse_and_reruns_identically(site: Site) -> None:
+    first = run_nightly(site.settings)
+    assert first.success, first.failure
+    src = sqlite3.connect(site.settings.demo_journal_path)
+    n_source = src.execute("SELECT count(*) FROM journal").fetchone()[0]
+    # the first run is the initial load: the whole source, as one Dagster partition range
+    lo, hi = src.execute("SELECT min(date(StartTime)), max(date(StartTime)) FROM journal").fetchone()
+    assert (first.first.isoformat(), first.last.isoformat()) == (lo, hi)
+    assert served(site, "SELECT count(*) FROM marts.fct_calls") == [(n_source,)]
+    schemas = {r[0] for r in served(site, "SELECT DISTINCT table_schema FROM information_schema.tables")}
+    assert schemas == {"marts", "security"}, "raw and staging are never served"
+    # every directory user sees at least their own calls
+    assert served(site, "SELECT count(*) FROM security.viewer_agents WHERE viewer_username = agent_username")[0][0] \
+        == 20
+    before = mart_checksum(site)
+    again = run_nightly(site.settings, first.first, first.last)
+    assert again.success, again.failure
+    assert mart_checksum(site) == before
+    # a nightly partition (yesterday + look-back) on top changes nothing either
+    nightly = run_nightly(site.settings, first.last, first.last)
+    assert nightly.success and mart_checksum(site) == before
+
+
+def test_failed_runs_leave_the_served_warehouse_alone(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok = run_nightly(site.settings)
+    assert ok.success
+    before = mart_checksum(site)
+    served_bytes = site.settings.served_db.read_bytes()
+    # 1. source unreachable
+    monkeypatch.setenv("CALLSIGHT_JOURNAL_URL", f"sqlite:///{site.home}/missing/journal.sqlite")
+    broken = site.settings.__class__.from_env()
+    failed = run_nightly(broken, ok.last, ok.last)
+    assert not failed.success and "journal" in (failed.failure or "")
+    assert site.settings.served_db.read_bytes() == served_bytes
+    monkeypatch.delenv("CALLSIGHT_JOURNAL_URL")
+    # 2. a bad directory is refused before anything is written
+    d = site.settings.effective_directory_path
+    d.write_text(d.read_text(encoding="utf-8") + "\nbogus_key: 1\n", encoding="utf-8")
+    raw_bytes = site.settings.raw_db.read_bytes()
+    from callsight.config import ConfigError
+
+    with pytest.raises(ConfigError, match="bogus_key"):
+        run_nightly(site.settings, ok.last, ok.last)
+    assert site.settings.raw_db.read_bytes() == raw_bytes
+    assert mart_checksum(site) == before
+
+
+def test_no_cleartext_private_data_in_any_file(tmp_path: Path, site: Site,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The PBX's journal is not ours: move it outside CALLSIGHT_HOME, then scan everything we wrote.
+    source = tmp_path / "pbx" / "journal.sqlite"
+    source.parent.mkdir()
+    shutil.move(site.settings.demo_journal_path, source)
+    monkeypatch.setenv("CALLSIGHT_JOURNAL_URL", f"sqlite:///{source}")
+    settings = site.settings.__class__.from_env()
+    assert run_nightly(settings).success
+    con = sqlite3.connect(source)
+    private = "(PrivateCall = 1 OR LineNumber = '+49 8151 3680-199')"
+
+    def exclusive(col: str) -> set[str]:
+        priv = {r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM journal WHERE {private} AND {col} "
+                                          "IS NOT NULL AND Internal = 0")}
+        public = {r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM journal WHERE NOT {private}")}
+        return priv - public
+
+    needles = sorted(exclusive("PhoneNumber") | exclusive("ContactName") | exclusive("Subject"))
+    assert len(needles) >= 5, needles
+    assert scan(site.home, needles) == []
+    # positive control: a non-private company does reach the warehouse and the scanner sees it
+    company = con.execute(f"SELECT ContactCompany FROM journal WHERE NOT {private} AND ContactCompany "
+                          "IS NOT NULL LIMIT 1").fetchone()[0]
+    assert scan(site.home, [company])
