@@ -40,9 +40,7 @@ test-fast: venvs
 	$(VENV)/bin/pytest -m "not superset and not slow"
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check orchestration tests superset/superset_config.py
-	$(VENV)/bin/ruff format --check orchestration tests
-	cd dbt_project && CALLSIGHT_HOME=$${CALLSIGHT_HOME:-$(CURDIR)/var} ../$(VENV)/bin/sqlfluff lint models
+	$(VENV)/bin/pytest -q tests/test_lint.py
 
 dbt-docs: $(VENV)/.installed
 	$(VENV)/bin/callsight dbt-docs

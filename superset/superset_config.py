@@ -20,7 +20,8 @@ DATA_DIR = _superset_home
 # Metadata DB: SQLite in CALLSIGHT_HOME by default; PostgreSQL for the production profile
 # (required for Alerts & Reports).
 SQLALCHEMY_DATABASE_URI = os.environ.get(
-    "SUPERSET_DATABASE_URI", f"sqlite:///{os.path.join(_superset_home, 'superset.db')}?check_same_thread=false"
+    "SUPERSET_DATABASE_URI",
+    f"sqlite:///{os.path.join(_superset_home, 'superset.db')}?check_same_thread=false",
 )
 
 FEATURE_FLAGS = {
@@ -44,6 +45,9 @@ LANGUAGES = {
     "de": {"flag": "de", "name": "Deutsch"},
     "en": {"flag": "us", "name": "English"},
 }
+
+# German number format in charts: 1.234,5
+D3_FORMAT = {"decimal": ",", "thousands": ".", "grouping": [3], "currency": ["", " €"]}
 
 # Login throttling per client address; raise it only for test runs that log in many users at once.
 AUTH_RATE_LIMITED = True
@@ -88,13 +92,14 @@ DATA_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
 # ---- Alerts & Reports (production profile: PostgreSQL metadata DB + Redis + Celery) ------------
 _redis = os.environ.get("CALLSIGHT_REDIS_URL")
 if _redis:
-    class CeleryConfig:  # noqa: D106
+
+    class CeleryConfig:
         broker_url = _redis
         result_backend = _redis
         imports = ("superset.sql_lab", "superset.tasks.scheduler")
         worker_prefetch_multiplier = 1
         task_acks_late = False
-        beat_schedule = {
+        beat_schedule = {  # noqa: RUF012
             "reports.scheduler": {"task": "reports.scheduler", "schedule": crontab(minute="*", hour="*")},
             "reports.prune_log": {"task": "reports.prune_log", "schedule": crontab(minute=0, hour=0)},
         }
@@ -105,8 +110,13 @@ if _redis:
 ALERT_REPORTS_EXECUTORS = ["owner"]
 WEBDRIVER_TYPE = "chrome"
 WEBDRIVER_OPTION_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
 ]
 WEBDRIVER_BASEURL = os.environ.get("CALLSIGHT_WEBDRIVER_BASEURL", "http://127.0.0.1:8088/")
 WEBDRIVER_BASEURL_USER_FRIENDLY = os.environ.get("CALLSIGHT_PUBLIC_URL", WEBDRIVER_BASEURL)

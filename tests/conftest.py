@@ -98,11 +98,14 @@ def superset_server(published_site: Site) -> Iterator[SupersetServer]:
     from callsight.superset_runtime import SupersetEnv, stop, wait_healthy
 
     settings = published_site.settings
-    require_service((settings.superset_venv / "bin" / "superset").exists(),
-                    f"Superset virtual environment {settings.superset_venv} (run `make venvs`)")
+    require_service(
+        (settings.superset_venv / "bin" / "superset").exists(),
+        f"Superset virtual environment {settings.superset_venv} (run `make venvs`)",
+    )
     admin_pw, user_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-    env = SupersetEnv(settings, secrets.token_urlsafe(32),
-                      extra_env=(("CALLSIGHT_AUTH_RATE_LIMIT", "1000 per second"),))
+    env = SupersetEnv(
+        settings, secrets.token_urlsafe(32), extra_env=(("CALLSIGHT_AUTH_RATE_LIMIT", "1000 per second"),)
+    )
     env.init_metadata(admin_pw)
     port = free_port()
     proc = env.start_web(port=port, workers=2, log_name="superset-test.log")

@@ -28,11 +28,13 @@ def duckdb_hits(path: Path, needles: list[str]) -> list[str]:
         try:
             cols = con.execute(
                 "SELECT table_schema, table_name, column_name FROM information_schema.columns "
-                "WHERE data_type = 'VARCHAR' AND table_catalog = current_database()").fetchall()
+                "WHERE data_type = 'VARCHAR' AND table_catalog = current_database()"
+            ).fetchall()
             for schema, table, col in cols:
                 for needle in needles:
-                    n = con.execute(f'SELECT count(*) FROM "{schema}"."{table}" WHERE contains("{col}", ?)',
-                                    [needle]).fetchone()[0]
+                    n = con.execute(
+                        f'SELECT count(*) FROM "{schema}"."{table}" WHERE contains("{col}", ?)', [needle]
+                    ).fetchone()[0]
                     if n:
                         hits.append(f"{path}:{schema}.{table}.{col} contains {needle!r} ({n} rows)")
         finally:

@@ -14,9 +14,16 @@ GOOD_DIRECTORY = {
         {"username": "erik.data", "name": "Erik Data"},
         {"username": "it.admin", "name": "IT Admin"},
     ],
-    "groups": [{"name": "Vertrieb", "leaders": ["maria.mueller"], "deputies": ["tom.berg"],
-                "members": ["anna.schmidt", "tom.berg", "maria.mueller"],
-                "journal_visible_to_group": False, "journal_visible_to_leader": True}],
+    "groups": [
+        {
+            "name": "Vertrieb",
+            "leaders": ["maria.mueller"],
+            "deputies": ["tom.berg"],
+            "members": ["anna.schmidt", "tom.berg", "maria.mueller"],
+            "journal_visible_to_group": False,
+            "journal_visible_to_leader": True,
+        }
+    ],
     "private_lines": ["+49 8151 3680-199"],
     "analysts": ["erik.data"],
     "admins": ["it.admin"],
@@ -38,11 +45,17 @@ def test_design_example_directory_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["groups"][0]["members"].append("ghost"), "group 'Vertrieb' members: unknown user 'ghost'"),
-        (lambda d: d["users"].append({"username": "tom.berg", "name": "Tom 2"}), "duplicate username 'tom.berg'"),
+        (
+            lambda d: d["groups"][0]["members"].append("ghost"),
+            "group 'Vertrieb' members: unknown user 'ghost'",
+        ),
+        (
+            lambda d: d["users"].append({"username": "tom.berg", "name": "Tom 2"}),
+            "duplicate username 'tom.berg'",
+        ),
         (lambda d: d["analysts"].append("nobody"), "analysts: unknown user 'nobody'"),
         (lambda d: d["users"].append({"username": "Bad Name", "name": "x"}), "username 'Bad Name'"),
-        (lambda d: d["users"].append({"username": "o'neil", "name": "x"}), "username \"o'neil\""),
+        (lambda d: d["users"].append({"username": "o'neil", "name": "x"}), 'username "o\'neil"'),
         (lambda d: d["groups"].append(dict(d["groups"][0])), "duplicate group name 'Vertrieb'"),
         (lambda d: d["groups"][0].update(leader=["x"]), "groups.0.leader: Extra inputs are not permitted"),
     ],
@@ -95,8 +108,15 @@ def test_settings_defaults_are_absolute_and_env_driven(tmp_path: Path) -> None:
     assert s.home == tmp_path / "var"
     assert s.journal_url == f"sqlite:///{tmp_path / 'var' / 'demo' / 'journal.sqlite'}"
     assert s.is_demo_journal()
-    s2 = Settings.from_env({"CALLSIGHT_HOME": "h", "CALLSIGHT_JOURNAL_URL": "postgresql://x/y",
-                            "CALLSIGHT_DIRECTORY": "d.yaml", "CALLSIGHT_LOOKBACK_DAYS": "7"}, cwd=tmp_path)
+    s2 = Settings.from_env(
+        {
+            "CALLSIGHT_HOME": "h",
+            "CALLSIGHT_JOURNAL_URL": "postgresql://x/y",
+            "CALLSIGHT_DIRECTORY": "d.yaml",
+            "CALLSIGHT_LOOKBACK_DAYS": "7",
+        },
+        cwd=tmp_path,
+    )
     assert s2.home == tmp_path / "h" and s2.directory_path == tmp_path / "d.yaml"
     assert s2.lookback_days == 7 and not s2.is_demo_journal()
     with pytest.raises(ValueError, match="CALLSIGHT_LOOKBACK_DAYS"):

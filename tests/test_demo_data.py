@@ -48,27 +48,39 @@ def test_directory_and_policy_validate_and_cover_every_group_option(demo) -> Non
             memberships.setdefault(u, []).append(g.name)
     assert any(len(v) > 1 for v in memberships.values()), "a user in two groups"
     assert all(g.deputies for g in d.groups)
-    leaders_elsewhere = [g.leaders[0] for g in d.groups
-                         if any(g.leaders[0] in o.members and g.leaders[0] not in o.leaders
-                                for o in d.groups if o is not g)]
+    leaders_elsewhere = [
+        g.leaders[0]
+        for g in d.groups
+        if any(g.leaders[0] in o.members and g.leaders[0] not in o.leaders for o in d.groups if o is not g)
+    ]
     assert leaders_elsewhere, "a leader who is a plain member elsewhere"
     assert [u for u in d.usernames if u not in memberships], "users in no group"
     assert d.private_lines == [PRIVATE_LINE]
 
 
 def test_office_rhythm(demo) -> None:
-    result, con = demo
-    by_hour = dict(con.execute("SELECT CAST(strftime('%H', StartTime) AS INT), count(*) FROM journal GROUP BY 1"))
+    _, con = demo
+    by_hour = dict(
+        con.execute("SELECT CAST(strftime('%H', StartTime) AS INT), count(*) FROM journal GROUP BY 1")
+    )
     assert by_hour.get(10, 0) > 3 * by_hour.get(12, 1) / 2 and by_hour.get(14, 0) > by_hour.get(12, 0)
     assert sum(v for h, v in by_hour.items() if h < 7 or h >= 19) < 0.01 * sum(by_hour.values())
     per_day = dict(con.execute("SELECT date(StartTime), count(*) FROM journal GROUP BY 1"))
-    weekday = [n for d, n in per_day.items() if date.fromisoformat(d).weekday() < 5
-               and date.fromisoformat(d) not in holidays.Germany(subdiv="BY", years=2026)]
+    weekday = [
+        n
+        for d, n in per_day.items()
+        if date.fromisoformat(d).weekday() < 5
+        and date.fromisoformat(d) not in holidays.Germany(subdiv="BY", years=2026)
+    ]
     weekend = [n for d, n in per_day.items() if date.fromisoformat(d).weekday() >= 5]
     assert min(weekday) > 10 * max(weekend or [0])
     # The window holds 1 May, Christi Himmelfahrt, Pfingstmontag and Fronleichnam (Bavaria): all quiet.
-    hol = [d for d in per_day if date.fromisoformat(d) in holidays.Germany(subdiv="BY", years=2026)
-           and date.fromisoformat(d).weekday() < 5]
+    hol = [
+        d
+        for d in per_day
+        if date.fromisoformat(d) in holidays.Germany(subdiv="BY", years=2026)
+        and date.fromisoformat(d).weekday() < 5
+    ]
     assert len(hol) == 4
     for d in hol:
         assert per_day[d] < min(weekday) / 5
@@ -94,8 +106,10 @@ def test_call_features(demo) -> None:
     assert q("SELECT count(*) FROM journal WHERE PrivateCall = 1") > 0
     assert q(f"SELECT count(*) FROM journal WHERE LineNumber = '{PRIVATE_LINE}'") > 0
     assert q("SELECT count(*) FROM journal WHERE Subject IS NOT NULL") > 0
-    ring = q("SELECT avg((julianday(ConnectTime) - julianday(StartTime)) * 86400) FROM journal "
-             "WHERE ConnectTime IS NOT NULL")
+    ring = q(
+        "SELECT avg((julianday(ConnectTime) - julianday(StartTime)) * 86400) FROM journal "
+        "WHERE ConnectTime IS NOT NULL"
+    )
     talk = q("SELECT avg(DurationConnected) FROM journal WHERE DurationConnected > 0")
     assert 3 < ring < 40 and 60 < talk < 900
     assert q("SELECT count(*) FROM journal WHERE StopTime < StartTime OR DurationTotal < 0") == 0

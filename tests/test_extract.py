@@ -12,16 +12,32 @@ from callsight.extract import SchemaDriftError, Window, extract
 
 from .privacy_scan import scan
 
-DIRECTORY = Directory.model_validate({"users": [{"username": "a.b", "name": "A B"}],
-                                      "private_lines": ["+49 8151 3680-199"]})
+DIRECTORY = Directory.model_validate(
+    {"users": [{"username": "a.b", "name": "A B"}], "private_lines": ["+49 8151 3680-199"]}
+)
 
 
 def row(i: int, start: str, **kw) -> dict:
     base = {c: None for c in JOURNAL_COLUMNS}
-    base.update(ID=i, StartTime=start, StopTime=start, DurationTotal=30, DurationConnected=0, Outbound=0,
-                Internal=0, LineNumber="+49 8151 3680-201", CTIServerUserName="a.b", SuccessState=0,
-                ReadFlag=1, PrivateCall=0, TrackerID=f"t{i}", PhoneNumber="+49 89 1234567",
-                ContactName="Karl Kunde", ContactCompany="Kunde GmbH", Subject="Angebot")
+    base.update(
+        ID=i,
+        StartTime=start,
+        StopTime=start,
+        DurationTotal=30,
+        DurationConnected=0,
+        Outbound=0,
+        Internal=0,
+        LineNumber="+49 8151 3680-201",
+        CTIServerUserName="a.b",
+        SuccessState=0,
+        ReadFlag=1,
+        PrivateCall=0,
+        TrackerID=f"t{i}",
+        PhoneNumber="+49 89 1234567",
+        ContactName="Karl Kunde",
+        ContactCompany="Kunde GmbH",
+        Subject="Angebot",
+    )
     base.update(kw)
     return base
 
@@ -29,8 +45,10 @@ def row(i: int, start: str, **kw) -> dict:
 def write_journal(path: Path, rows: list[dict]) -> sa.Engine:
     con = sqlite3.connect(path)
     con.execute(JOURNAL_DDL.format(table="journal").replace("ID INTEGER PRIMARY KEY", "ID"))
-    con.executemany(f"INSERT INTO journal VALUES ({','.join('?' for _ in JOURNAL_COLUMNS)})",
-                    [tuple(r[c] for c in JOURNAL_COLUMNS) for r in rows])
+    con.executemany(
+        f"INSERT INTO journal VALUES ({','.join('?' for _ in JOURNAL_COLUMNS)})",
+        [tuple(r[c] for c in JOURNAL_COLUMNS) for r in rows],
+    )
     con.commit()
     con.close()
     return sa.create_engine(f"sqlite:///{path}")
@@ -59,11 +77,13 @@ def test_malformed_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
         row(1, "2026-03-02 09:00:00"),
         row(2, "2026-03-02 09:00:00", StopTime="2026-03-02 08:00:00"),
         row(3, "2026-03-02 09:00:00", DurationTotal=-4),
-        row(4, "2026-03-02 09:00:00", DurationConnected=10 ** 7),
+        row(4, "2026-03-02 09:00:00", DurationConnected=10**7),
         row(5, "2026-03-02 09:00:00", Outbound=7),
         row(6, "2026-03-02 09:00:00", ContactName="Evil\x1b[31m"),
         row(7, "2026-03-02 09:00:00", Subject="x" * 5000),
-        row(8, "2026-03-02 09:00:00", ConnectTime="2026-03-02 09:00:10", DisconnectTime="2026-03-02 09:00:05"),
+        row(
+            8, "2026-03-02 09:00:00", ConnectTime="2026-03-02 09:00:10", DisconnectTime="2026-03-02 09:00:05"
+        ),
         row(9, "2026-03-02 25:99:00"),
         row(10, "2026-03-02 09:00:00", StopTime="gestern"),
         row(11, "2026-03-02 09:00:00", PrivateCall=1, DurationTotal="lang"),
@@ -77,10 +97,16 @@ def test_malformed_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
     assert stats.loaded_rows == 1
     reasons = dict(raw(raw_db, "SELECT source_id, reason FROM quarantine"))
     assert reasons == {
-        "2": "StopTime before StartTime", "3": "DurationTotal negative", "4": "DurationConnected longer than 24 hours",
-        "5": "Outbound not 0/1", "6": "ContactName contains control characters",
-        "7": "Subject longer than 4000 characters", "8": "DisconnectTime before ConnectTime",
-        "9": "StartTime unparseable", "10": "StopTime unparseable", "11": "DurationTotal not a number",
+        "2": "StopTime before StartTime",
+        "3": "DurationTotal negative",
+        "4": "DurationConnected longer than 24 hours",
+        "5": "Outbound not 0/1",
+        "6": "ContactName contains control characters",
+        "7": "Subject longer than 4000 characters",
+        "8": "DisconnectTime before ConnectTime",
+        "9": "StartTime unparseable",
+        "10": "StopTime unparseable",
+        "11": "DurationTotal not a number",
     }
     # quarantined private rows are masked too: no cleartext name or full number in the quarantine
     q11 = raw(raw_db, "SELECT row_json, _is_private FROM quarantine WHERE source_id = '11'")[0]
@@ -91,13 +117,23 @@ def test_malformed_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
 
 
 def test_upsert_mirrors_edits_and_deletes_in_window_only(tmp_path: Path) -> None:
-    rows = [row(1, "2026-02-10 10:00:00"), row(2, "2026-03-05 10:00:00", ContactCompany=None),
-            row(3, "2026-03-06 10:00:00")]
+    rows = [
+        row(1, "2026-02-10 10:00:00"),
+        row(2, "2026-03-05 10:00:00", ContactCompany=None),
+        row(3, "2026-03-06 10:00:00"),
+    ]
     path = tmp_path / "j.sqlite"
     engine = write_journal(path, rows)
     raw_db = tmp_path / "raw.duckdb"
-    extract(engine, "journal", raw_db, Window(datetime(2026, 2, 1), datetime(2026, 4, 1)), DIRECTORY,
-            Policy(), "r1")
+    extract(
+        engine,
+        "journal",
+        raw_db,
+        Window(datetime(2026, 2, 1), datetime(2026, 4, 1)),
+        DIRECTORY,
+        Policy(),
+        "r1",
+    )
     con = sqlite3.connect(path)
     con.execute("UPDATE journal SET ContactCompany = 'Nachgetragen AG' WHERE ID = 2")
     con.execute("DELETE FROM journal WHERE ID IN (1, 3)")
@@ -114,10 +150,23 @@ def test_upsert_mirrors_edits_and_deletes_in_window_only(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("mode", ["truncate", "drop"])
 def test_private_calls_never_land_in_cleartext(tmp_path: Path, mode: str) -> None:
-    rows = [row(1, "2026-03-02 09:00:00", PrivateCall=1, PhoneNumber="+49 171 5550199",
-                ContactName="Dr. Hausarzt", Subject="Befund"),
-            row(2, "2026-03-02 09:05:00", LineNumber="+49 8151 3680-199", PhoneNumber="+49 89 4440123",
-                ContactCompany="Privatbank")]
+    rows = [
+        row(
+            1,
+            "2026-03-02 09:00:00",
+            PrivateCall=1,
+            PhoneNumber="+49 171 5550199",
+            ContactName="Dr. Hausarzt",
+            Subject="Befund",
+        ),
+        row(
+            2,
+            "2026-03-02 09:05:00",
+            LineNumber="+49 8151 3680-199",
+            PhoneNumber="+49 89 4440123",
+            ContactCompany="Privatbank",
+        ),
+    ]
     engine = write_journal(tmp_path / "j.sqlite", rows)
     raw_db = tmp_path / "raw.duckdb"
     extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(private_calls=PrivateCalls(mode=mode)), "r")
@@ -126,7 +175,9 @@ def test_private_calls_never_land_in_cleartext(tmp_path: Path, mode: str) -> Non
     # the scanner finds what is there (positive control): the non-private number of the source
     assert scan(tmp_path, ["3680-201"]) != []
     numbers = raw(raw_db, "SELECT PhoneNumber FROM journal ORDER BY ID")
-    assert numbers == ([("+49 171 5550XXX",), ("+49 89 4440XXX",)] if mode == "truncate" else [(None,), (None,)])
+    assert numbers == (
+        [("+49 171 5550XXX",), ("+49 89 4440XXX",)] if mode == "truncate" else [(None,), (None,)]
+    )
 
 
 def test_schema_drift_names_the_column(tmp_path: Path) -> None:
@@ -135,9 +186,23 @@ def test_schema_drift_names_the_column(tmp_path: Path) -> None:
     con.execute(JOURNAL_DDL.format(table="journal").replace("TrackerID", "TrackingID"))
     con.close()
     with pytest.raises(SchemaDriftError, match="lacks column\\(s\\): TrackerID"):
-        extract(sa.create_engine(f"sqlite:///{path}"), "journal", tmp_path / "r.duckdb", WIN, DIRECTORY,
-                Policy(), "r")
+        extract(
+            sa.create_engine(f"sqlite:///{path}"),
+            "journal",
+            tmp_path / "r.duckdb",
+            WIN,
+            DIRECTORY,
+            Policy(),
+            "r",
+        )
     with pytest.raises(SchemaDriftError, match="'calls' not found"):
-        extract(sa.create_engine(f"sqlite:///{path}"), "calls", tmp_path / "r.duckdb", WIN, DIRECTORY,
-                Policy(), "r")
+        extract(
+            sa.create_engine(f"sqlite:///{path}"),
+            "calls",
+            tmp_path / "r.duckdb",
+            WIN,
+            DIRECTORY,
+            Policy(),
+            "r",
+        )
     assert not (tmp_path / "r.duckdb").exists()

@@ -37,7 +37,13 @@ def test_definitions_load_with_lineage_and_schedule(site: Site) -> None:
     assert job.partitions_def is not None
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"raw/journal", "raw/directory_users", "marts/fct_calls", "security/viewer_agents", "published_warehouse"} <= keys
+    assert {
+        "raw/journal",
+        "raw/directory_users",
+        "marts/fct_calls",
+        "security/viewer_agents",
+        "published_warehouse",
+    } <= keys
     fct = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "marts/fct_calls")
     pub = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "published_warehouse")
     assert fct in graph.get(pub).parent_keys
@@ -59,8 +65,12 @@ def test_nightly_run_publishes_a_warehouse_and_reruns_identically(site: Site) ->
     schemas = {r[0] for r in served(site, "SELECT DISTINCT table_schema FROM information_schema.tables")}
     assert schemas == {"marts", "security"}, "raw and staging are never served"
     # every directory user sees at least their own calls
-    assert served(site, "SELECT count(*) FROM security.viewer_agents WHERE viewer_username = agent_username")[0][0] \
+    assert (
+        served(site, "SELECT count(*) FROM security.viewer_agents WHERE viewer_username = agent_username")[0][
+            0
+        ]
         == 20
+    )
     before = mart_checksum(site)
     again = run_nightly(site.settings, first.first, first.last)
     assert again.success, again.failure
@@ -94,8 +104,9 @@ def test_failed_runs_leave_the_served_warehouse_alone(site: Site, monkeypatch: p
     assert mart_checksum(site) == before
 
 
-def test_no_cleartext_private_data_in_any_file(tmp_path: Path, site: Site,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_cleartext_private_data_in_any_file(
+    tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The PBX's journal is not ours: move it outside CALLSIGHT_HOME, then scan everything we wrote.
     source = tmp_path / "pbx" / "journal.sqlite"
     source.parent.mkdir()
@@ -107,8 +118,12 @@ def test_no_cleartext_private_data_in_any_file(tmp_path: Path, site: Site,
     private = "(PrivateCall = 1 OR LineNumber = '+49 8151 3680-199')"
 
     def exclusive(col: str) -> set[str]:
-        priv = {r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM journal WHERE {private} AND {col} "
-                                          "IS NOT NULL AND Internal = 0")}
+        priv = {
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT {col} FROM journal WHERE {private} AND {col} IS NOT NULL AND Internal = 0"
+            )
+        }
         public = {r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM journal WHERE NOT {private}")}
         return priv - public
 
@@ -116,6 +131,7 @@ def test_no_cleartext_private_data_in_any_file(tmp_path: Path, site: Site,
     assert len(needles) >= 5, needles
     assert scan(site.home, needles) == []
     # positive control: a non-private company does reach the warehouse and the scanner sees it
-    company = con.execute(f"SELECT ContactCompany FROM journal WHERE NOT {private} AND ContactCompany "
-                          "IS NOT NULL LIMIT 1").fetchone()[0]
+    company = con.execute(
+        f"SELECT ContactCompany FROM journal WHERE NOT {private} AND ContactCompany IS NOT NULL LIMIT 1"
+    ).fetchone()[0]
     assert scan(site.home, [company])

@@ -6,18 +6,25 @@ from callsight.privacy import apply_privacy, normalize_number, private_mask, tru
 
 
 def frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "PhoneNumber": ["+49 89 1234567", "+49 30 7654321", "+49 40 1111111", None],
-        "RedirectingNumber": [None, "+49 8151 3680-201", None, None],
-        "ContactName": ["Eva Privat", "Max Kunde", "Lisa Leitung", None],
-        "ContactCompany": [None, "Kunde GmbH", "Firma AG", None],
-        "ContactEntryID": ["C1", "C2", "C3", None],
-        "ContactEntryStoreID": ["CRM", "CRM", "CRM", None],
-        "ContactEntryDBID": ["db", "db", "db", None],
-        "Subject": ["Arzttermin", "Angebot", "Kita", None],
-        "PrivateCall": [1, 0, 0, "x"],
-        "LineNumber": ["+49 8151 3680-201", "+49 8151 3680-202", "+49 (8151) 3680 199", "+49 8151 3680-203"],
-    })
+    return pd.DataFrame(
+        {
+            "PhoneNumber": ["+49 89 1234567", "+49 30 7654321", "+49 40 1111111", None],
+            "RedirectingNumber": [None, "+49 8151 3680-201", None, None],
+            "ContactName": ["Eva Privat", "Max Kunde", "Lisa Leitung", None],
+            "ContactCompany": [None, "Kunde GmbH", "Firma AG", None],
+            "ContactEntryID": ["C1", "C2", "C3", None],
+            "ContactEntryStoreID": ["CRM", "CRM", "CRM", None],
+            "ContactEntryDBID": ["db", "db", "db", None],
+            "Subject": ["Arzttermin", "Angebot", "Kita", None],
+            "PrivateCall": [1, 0, 0, "x"],
+            "LineNumber": [
+                "+49 8151 3680-201",
+                "+49 8151 3680-202",
+                "+49 (8151) 3680 199",
+                "+49 8151 3680-203",
+            ],
+        }
+    )
 
 
 def test_numbers() -> None:
@@ -38,8 +45,14 @@ def test_truncate_mode() -> None:
     out = apply_privacy(frame(), PrivateCalls(mode="truncate", truncate_digits=3), ["+49 8151 3680-199"])
     assert out.loc[0, "PhoneNumber"] == "+49 89 1234XXX"
     assert out.loc[2, "PhoneNumber"] == "+49 40 1111XXX"
-    for col in ("ContactName", "ContactCompany", "ContactEntryID", "ContactEntryStoreID", "ContactEntryDBID",
-                "Subject"):
+    for col in (
+        "ContactName",
+        "ContactCompany",
+        "ContactEntryID",
+        "ContactEntryStoreID",
+        "ContactEntryDBID",
+        "Subject",
+    ):
         assert out.loc[0, col] is None and out.loc[2, col] is None
     assert out.loc[1, "ContactName"] == "Max Kunde" and out.loc[1, "PhoneNumber"] == "+49 30 7654321"
     assert out["_is_private"].tolist() == [True, False, True, True]

@@ -38,10 +38,17 @@ def expected_counts(server: SupersetServer, viewer: str | None) -> dict[str, int
 
 def chart_counts(client: SupersetClient) -> dict[str, int]:
     ds = next(iter(client.list_all("dataset", [("table_name", "eq", "fct_calls")])))
-    data = client.chart_data({
-        "datasource": {"id": ds["id"], "type": "table"}, "force": True,
-        "queries": [{"metrics": ["count"], "columns": ["agent_username"], "filters": [], "row_limit": 10000}],
-        "result_format": "json", "result_type": "full"})
+    data = client.chart_data(
+        {
+            "datasource": {"id": ds["id"], "type": "table"},
+            "force": True,
+            "queries": [
+                {"metrics": ["count"], "columns": ["agent_username"], "filters": [], "row_limit": 10000}
+            ],
+            "result_format": "json",
+            "result_type": "full",
+        }
+    )
     return {r["agent_username"]: r["count"] for r in data["result"][0]["data"]}
 
 
@@ -54,8 +61,11 @@ def test_every_directory_user_sees_exactly_what_the_directory_allows(superset_se
         checked += 1
     assert checked == len(directory.users)
     # the check has teeth: a leader sees more than their own calls, a plain member only their own
-    leader = next(g.leaders[0] for g in directory.groups if g.journal_visible_to_leader
-                  and not g.journal_visible_to_group)
+    leader = next(
+        g.leaders[0]
+        for g in directory.groups
+        if g.journal_visible_to_leader and not g.journal_visible_to_group
+    )
     assert len(expected_counts(superset_server, leader)) > 1
 
 

@@ -1,7 +1,5 @@
 """Dagster assets of the nightly job: org directory, journal extract, dbt models, publish."""
 
-
-
 import json
 import os
 from collections.abc import Mapping
@@ -9,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import sqlalchemy as sa
+from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from .config import load_directory, load_policy
@@ -50,10 +48,16 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
     partitions = daily_partitions(timezone)
 
     @dg.multi_asset(
-        name="org_directory", group_name="extract",
-        specs=[dg.AssetSpec(["raw", t], kinds={"duckdb", "yaml"},
-                            description=f"Org directory relation {t}, validated, in the raw store.")
-               for t in DIRECTORY_TABLES],
+        name="org_directory",
+        group_name="extract",
+        specs=[
+            dg.AssetSpec(
+                ["raw", t],
+                kinds={"duckdb", "yaml"},
+                description=f"Org directory relation {t}, validated, in the raw store.",
+            )
+            for t in DIRECTORY_TABLES
+        ],
     )
     def org_directory(context: AssetExecutionContext, site: SiteResource):
         """The org directory (users, groups, options, staff), validated and written to the raw store."""
@@ -65,8 +69,12 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             yield dg.MaterializeResult(asset_key=["raw", table], metadata={"rows": dg.MetadataValue.int(n)})
 
     @dg.asset(
-        key=["raw", "journal"], group_name="extract", kinds={"duckdb", "sql"}, partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(), deps=[org_directory],
+        key=["raw", "journal"],
+        group_name="extract",
+        kinds={"duckdb", "sql"},
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[org_directory],
     )
     def journal_extract(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
         """Journal legs of the partition window plus the look-back, masked and validated, upserted by ID
@@ -80,16 +88,28 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         context.log.info(f"extracting StartTime in [{window.start}, {window.end}) from {s.journal_table}")
         engine = sa.create_engine(s.journal_url)
         try:
-            stats = extract(engine, s.journal_table, s.raw_db, window, directory, policy, context.run_id,
-                            log=context.log.debug)
+            stats = extract(
+                engine,
+                s.journal_table,
+                s.raw_db,
+                window,
+                directory,
+                policy,
+                context.run_id,
+                log=context.log.debug,
+            )
         finally:
             engine.dispose()
-        return dg.MaterializeResult(metadata={
-            "window_start": str(window.start), "window_end": str(window.end),
-            "source_rows": stats.source_rows, "loaded_rows": stats.loaded_rows,
-            "quarantined_rows": stats.quarantined_rows,
-            "rows_per_second": dg.MetadataValue.float(round(stats.rows_per_second, 1)),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "window_start": str(window.start),
+                "window_end": str(window.end),
+                "source_rows": stats.source_rows,
+                "loaded_rows": stats.loaded_rows,
+                "quarantined_rows": stats.quarantined_rows,
+                "rows_per_second": dg.MetadataValue.float(round(stats.rows_per_second, 1)),
+            }
+        )
 
     project = dbt_project()
 
@@ -110,9 +130,11 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         prune_build(s.build_db)
         counts = publish(s.build_db, s.served_db)
         context.log.info(f"published {s.served_db}: {counts}")
-        return dg.MaterializeResult(metadata={
-            "path": dg.MetadataValue.path(str(s.served_db)),
-            **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(s.served_db)),
+                **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+            }
+        )
 
     return [org_directory, journal_extract, warehouse_models, published_warehouse]

@@ -49,7 +49,8 @@ def demo_secrets(settings: Settings) -> dict[str, str]:
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
         body = "# callsight DEMO secrets - generated, for this demo home only\n" + "".join(
-            f"{k}={v}\n" for k, v in values.items())
+            f"{k}={v}\n" for k, v in values.items()
+        )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(body)
@@ -59,8 +60,10 @@ def demo_secrets(settings: Settings) -> dict[str, str]:
 def require_secret(settings: Settings, name: str) -> str:
     value = settings.secret(name)
     if not value:
-        raise SystemExit(f"callsight: {name} is not set. Secrets come from the environment "
-                         f"(see README, 'Settings'); `make demo` generates demo secrets.")
+        raise SystemExit(
+            f"callsight: {name} is not set. Secrets come from the environment "
+            f"(see README, 'Settings'); `make demo` generates demo secrets."
+        )
     return value
 
 
@@ -77,11 +80,19 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     with Progress() as progress:
         task = progress.add_task("Generating demo journal", total=args.days)
-        result = generate(settings.demo_dir, seed=args.seed, days=args.days, users=args.users, end=end,
-                          table=settings.journal_table,
-                          progress=lambda done, total: progress.update(task, completed=done, total=total))
-    _print(f"demo journal: {result.rows} call legs, {result.first_day} .. {result.last_day} -> "
-           f"{result.journal_path}")
+        result = generate(
+            settings.demo_dir,
+            seed=args.seed,
+            days=args.days,
+            users=args.users,
+            end=end,
+            table=settings.journal_table,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    _print(
+        f"demo journal: {result.rows} call legs, {result.first_day} .. {result.last_day} -> "
+        f"{result.journal_path}"
+    )
     _print(f"org directory: {result.directory_path}\npolicy: {result.policy_path}")
     return 0
 
@@ -97,11 +108,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         _print(f"callsight: configuration refused, nothing was written:\n{exc}")
         return 2
     if result.success:
-        _print(f"nightly run {result.run_id} succeeded for {result.first} .. {result.last}; "
-               f"published {settings.served_db}")
+        _print(
+            f"nightly run {result.run_id} succeeded for {result.first} .. {result.last}; "
+            f"published {settings.served_db}"
+        )
         return 0
-    _print(f"nightly run {result.run_id} FAILED for {result.first} .. {result.last}: {result.failure}\n"
-           f"The last good warehouse keeps serving ({settings.served_db}).")
+    _print(
+        f"nightly run {result.run_id} FAILED for {result.first} .. {result.last}: {result.failure}\n"
+        f"The last good warehouse keeps serving ({settings.served_db})."
+    )
     return 1
 
 
@@ -126,13 +141,18 @@ def provision(settings: Settings, url: str, admin_password: str, user_password: 
 
     directory = load_directory(settings.effective_directory_path)
     client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
-    report = Provisioner(client, directory, settings.served_db, user_password,
-                         settings.superset_admin_username).run()
-    _print(f"provisioned Superset at {url}: datasets {sorted(report.datasets)}, "
-           f"{len(report.users_created)} users created, {len(report.users_updated)} updated, "
-           f"{len(report.users_deactivated)} deactivated, RLS rules {report.rls_rules}")
+    report = Provisioner(
+        client, directory, settings.served_db, user_password, settings.superset_admin_username
+    ).run()
+    _print(
+        f"provisioned Superset at {url}: datasets {sorted(report.datasets)}, "
+        f"{len(report.users_created)} users created, {len(report.users_updated)} updated, "
+        f"{len(report.users_deactivated)} deactivated, RLS rules {report.rls_rules}"
+    )
     if report.missing_permissions:
-        _print(f"note: permissions not offered by this Superset version: {', '.join(report.missing_permissions)}")
+        _print(
+            f"note: permissions not offered by this Superset version: {', '.join(report.missing_permissions)}"
+        )
 
 
 def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
@@ -163,15 +183,27 @@ def _check_ready(settings: Settings, url: str, username: str, password: str) -> 
 
     client = SupersetClient(url).login(username, password)
     ds = next(iter(client.list_all("dataset", [("table_name", "eq", "fct_calls")])))
-    data = client.chart_data({
-        "datasource": {"id": ds["id"], "type": "table"}, "force": True,
-        "queries": [{"metrics": ["anrufe"], "columns": [], "filters": []}],
-        "result_format": "json", "result_type": "full"})
+    data = client.chart_data(
+        {
+            "datasource": {"id": ds["id"], "type": "table"},
+            "force": True,
+            "queries": [{"metrics": ["anrufe"], "columns": [], "filters": []}],
+            "result_format": "json",
+            "result_type": "full",
+        }
+    )
     return int(data["result"][0]["data"][0]["anrufe"])
 
 
-def serve(settings: Settings, secret: str, admin_password: str, demo_logins: list[tuple[str, str]] | None,
-          port: int = 8088, dagster_port: int = 3000, once: bool = False) -> int:
+def serve(
+    settings: Settings,
+    secret: str,
+    admin_password: str,
+    demo_logins: list[tuple[str, str, str]] | None,
+    port: int = 8088,
+    dagster_port: int = 3000,
+    once: bool = False,
+) -> int:
     from .superset_runtime import SupersetEnv, stop, wait_healthy
 
     env = SupersetEnv(settings, secret)
@@ -185,20 +217,34 @@ def serve(settings: Settings, secret: str, admin_password: str, demo_logins: lis
         wait_healthy(url, web)
         provision(settings, url, admin_password, settings.secret("CALLSIGHT_DEMO_PASSWORD"))
         if demo_logins:
-            n = _check_ready(settings, url, *demo_logins[0])
-            _print(f"ready: chart data served over HTTP from {settings.served_db} "
-                   f"({n} inbound calls visible to {demo_logins[0][0]})")
+            n = _check_ready(settings, url, *demo_logins[0][:2])
+            _print(
+                f"ready: chart data served over HTTP from {settings.served_db} "
+                f"({n} inbound calls visible to {demo_logins[0][0]})"
+            )
         dagster_log = (settings.log_dir / "dagster.log").open("ab")
         dagster_env = {**os.environ, **settings.export()}
         dagster = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "callsight.definitions",
-             "-h", "127.0.0.1", "-p", str(dagster_port)],
-            env=dagster_env, stdout=dagster_log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(Path(sys.executable).with_name("dagster")),
+                "dev",
+                "-m",
+                "callsight.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(dagster_port),
+            ],
+            env=dagster_env,
+            stdout=dagster_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(dagster)
         _print(f"\nSuperset: {url}/   (admin: {settings.superset_admin_username})")
         _print(f"Dagster:  http://127.0.0.1:{dagster_port}/   (lineage, runs, nightly schedule 02:00)")
-        for user, pw in demo_logins or []:
-            _print(f"  login {user:<28} password {pw}")
+        for user, pw, role in demo_logins or []:
+            _print(f"  login {user:<24} password {pw:<18} {role}")
         _print(f"Logs: {settings.log_dir}\nStop with Ctrl-C.")
         if once:
             return 0
@@ -239,8 +285,9 @@ def demo_logins(settings: Settings, password: str) -> list[tuple[str, str]]:
     leader_group = next((g for g in directory.groups if g.journal_visible_to_leader and g.leaders), None)
     if leader_group:
         picks.append(leader_group.leaders[0])
-        plain = next((m for m in leader_group.members if m not in leader_group.leaders + leader_group.deputies),
-                     None)
+        plain = next(
+            (m for m in leader_group.members if m not in leader_group.leaders + leader_group.deputies), None
+        )
         if plain:
             picks.append(plain)
     picks += directory.analysts[:1]
@@ -264,11 +311,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     secret, admin_password = values["SUPERSET_SECRET_KEY"], values["SUPERSET_ADMIN_PASSWORD"]
     _print("setting up Superset metadata (first time takes about half a minute) ...")
     SupersetEnv(settings, secret).init_metadata(admin_password)
-    logins = [(settings.superset_admin_username, admin_password),
-              *demo_logins(settings, values["CALLSIGHT_DEMO_PASSWORD"])]
-    # The first login shown is checked for chart data: use a group leader, not the admin.
-    ordered = logins[1:] + logins[:1]
-    return serve(settings, secret, admin_password, ordered, args.port, args.dagster_port, args.once)
+    # The first login is checked for chart data ("ready"): a group leader, not the admin.
+    logins = [
+        *demo_logins(settings, values["CALLSIGHT_DEMO_PASSWORD"]),
+        (settings.superset_admin_username, admin_password, "admin: everything"),
+    ]
+    return serve(settings, secret, admin_password, logins, args.port, args.dagster_port, args.once)
 
 
 def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
@@ -300,8 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     pv = sub.add_parser("provision", help="Superset: connection, assets, roles, users, row-level security")
     pv.set_defaults(func=cmd_provision)
-    for name, func, helptext in (("serve", cmd_serve, "serve Superset (:8088) and the Dagster UI (:3000)"),
-                                 ("demo", cmd_demo, "demo data -> nightly run -> provision -> serve")):
+    for name, func, helptext in (
+        ("serve", cmd_serve, "serve Superset (:8088) and the Dagster UI (:3000)"),
+        ("demo", cmd_demo, "demo data -> nightly run -> provision -> serve"),
+    ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--port", type=int, default=8088)
         s.add_argument("--dagster-port", type=int, default=3000)

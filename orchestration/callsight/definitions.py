@@ -26,11 +26,18 @@ def site_timezone(settings: Settings) -> str:
 def build_definitions(settings: Settings) -> dg.Definitions:
     ensure_manifest()
     assets = build_assets(site_timezone(settings))
-    nightly = dg.define_asset_job(NIGHTLY_JOB, selection=dg.AssetSelection.all(),
-                                  description="Extract yesterday (+ look-back), build, check, publish.")
+    nightly = dg.define_asset_job(
+        NIGHTLY_JOB,
+        selection=dg.AssetSelection.all(),
+        description="Extract yesterday (+ look-back), build, check, publish.",
+    )
     schedule = dg.build_schedule_from_partitioned_job(
-        nightly, hour_of_day=2, minute_of_hour=0, name="nightly_0200",
-        default_status=dg.DefaultScheduleStatus.RUNNING)
+        nightly,
+        hour_of_day=2,
+        minute_of_hour=0,
+        name="nightly_0200",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
     return dg.Definitions(
         assets=assets,
         jobs=[nightly],

@@ -21,11 +21,34 @@ import holidays
 import yaml
 
 JOURNAL_COLUMNS: tuple[str, ...] = (
-    "ID", "StartTime", "StopTime", "DurationTotal", "ConnectTime", "DisconnectTime", "DurationConnected",
-    "Outbound", "Internal", "LineNumber", "LineName", "LineUserName", "LocalNumber", "RedirectingNumber",
-    "PhoneNumber", "ContactName", "ContactCompany", "ContactEntryID", "ContactEntryStoreID",
-    "ContactEntryDBID", "CTIServerUserName", "SuccessState", "Subject", "ReadFlag", "ProjectName",
-    "ProjectID", "PrivateCall", "TrackerID",
+    "ID",
+    "StartTime",
+    "StopTime",
+    "DurationTotal",
+    "ConnectTime",
+    "DisconnectTime",
+    "DurationConnected",
+    "Outbound",
+    "Internal",
+    "LineNumber",
+    "LineName",
+    "LineUserName",
+    "LocalNumber",
+    "RedirectingNumber",
+    "PhoneNumber",
+    "ContactName",
+    "ContactCompany",
+    "ContactEntryID",
+    "ContactEntryStoreID",
+    "ContactEntryDBID",
+    "CTIServerUserName",
+    "SuccessState",
+    "Subject",
+    "ReadFlag",
+    "ProjectName",
+    "ProjectID",
+    "PrivateCall",
+    "TrackerID",
 )
 
 # The UCServer's journal table (SQLite flavour); MSSQL uses the same names with its own types.
@@ -62,37 +85,49 @@ CREATE TABLE IF NOT EXISTS {table} (
 )
 """
 
-FIRST_NAMES = (
-    "Anna Maria Tom Lukas Sophie Jonas Laura Felix Lea Paul Julia Leon Sarah Max Lena Finn Hannah Elias "
-    "Katharina Noah Johanna Ben Clara Moritz Marie Jan Emilia Tim Nina David Franziska Niklas Lisa Simon "
-    "Melanie Stefan Sabine Andreas Petra Michael Claudia Thomas Birgit Markus Kerstin Florian Jana Sebastian "
-    "Carina Tobias Eva Matthias Ines Philipp Svenja Christian Heike Daniel Ute Martin"
-).split()
-LAST_NAMES = (
-    "Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz Hoffmann Schäfer Koch Bauer Richter "
-    "Klein Wolf Schröder Neumann Schwarz Zimmermann Braun Krüger Hofmann Hartmann Lange Schmitt Werner "
-    "Schmitz Krause Meier Lehmann Schmid Schulze Maier Köhler Herrmann König Walter Mayer Huber Kaiser "
-    "Fuchs Peters Lang Scholz Möller Weiß Jung Hahn Schubert Vogel Friedrich Keller Günther Frank Berger "
-    "Winkler Roth Beck Lorenz"
-).split()
-COMPANY_STEMS = (
-    "Alpen Bavaria Isar Donau Rhein Elbe Nord Süd Ost West Stern Adler Falken Linden Eichen Berg Tal "
-    "Sonnen Mond Blitz Kraft Licht Stahl Holz Glas Stein Wasser Feuer Luft Erd"
-).split()
-COMPANY_KINDS = (
-    "Maschinenbau Logistik Elektrotechnik Immobilien Versicherung Bau Medizintechnik Software Druck "
-    "Handel Energie Consulting Spedition Lebensmittel Textil"
-).split()
+FIRST_NAMES = """
+Anna Maria Tom Lukas Sophie Jonas Laura Felix Lea Paul Julia Leon Sarah Max Lena Finn Hannah Elias
+Katharina Noah Johanna Ben Clara Moritz Marie Jan Emilia Tim Nina David Franziska Niklas Lisa Simon
+Melanie Stefan Sabine Andreas Petra Michael Claudia Thomas Birgit Markus Kerstin Florian Jana
+Sebastian Carina Tobias Eva Matthias Ines Philipp Svenja Christian Heike Daniel Ute Martin
+""".split()
+LAST_NAMES = """
+Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz Hoffmann Schäfer Koch Bauer
+Richter Klein Wolf Schröder Neumann Schwarz Zimmermann Braun Krüger Hofmann Hartmann Lange Schmitt
+Werner Schmitz Krause Meier Lehmann Schmid Schulze Maier Köhler Herrmann König Walter Mayer Huber
+Kaiser Fuchs Peters Lang Scholz Möller Weiß Jung Hahn Schubert Vogel Friedrich Keller Günther Frank
+Berger Winkler Roth Beck Lorenz
+""".split()
+COMPANY_STEMS = """
+Alpen Bavaria Isar Donau Rhein Elbe Nord Süd Ost West Stern Adler Falken Linden Eichen Berg Tal
+Sonnen Mond Blitz Kraft Licht Stahl Holz Glas Stein Wasser Feuer Luft Erd
+""".split()
+COMPANY_KINDS = """
+Maschinenbau Logistik Elektrotechnik Immobilien Versicherung Bau Medizintechnik Software Druck
+Handel Energie Consulting Spedition Lebensmittel Textil
+""".split()
 COMPANY_FORMS = ("GmbH", "GmbH & Co. KG", "AG", "KG", "e.K.", "GmbH")
 PROJECTS = (
-    ("P-1001", "Rollout ERP 2026"), ("P-1002", "Messe Hannover"), ("P-1003", "Kundenportal"),
-    ("P-1004", "Wartungsvertrag Nord"), ("P-1005", "Ausschreibung Stadtwerke"),
-    ("P-1006", "Relaunch Webshop"), ("P-1007", "Zertifizierung ISO 27001"), ("P-1008", "Umzug Lager"),
+    ("P-1001", "Rollout ERP 2026"),
+    ("P-1002", "Messe Hannover"),
+    ("P-1003", "Kundenportal"),
+    ("P-1004", "Wartungsvertrag Nord"),
+    ("P-1005", "Ausschreibung Stadtwerke"),
+    ("P-1006", "Relaunch Webshop"),
+    ("P-1007", "Zertifizierung ISO 27001"),
+    ("P-1008", "Umzug Lager"),
 )
 NOTES = (
-    "Rückruf wegen Angebot", "Frage zur Rechnung", "Liefertermin besprochen", "Reklamation aufgenommen",
-    "Termin vereinbart", "Angebot nachfassen", "Vertragsverlängerung", "Support-Ticket eröffnet",
-    "Preisanfrage", "Ansprechpartner gewechselt",
+    "Rückruf wegen Angebot",
+    "Frage zur Rechnung",
+    "Liefertermin besprochen",
+    "Reklamation aufgenommen",
+    "Termin vereinbart",
+    "Angebot nachfassen",
+    "Vertragsverlängerung",
+    "Support-Ticket eröffnet",
+    "Preisanfrage",
+    "Ansprechpartner gewechselt",
 )
 PRIVATE_NOTES = ("Arzttermin", "Kita anrufen", "Handwerker Wohnung", "Bank privat")
 GROUP_NAMES = ("Vertrieb", "Kundenservice", "Technik", "Buchhaltung", "Einkauf", "Marketing")
@@ -162,10 +197,16 @@ def build_org(rng: random.Random, users: int) -> tuple[list[Agent], dict]:
     for gi, gname in enumerate(GROUP_NAMES[:n_groups]):
         m = members[gname]
         to_group, to_leader = GROUP_OPTIONS[gi]
-        groups.append({
-            "name": gname, "leaders": [m[0]], "deputies": [m[1]] if len(m) > 2 else [],
-            "members": list(m), "journal_visible_to_group": to_group, "journal_visible_to_leader": to_leader,
-        })
+        groups.append(
+            {
+                "name": gname,
+                "leaders": [m[0]],
+                "deputies": [m[1]] if len(m) > 2 else [],
+                "members": list(m),
+                "journal_visible_to_group": to_group,
+                "journal_visible_to_leader": to_leader,
+            }
+        )
     # A user in two groups: the third member of group 0 also works in group 1.
     if n_groups > 1 and len(members[GROUP_NAMES[0]]) > 2:
         groups[1]["members"].append(members[GROUP_NAMES[0]][2])
@@ -193,7 +234,9 @@ def build_org(rng: random.Random, users: int) -> tuple[list[Agent], dict]:
 def build_contacts(rng: random.Random, n: int = 400) -> list[Contact]:
     companies = []
     for _ in range(140):
-        companies.append(f"{rng.choice(COMPANY_STEMS)} {rng.choice(COMPANY_KINDS)} {rng.choice(COMPANY_FORMS)}")
+        companies.append(
+            f"{rng.choice(COMPANY_STEMS)} {rng.choice(COMPANY_KINDS)} {rng.choice(COMPANY_FORMS)}"
+        )
     companies = sorted(set(companies))
     contacts = []
     for i in range(n):
@@ -214,7 +257,9 @@ def build_private_contacts(rng: random.Random, n: int = 60) -> list[Contact]:
         number = f"+49 1{rng.choice(('51', '57', '60', '72', '76'))} {rng.randint(10000000, 99999999)}"
         if rng.random() < 0.4:
             number = f"+49 8151 {rng.randint(100000, 999999)}"
-        out.append(Contact(f"P{200000 + i}", f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}", None, number))
+        out.append(
+            Contact(f"P{200000 + i}", f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}", None, number)
+        )
     return out
 
 
@@ -239,29 +284,58 @@ class _Journal:
     def __init__(self) -> None:
         self.rows: list[dict] = []
 
-    def leg(self, *, start: datetime, ring: int, talk: int, outbound: bool, internal: bool, agent: Agent,
-            number: str, contact: Contact | None, tracker: str, redirecting: str | None = None,
-            private: bool = False, line: str | None = None, subject: str | None = None,
-            project: tuple[str, str] | None = None) -> datetime:
+    def leg(
+        self,
+        *,
+        start: datetime,
+        ring: int,
+        talk: int,
+        outbound: bool,
+        internal: bool,
+        agent: Agent,
+        number: str,
+        contact: Contact | None,
+        tracker: str,
+        redirecting: str | None = None,
+        private: bool = False,
+        line: str | None = None,
+        subject: str | None = None,
+        project: tuple[str, str] | None = None,
+    ) -> datetime:
         connect = start + timedelta(seconds=ring) if talk > 0 else None
         disconnect = connect + timedelta(seconds=talk) if connect else None
         stop = disconnect or start + timedelta(seconds=ring)
-        self.rows.append({
-            "StartTime": start, "StopTime": stop, "DurationTotal": int((stop - start).total_seconds()),
-            "ConnectTime": connect, "DisconnectTime": disconnect, "DurationConnected": talk,
-            "Outbound": int(outbound), "Internal": int(internal), "LineNumber": line or agent.line,
-            "LineName": f"Leitung {agent.name}" if not line else "Privatleitung",
-            "LineUserName": agent.username, "LocalNumber": agent.extension,
-            "RedirectingNumber": redirecting, "PhoneNumber": number,
-            "ContactName": contact.name if contact else None,
-            "ContactCompany": contact.company if contact else None,
-            "ContactEntryID": contact.entry_id if contact else None,
-            "ContactEntryStoreID": "CRM" if contact else None,
-            "ContactEntryDBID": "crm-main" if contact else None,
-            "CTIServerUserName": agent.username, "SuccessState": int(talk > 0), "Subject": subject,
-            "ReadFlag": 1, "ProjectName": project[1] if project else None,
-            "ProjectID": project[0] if project else None, "PrivateCall": int(private), "TrackerID": tracker,
-        })
+        self.rows.append(
+            {
+                "StartTime": start,
+                "StopTime": stop,
+                "DurationTotal": int((stop - start).total_seconds()),
+                "ConnectTime": connect,
+                "DisconnectTime": disconnect,
+                "DurationConnected": talk,
+                "Outbound": int(outbound),
+                "Internal": int(internal),
+                "LineNumber": line or agent.line,
+                "LineName": f"Leitung {agent.name}" if not line else "Privatleitung",
+                "LineUserName": agent.username,
+                "LocalNumber": agent.extension,
+                "RedirectingNumber": redirecting,
+                "PhoneNumber": number,
+                "ContactName": contact.name if contact else None,
+                "ContactCompany": contact.company if contact else None,
+                "ContactEntryID": contact.entry_id if contact else None,
+                "ContactEntryStoreID": "CRM" if contact else None,
+                "ContactEntryDBID": "crm-main" if contact else None,
+                "CTIServerUserName": agent.username,
+                "SuccessState": int(talk > 0),
+                "Subject": subject,
+                "ReadFlag": 1,
+                "ProjectName": project[1] if project else None,
+                "ProjectID": project[0] if project else None,
+                "PrivateCall": int(private),
+                "TrackerID": tracker,
+            }
+        )
         return stop
 
 
@@ -273,8 +347,15 @@ def _talk(rng: random.Random, median: float = 170) -> int:
     return max(3, min(3 * 3600, int(rng.lognormvariate(math.log(median), 0.9))))
 
 
-def simulate_day(rng: random.Random, day: date, agents: list[Agent], contacts: list[Contact],
-                 private_contacts: list[Contact], journal: _Journal, is_holiday: bool) -> None:
+def simulate_day(
+    rng: random.Random,
+    day: date,
+    agents: list[Agent],
+    contacts: list[Contact],
+    private_contacts: list[Contact],
+    journal: _Journal,
+    is_holiday: bool,
+) -> None:
     by_group: dict[str, list[Agent]] = {}
     for a in agents:
         for g in a.groups:
@@ -303,9 +384,20 @@ def simulate_day(rng: random.Random, day: date, agents: list[Agent], contacts: l
             ring = _ring(rng)
             answered = rng.random() < 0.82
             tid = tracker()
-            journal.leg(start=start, ring=ring, talk=_talk(rng) if answered else 0, outbound=False,
-                        internal=False, agent=agent, number=contact.number, contact=contact, tracker=tid,
-                        private=private, subject=note, project=project)
+            journal.leg(
+                start=start,
+                ring=ring,
+                talk=_talk(rng) if answered else 0,
+                outbound=False,
+                internal=False,
+                agent=agent,
+                number=contact.number,
+                contact=contact,
+                tracker=tid,
+                private=private,
+                subject=note,
+                project=project,
+            )
             if answered:
                 continue
             # Not picked up: a deputy or colleague may take it in the same chain.
@@ -315,46 +407,99 @@ def simulate_day(rng: random.Random, day: date, agents: list[Agent], contacts: l
                 start2 = start + timedelta(seconds=ring)
                 ring2 = _ring(rng)
                 answered2 = rng.random() < 0.85
-                journal.leg(start=start2, ring=ring2, talk=_talk(rng) if answered2 else 0, outbound=False,
-                            internal=False, agent=other, number=contact.number, contact=contact, tracker=tid,
-                            redirecting=agent.line, private=private, project=project)
+                journal.leg(
+                    start=start2,
+                    ring=ring2,
+                    talk=_talk(rng) if answered2 else 0,
+                    outbound=False,
+                    internal=False,
+                    agent=other,
+                    number=contact.number,
+                    contact=contact,
+                    tracker=tid,
+                    redirecting=agent.line,
+                    private=private,
+                    project=project,
+                )
                 if answered2:
                     continue
                 if rng.random() < 0.3 and len(colleagues) > 1:
                     third = rng.choice([c for c in colleagues if c != other])
                     start3 = start2 + timedelta(seconds=ring2)
-                    journal.leg(start=start3, ring=_ring(rng), talk=_talk(rng), outbound=False,
-                                internal=False, agent=third, number=contact.number, contact=contact,
-                                tracker=tid, redirecting=other.line, private=private, project=project)
+                    journal.leg(
+                        start=start3,
+                        ring=_ring(rng),
+                        talk=_talk(rng),
+                        outbound=False,
+                        internal=False,
+                        agent=third,
+                        number=contact.number,
+                        contact=contact,
+                        tracker=tid,
+                        redirecting=other.line,
+                        private=private,
+                        project=project,
+                    )
                     continue
             # Still missed: often called back later that day or the next.
             if rng.random() < 0.6:
                 delay = timedelta(minutes=rng.choice((5, 20, 45, 90, 180, 60 * 20, 60 * 30)))
                 cb = start + delay
                 if 7 <= cb.hour < 19 and cb.weekday() < 5:
-                    journal.leg(start=cb, ring=_ring(rng), talk=_talk(rng, 120) if rng.random() < 0.8 else 0,
-                                outbound=True, internal=False, agent=agent, number=contact.number,
-                                contact=contact, tracker=tracker(), subject="Rückruf", private=private)
+                    journal.leg(
+                        start=cb,
+                        ring=_ring(rng),
+                        talk=_talk(rng, 120) if rng.random() < 0.8 else 0,
+                        outbound=True,
+                        internal=False,
+                        agent=agent,
+                        number=contact.number,
+                        contact=contact,
+                        tracker=tracker(),
+                        subject="Rückruf",
+                        private=private,
+                    )
         for _ in range(n_out):
             start = base + timedelta(minutes=_sample_minute(rng), seconds=rng.randint(0, 59))
             private = rng.random() < 0.03
             contact = rng.choice(private_contacts if private else contacts)
             line = PRIVATE_LINE if private and rng.random() < 0.5 else None
             project = rng.choice(PROJECTS) if contact.company and not private and rng.random() < 0.2 else None
-            note = (rng.choice(PRIVATE_NOTES) if private else rng.choice(NOTES)) if rng.random() < 0.2 else None
-            journal.leg(start=start, ring=_ring(rng), talk=_talk(rng, 150) if rng.random() < 0.72 else 0,
-                        outbound=True, internal=False, agent=agent, number=contact.number, contact=contact,
-                        tracker=tracker(), private=private and line is None, line=line, subject=note,
-                        project=project)
+            note = (
+                (rng.choice(PRIVATE_NOTES) if private else rng.choice(NOTES)) if rng.random() < 0.2 else None
+            )
+            journal.leg(
+                start=start,
+                ring=_ring(rng),
+                talk=_talk(rng, 150) if rng.random() < 0.72 else 0,
+                outbound=True,
+                internal=False,
+                agent=agent,
+                number=contact.number,
+                contact=contact,
+                tracker=tracker(),
+                private=private and line is None,
+                line=line,
+                subject=note,
+                project=project,
+            )
         for _ in range(n_int):
             other = rng.choice(agents)
             if other == agent:
                 continue
             start = base + timedelta(minutes=_sample_minute(rng), seconds=rng.randint(0, 59))
             colleague = Contact(f"U-{other.username}", other.name, None, other.extension)
-            journal.leg(start=start, ring=_ring(rng), talk=_talk(rng, 90) if rng.random() < 0.9 else 0,
-                        outbound=rng.random() < 0.5, internal=True, agent=agent, number=other.extension,
-                        contact=colleague, tracker=tracker())
+            journal.leg(
+                start=start,
+                ring=_ring(rng),
+                talk=_talk(rng, 90) if rng.random() < 0.9 else 0,
+                outbound=rng.random() < 0.5,
+                internal=True,
+                agent=agent,
+                number=other.extension,
+                contact=colleague,
+                tracker=tracker(),
+            )
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -386,8 +531,16 @@ def iter_days(first: date, last: date) -> Iterator[date]:
         d += timedelta(days=1)
 
 
-def generate(out_dir: Path, *, seed: int = 42, days: int = 90, users: int = 60, end: date,
-             table: str = "journal", progress: Callable[[int, int], None] | None = None) -> DemoResult:
+def generate(
+    out_dir: Path,
+    *,
+    seed: int = 42,
+    days: int = 90,
+    users: int = 60,
+    end: date,
+    table: str = "journal",
+    progress: Callable[[int, int], None] | None = None,
+) -> DemoResult:
     """Write journal.sqlite, directory.yaml and policy.yaml into out_dir (replacing them)."""
     if days < 1:
         raise ValueError("--days must be at least 1")
@@ -431,8 +584,12 @@ def generate(out_dir: Path, *, seed: int = 42, days: int = 90, users: int = 60, 
     directory_path = out_dir / "directory.yaml"
     policy_path = out_dir / "policy.yaml"
     header = "# callsight DEMO org directory - generated by `callsight demo-data`, not real people.\n"
-    directory_path.write_text(header + yaml.safe_dump(directory, sort_keys=False, allow_unicode=True),
-                              encoding="utf-8")
-    policy_path.write_text("# callsight DEMO policy - generated by `callsight demo-data`.\n"
-                           + yaml.safe_dump(default_policy(), sort_keys=False), encoding="utf-8")
+    directory_path.write_text(
+        header + yaml.safe_dump(directory, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    policy_path.write_text(
+        "# callsight DEMO policy - generated by `callsight demo-data`.\n"
+        + yaml.safe_dump(default_policy(), sort_keys=False),
+        encoding="utf-8",
+    )
     return DemoResult(journal_path, directory_path, policy_path, len(rows), first, end)

@@ -7,6 +7,7 @@ transaction, so rows edited or deleted in the source within the window are mirro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,9 @@ from .privacy import apply_privacy
 TIME_COLUMNS = ("StartTime", "StopTime", "ConnectTime", "DisconnectTime")
 INT_COLUMNS = ("DurationTotal", "DurationConnected")
 FLAG_COLUMNS = ("Outbound", "Internal", "SuccessState", "ReadFlag", "PrivateCall")
-TEXT_COLUMNS = tuple(c for c in JOURNAL_COLUMNS if c not in (*TIME_COLUMNS, *INT_COLUMNS, *FLAG_COLUMNS, "ID"))
+TEXT_COLUMNS = tuple(
+    c for c in JOURNAL_COLUMNS if c not in (*TIME_COLUMNS, *INT_COLUMNS, *FLAG_COLUMNS, "ID")
+)
 MAX_TEXT = {"Subject": 4000}
 DEFAULT_MAX_TEXT = 1000
 MAX_DURATION_SECONDS = 24 * 3600
@@ -103,8 +106,10 @@ class Window:
     def for_days(cls, first: date, last: date, lookback_days: int = 1) -> Window:
         """Window covering the partitions first..last plus the look-back before `last`."""
         begin = min(first, last - timedelta(days=lookback_days - 1))
-        return cls(datetime.combine(begin, datetime.min.time()),
-                   datetime.combine(last + timedelta(days=1), datetime.min.time()))
+        return cls(
+            datetime.combine(begin, datetime.min.time()),
+            datetime.combine(last + timedelta(days=1), datetime.min.time()),
+        )
 
 
 @dataclass(frozen=True)
@@ -139,14 +144,17 @@ def window_query(table: str, window: Window, dialect: str) -> tuple[sa.Select, d
         params = {"w_start": start.strftime("%Y-%m-%d %H:%M:%S"), "w_end": end.strftime("%Y-%m-%d %H:%M:%S")}
     else:
         params = {"w_start": start, "w_end": end}
-    query = (sa.select(*src.c)
-             .where(src.c.StartTime >= sa.bindparam("w_start"), src.c.StartTime < sa.bindparam("w_end"))
-             .order_by(src.c.ID))
+    query = (
+        sa.select(*src.c)
+        .where(src.c.StartTime >= sa.bindparam("w_start"), src.c.StartTime < sa.bindparam("w_end"))
+        .order_by(src.c.ID)
+    )
     return query, params
 
 
-def read_window(engine: sa.Engine, table: str, window: Window, chunk_rows: int = CHUNK_ROWS
-                ) -> Iterator[pd.DataFrame]:
+def read_window(
+    engine: sa.Engine, table: str, window: Window, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
     query, params = window_query(table, window, engine.dialect.name)
     with engine.connect().execution_options(stream_results=True, yield_per=chunk_rows) as conn:
         result = conn.execute(query, params)
@@ -161,8 +169,9 @@ def read_window(engine: sa.Engine, table: str, window: Window, chunk_rows: int =
 def _to_ts(series: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         return series.astype("datetime64[us]")
-    return pd.to_datetime(series.astype("object").where(series.notna(), None), errors="coerce",
-                          format="mixed").astype("datetime64[us]")
+    return pd.to_datetime(
+        series.astype("object").where(series.notna(), None), errors="coerce", format="mixed"
+    ).astype("datetime64[us]")
 
 
 def normalize_and_validate(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -209,9 +218,17 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(RAW_DDL)
 
 
-def extract(engine: sa.Engine, table: str, raw_db: Path, window: Window, directory: Directory,
-            policy: Policy, run_id: str, chunk_rows: int = CHUNK_ROWS,
-            log: Callable[[str], None] = lambda _m: None) -> ExtractStats:
+def extract(
+    engine: sa.Engine,
+    table: str,
+    raw_db: Path,
+    window: Window,
+    directory: Directory,
+    policy: Policy,
+    run_id: str,
+    chunk_rows: int = CHUNK_ROWS,
+    log: Callable[[str], None] = lambda _m: None,
+) -> ExtractStats:
     """Replace `window` in the raw store with the masked, validated source rows."""
     t0 = time.perf_counter()
     check_source_schema(engine, table)
@@ -243,15 +260,23 @@ def extract(engine: sa.Engine, table: str, raw_db: Path, window: Window, directo
                 con.unregister("chunk_df")
                 loaded += len(good)
             if len(bad):
-                q = pd.DataFrame({
-                    "source_id": bad["ID"].map(lambda v: None if v is None else str(v)),
-                    "start_time_text": bad["StartTime"].map(lambda v: None if v is None else str(v)),
-                    "reason": reasons[reasons.notna()],
-                    "row_json": bad[list(JOURNAL_COLUMNS)].apply(
-                        lambda r: json.dumps({k: (None if pd.isna(v) else str(v)) for k, v in r.items()},
-                                             ensure_ascii=False), axis=1),
-                    "_is_private": bad["_is_private"], "_run_id": run_id, "_extracted_at": now,
-                })
+                q = pd.DataFrame(
+                    {
+                        "source_id": bad["ID"].map(lambda v: None if v is None else str(v)),
+                        "start_time_text": bad["StartTime"].map(lambda v: None if v is None else str(v)),
+                        "reason": reasons[reasons.notna()],
+                        "row_json": bad[list(JOURNAL_COLUMNS)].apply(
+                            lambda r: json.dumps(
+                                {k: (None if pd.isna(v) else str(v)) for k, v in r.items()},
+                                ensure_ascii=False,
+                            ),
+                            axis=1,
+                        ),
+                        "_is_private": bad["_is_private"],
+                        "_run_id": run_id,
+                        "_extracted_at": now,
+                    }
+                )
                 con.register("q_df", q)
                 con.execute("INSERT INTO quarantine BY NAME SELECT * FROM q_df")
                 con.unregister("q_df")
@@ -266,16 +291,17 @@ def extract(engine: sa.Engine, table: str, raw_db: Path, window: Window, directo
         con.execute(
             "DELETE FROM quarantine WHERE _run_id <> ? AND (source_id IN (SELECT source_id FROM seen) OR "
             "(TRY_CAST(start_time_text AS TIMESTAMP) >= ? AND TRY_CAST(start_time_text AS TIMESTAMP) < ?))",
-            [run_id, *params])
+            [run_id, *params],
+        )
         seconds = time.perf_counter() - t0
-        con.execute("INSERT INTO extract_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, window.start, window.end, source, loaded, quarantined, seconds, now])
+        con.execute(
+            "INSERT INTO extract_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, window.start, window.end, source, loaded, quarantined, seconds, now],
+        )
         con.execute("COMMIT")
     except BaseException:
-        try:
+        with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
         raise
     finally:
         con.close()

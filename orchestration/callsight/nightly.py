@@ -34,8 +34,9 @@ def raw_store_is_empty(settings: Settings) -> bool:
         return True
     con = duckdb.connect(str(settings.raw_db), read_only=True)
     try:
-        found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'journal'"
-                            ).fetchone()[0]
+        found = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'journal'"
+        ).fetchone()[0]
         return not found or con.execute("SELECT count(*) FROM journal").fetchone()[0] == 0
     finally:
         con.close()
@@ -71,8 +72,9 @@ def plan_range(settings: Settings, first: date | None, last: date | None) -> tup
     return end, end
 
 
-def run_nightly(settings: Settings, first: date | None = None, last: date | None = None,
-                log_level: str = "INFO") -> RunResult:
+def run_nightly(
+    settings: Settings, first: date | None = None, last: date | None = None, log_level: str = "INFO"
+) -> RunResult:
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -91,18 +93,29 @@ def run_nightly(settings: Settings, first: date | None = None, last: date | None
         raise ValueError(f"empty range: {start} > {end}")
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+    }
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     with dg.DagsterInstance.get() as instance:
         if start == end:
-            result = job.execute_in_process(instance=instance, partition_key=start.isoformat(),
-                                            run_config=run_config, raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=start.isoformat(),
+                run_config=run_config,
+                raise_on_error=False,
+            )
         else:
-            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
-                                            raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance, tags=tags, run_config=run_config, raise_on_error=False
+            )
     failure = None
     if not result.success:
-        msgs = [str(e.event_specific_data.error.message).strip() for e in result.all_events
-                if e.is_step_failure and e.event_specific_data and e.event_specific_data.error]
+        msgs = [
+            str(e.event_specific_data.error.message).strip()
+            for e in result.all_events
+            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
+        ]
         failure = "; ".join(msgs) or "run failed"
     return RunResult(result.success, result.run_id, start, end, failure)

@@ -22,13 +22,16 @@ CREATE OR REPLACE TABLE directory_staff (username VARCHAR NOT NULL, staff_role V
 
 def directory_frames(directory: Directory) -> dict[str, pd.DataFrame]:
     """Pure: the directory as four relations. Leaders and deputies count as members of their group."""
-    users = pd.DataFrame({"username": [u.username for u in directory.users],
-                          "display_name": [u.name for u in directory.users]})
-    groups = pd.DataFrame({
-        "group_name": [g.name for g in directory.groups],
-        "journal_visible_to_group": [g.journal_visible_to_group for g in directory.groups],
-        "journal_visible_to_leader": [g.journal_visible_to_leader for g in directory.groups],
-    })
+    users = pd.DataFrame(
+        {"username": [u.username for u in directory.users], "display_name": [u.name for u in directory.users]}
+    )
+    groups = pd.DataFrame(
+        {
+            "group_name": [g.name for g in directory.groups],
+            "journal_visible_to_group": [g.journal_visible_to_group for g in directory.groups],
+            "journal_visible_to_leader": [g.journal_visible_to_leader for g in directory.groups],
+        }
+    )
     rows: list[tuple[str, str, str]] = []
     for g in directory.groups:
         roles: dict[str, str] = {}
@@ -40,10 +43,16 @@ def directory_frames(directory: Directory) -> dict[str, pd.DataFrame]:
             roles[u] = "leader"
         rows.extend((g.name, u, r) for u, r in roles.items())
     memberships = pd.DataFrame(rows, columns=["group_name", "username", "membership_role"])
-    staff = pd.DataFrame([(u, "analyst") for u in directory.analysts] + [(u, "admin") for u in directory.admins],
-                         columns=["username", "staff_role"])
-    return {"directory_users": users, "directory_groups": groups,
-            "directory_memberships": memberships, "directory_staff": staff}
+    staff = pd.DataFrame(
+        [(u, "analyst") for u in directory.analysts] + [(u, "admin") for u in directory.admins],
+        columns=["username", "staff_role"],
+    )
+    return {
+        "directory_users": users,
+        "directory_groups": groups,
+        "directory_memberships": memberships,
+        "directory_staff": staff,
+    }
 
 
 def store_directory(raw_db: Path, directory: Directory) -> dict[str, int]:

@@ -13,8 +13,14 @@ import pandas as pd
 from .config import PrivateCalls
 
 NUMBER_COLUMNS = ("PhoneNumber", "RedirectingNumber")
-CONTACT_COLUMNS = ("ContactName", "ContactCompany", "ContactEntryID", "ContactEntryStoreID",
-                   "ContactEntryDBID", "Subject")
+CONTACT_COLUMNS = (
+    "ContactName",
+    "ContactCompany",
+    "ContactEntryID",
+    "ContactEntryStoreID",
+    "ContactEntryDBID",
+    "Subject",
+)
 
 _NON_DIGIT = re.compile(r"\D")
 
@@ -68,5 +74,6 @@ def apply_privacy(frame: pd.DataFrame, rules: PrivateCalls, private_lines: Itera
             out.loc[private, col] = None
         else:
             out.loc[private, col] = out.loc[private, col].map(
-                lambda n: truncate_number(n, rules.truncate_digits))
+                lambda n: truncate_number(n, rules.truncate_digits)
+            )
     return out

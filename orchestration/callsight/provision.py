@@ -31,38 +31,85 @@ RLS_VIEWER_CLAUSE = (
 
 # What a dashboard viewer may do, besides reading our datasets: a least-privilege cut of Gamma.
 VIEWER_PERMISSIONS: tuple[tuple[str, str], ...] = (
-    ("can_read", "Dashboard"), ("can_read", "Chart"), ("can_read", "Dataset"),
-    ("can_read", "DashboardFilterStateRestApi"), ("can_write", "DashboardFilterStateRestApi"),
-    ("can_read", "DashboardPermalinkRestApi"), ("can_write", "DashboardPermalinkRestApi"),
-    ("can_read", "ExploreFormDataRestApi"), ("can_write", "ExploreFormDataRestApi"),
-    ("can_read", "ExplorePermalinkRestApi"), ("can_write", "ExplorePermalinkRestApi"),
-    ("can_read", "Explore"), ("can_explore", "Superset"), ("can_explore_json", "Superset"),
-    ("can_dashboard", "Superset"), ("can_slice", "Superset"), ("can_csv", "Superset"),
-    ("can_export_csv", "SQLLab"), ("can_read", "SecurityRestApi"),
-    ("can_time_range", "Api"), ("can_query_form_data", "Api"), ("can_query", "Api"),
-    ("can_get", "Datasource"), ("can_samples", "Datasource"), ("can_external_metadata", "Datasource"),
-    ("can_read", "AvailableDomains"), ("can_read", "CssTemplate"), ("can_read", "EmbeddedDashboard"),
-    ("can_userinfo", "UserDBModelView"), ("resetmypassword", "UserDBModelView"),
-    ("can_this_form_get", "ResetMyPasswordView"), ("can_this_form_post", "ResetMyPasswordView"),
-    ("can_recent_activity", "Log"), ("can_log", "Superset"),
-    ("can_language_pack", "Superset"), ("can_view_chart_as_table", "Dashboard"),
-    ("can_view_query", "Dashboard"), ("can_drill", "Dashboard"),
-    ("can_read", "CurrentUserRestApi"), ("can_read", "Tag"), ("can_read", "Annotation"),
-    ("menu_access", "Dashboards"), ("menu_access", "Charts"), ("can_export", "Chart"),
-    ("can_export", "Dashboard"), ("can_read", "RowLevelSecurity"),
+    ("can_read", "Dashboard"),
+    ("can_read", "Chart"),
+    ("can_read", "Dataset"),
+    ("can_read", "DashboardFilterStateRestApi"),
+    ("can_write", "DashboardFilterStateRestApi"),
+    ("can_read", "DashboardPermalinkRestApi"),
+    ("can_write", "DashboardPermalinkRestApi"),
+    ("can_read", "ExploreFormDataRestApi"),
+    ("can_write", "ExploreFormDataRestApi"),
+    ("can_read", "ExplorePermalinkRestApi"),
+    ("can_write", "ExplorePermalinkRestApi"),
+    ("can_read", "Explore"),
+    ("can_explore", "Superset"),
+    ("can_explore_json", "Superset"),
+    ("can_dashboard", "Superset"),
+    ("can_slice", "Superset"),
+    ("can_csv", "Superset"),
+    ("can_export_csv", "SQLLab"),
+    ("can_read", "SecurityRestApi"),
+    ("can_time_range", "Api"),
+    ("can_query_form_data", "Api"),
+    ("can_query", "Api"),
+    ("can_get", "Datasource"),
+    ("can_samples", "Datasource"),
+    ("can_external_metadata", "Datasource"),
+    ("can_read", "AvailableDomains"),
+    ("can_read", "CssTemplate"),
+    ("can_read", "EmbeddedDashboard"),
+    ("can_userinfo", "UserDBModelView"),
+    ("resetmypassword", "UserDBModelView"),
+    ("can_this_form_get", "ResetMyPasswordView"),
+    ("can_this_form_post", "ResetMyPasswordView"),
+    ("can_recent_activity", "Log"),
+    ("can_log", "Superset"),
+    ("can_language_pack", "Superset"),
+    ("can_view_chart_as_table", "Dashboard"),
+    ("can_view_query", "Dashboard"),
+    ("can_drill", "Dashboard"),
+    ("can_read", "CurrentUserRestApi"),
+    ("can_read", "Tag"),
+    ("can_read", "Annotation"),
+    ("menu_access", "Dashboards"),
+    ("menu_access", "Charts"),
+    ("can_export", "Chart"),
+    ("can_export", "Dashboard"),
+    ("can_read", "RowLevelSecurity"),
 )
 # SQL Lab for analysts (on top of the viewer set); database access is limited to the marts schema.
 ANALYST_PERMISSIONS: tuple[tuple[str, str], ...] = (
-    ("menu_access", "SQL Lab"), ("menu_access", "SQL Editor"), ("menu_access", "Query Search"),
-    ("menu_access", "Saved Queries"), ("can_sqllab", "Superset"), ("can_sqllab_history", "Superset"),
-    ("can_read", "SQLLab"), ("can_execute_sql_query", "SQLLab"), ("can_format_sql", "SQLLab"),
-    ("can_get_results", "SQLLab"), ("can_estimate_query_cost", "SQLLab"), ("can_export_csv", "SQLLab"),
-    ("can_read", "Query"), ("can_read", "SavedQuery"), ("can_write", "SavedQuery"),
-    ("can_read", "Database"), ("can_activate", "TabStateView"), ("can_delete", "TabStateView"),
-    ("can_delete_query", "TabStateView"), ("can_get", "TabStateView"), ("can_migrate_query", "TabStateView"),
-    ("can_post", "TabStateView"), ("can_put", "TabStateView"), ("can_delete", "TableSchemaView"),
-    ("can_expanded", "TableSchemaView"), ("can_post", "TableSchemaView"),
-    ("can_list", "SavedQuery"), ("can_write", "Dataset"), ("can_write", "Chart"), ("can_write", "Dashboard"),
+    ("menu_access", "SQL Lab"),
+    ("menu_access", "SQL Editor"),
+    ("menu_access", "Query Search"),
+    ("menu_access", "Saved Queries"),
+    ("can_sqllab", "Superset"),
+    ("can_sqllab_history", "Superset"),
+    ("can_read", "SQLLab"),
+    ("can_execute_sql_query", "SQLLab"),
+    ("can_format_sql", "SQLLab"),
+    ("can_get_results", "SQLLab"),
+    ("can_estimate_query_cost", "SQLLab"),
+    ("can_export_csv", "SQLLab"),
+    ("can_read", "Query"),
+    ("can_read", "SavedQuery"),
+    ("can_write", "SavedQuery"),
+    ("can_read", "Database"),
+    ("can_activate", "TabStateView"),
+    ("can_delete", "TabStateView"),
+    ("can_delete_query", "TabStateView"),
+    ("can_get", "TabStateView"),
+    ("can_migrate_query", "TabStateView"),
+    ("can_post", "TabStateView"),
+    ("can_put", "TabStateView"),
+    ("can_delete", "TableSchemaView"),
+    ("can_expanded", "TableSchemaView"),
+    ("can_post", "TableSchemaView"),
+    ("can_list", "SavedQuery"),
+    ("can_write", "Dataset"),
+    ("can_write", "Chart"),
+    ("can_write", "Dashboard"),
 )
 
 
@@ -91,8 +138,14 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 class Provisioner:
-    def __init__(self, client: SupersetClient, directory: Directory, served_db: Path,
-                 user_password: str | None, bootstrap_admin: str):
+    def __init__(
+        self,
+        client: SupersetClient,
+        directory: Directory,
+        served_db: Path,
+        user_password: str | None,
+        bootstrap_admin: str,
+    ):
         self.c = client
         self.directory = directory
         self.served_db = served_db
@@ -137,8 +190,11 @@ class Provisioner:
         db_name = DATABASE_NAME
         # datasource_access views look like "[callsight].[fct_calls](id:3)"
         datasets = {name.split(".", 1)[1] for name in self.report.datasets}
-        datasource_perms = [k for k in index if k[0] == "datasource_access"
-                            and any(k[1].startswith(f"[{db_name}].[{t}]") for t in datasets)]
+        datasource_perms = [
+            k
+            for k in index
+            if k[0] == "datasource_access" and any(k[1].startswith(f"[{db_name}].[{t}]") for t in datasets)
+        ]
         schema_perm = ("schema_access", f"[{db_name}].[{MARTS_SCHEMA}]")
 
         def ids(perms: Iterable[tuple[str, str]]) -> list[int]:
@@ -155,10 +211,12 @@ class Provisioner:
         if schema_perm not in index:
             raise RuntimeError(f"permission {schema_perm} not found: was the warehouse imported?")
         # POST .../permissions REPLACES the role's permissions: exactly this set, nothing stale.
-        self.c.post(f"/api/v1/security/roles/{roles[ROLE_VIEWER]}/permissions",
-                    {"permission_view_menu_ids": viewer})
-        self.c.post(f"/api/v1/security/roles/{roles[ROLE_ANALYST]}/permissions",
-                    {"permission_view_menu_ids": analyst})
+        self.c.post(
+            f"/api/v1/security/roles/{roles[ROLE_VIEWER]}/permissions", {"permission_view_menu_ids": viewer}
+        )
+        self.c.post(
+            f"/api/v1/security/roles/{roles[ROLE_ANALYST]}/permissions", {"permission_view_menu_ids": analyst}
+        )
         self.report.roles = {k: roles[k] for k in (*CALLSIGHT_ROLES, ROLE_ADMIN) if k in roles}
         return roles
 
@@ -168,9 +226,14 @@ class Provisioner:
         wanted = {u.username: u for u in self.directory.users}
         for username, user in wanted.items():
             first, last = split_name(user.name)
-            payload = {"first_name": first, "last_name": last, "username": username,
-                       "email": user.email or f"{username}@invalid.local", "active": True,
-                       "roles": [roles[role_for(self.directory, username)]]}
+            payload = {
+                "first_name": first,
+                "last_name": last,
+                "username": username,
+                "email": user.email or f"{username}@invalid.local",
+                "active": True,
+                "roles": [roles[role_for(self.directory, username)]],
+            }
             if username in existing:
                 self.c.put(f"/api/v1/security/users/{existing[username]['id']}", payload)
                 self.report.users_updated.append(username)
@@ -194,13 +257,20 @@ class Provisioner:
     def ensure_rls(self, roles: dict[str, int]) -> None:
         tables = sorted(self.report.datasets[k] for k in self.report.datasets if k.startswith("marts."))
         rules = {
-            RLS_VIEWER_NAME: {"filter_type": "Regular", "roles": [roles[ROLE_VIEWER]],
-                              "group_key": "callsight_viewer", "clause": RLS_VIEWER_CLAUSE,
-                              "description": "Own calls; group calls where the org directory allows it."},
-            RLS_DENY_NAME: {"filter_type": "Base",
-                            "roles": [roles[ROLE_VIEWER], roles[ROLE_ANALYST], roles[ROLE_ADMIN]],
-                            "group_key": "callsight_deny", "clause": "1 = 0",
-                            "description": "Anyone without a callsight role sees no call rows."},
+            RLS_VIEWER_NAME: {
+                "filter_type": "Regular",
+                "roles": [roles[ROLE_VIEWER]],
+                "group_key": "callsight_viewer",
+                "clause": RLS_VIEWER_CLAUSE,
+                "description": "Own calls; group calls where the org directory allows it.",
+            },
+            RLS_DENY_NAME: {
+                "filter_type": "Base",
+                "roles": [roles[ROLE_VIEWER], roles[ROLE_ANALYST], roles[ROLE_ADMIN]],
+                "group_key": "callsight_deny",
+                "clause": "1 = 0",
+                "description": "Anyone without a callsight role sees no call rows.",
+            },
         }
         existing = {r["name"]: r for r in self.c.list_all("rowlevelsecurity")}
         for name, rule in rules.items():
@@ -219,4 +289,4 @@ class Provisioner:
         return self.report
 
 
-__all__ = ["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "Provisioner", "ProvisionReport", "SupersetAPIError"]
+__all__ = ["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ProvisionReport", "Provisioner", "SupersetAPIError"]

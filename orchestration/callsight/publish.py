@@ -37,9 +37,12 @@ def prepare_build(served: Path, build: Path) -> None:
 def prune_build(build: Path) -> None:
     con = duckdb.connect(str(build))
     try:
-        schemas = [r[0] for r in con.execute(
-            "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = current_database()"
-        ).fetchall()]
+        schemas = [
+            r[0]
+            for r in con.execute(
+                "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = current_database()"
+            ).fetchall()
+        ]
         for schema in schemas:
             if schema not in (*SERVED_SCHEMAS, "main", "information_schema", "pg_catalog"):
                 con.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -57,7 +60,9 @@ def verify(path: Path) -> dict[str, int]:
         counts = {}
         for schema, table in REQUIRED_TABLES:
             try:
-                counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
+                counts[f"{schema}.{table}"] = con.execute(
+                    f"SELECT count(*) FROM {schema}.{table}"
+                ).fetchone()[0]
             except duckdb.CatalogException as exc:
                 raise PublishError(f"{path}: {schema}.{table} missing") from exc
         return counts

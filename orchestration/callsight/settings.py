@@ -100,7 +100,8 @@ class Settings:
             policy_path=_abs(policy, base) if policy else None,
             lookback_days=int(lookback) if lookback else DEFAULT_LOOKBACK_DAYS,
             superset_url=(env.get("CALLSIGHT_SUPERSET_URL") or "http://127.0.0.1:8088").rstrip("/"),
-            superset_venv=_abs(env["CALLSIGHT_SUPERSET_VENV"], base) if env.get("CALLSIGHT_SUPERSET_VENV")
+            superset_venv=_abs(env["CALLSIGHT_SUPERSET_VENV"], base)
+            if env.get("CALLSIGHT_SUPERSET_VENV")
             else REPO_ROOT / ".venv-superset",
             superset_admin_username=env.get("SUPERSET_ADMIN_USERNAME") or "admin",
             env=env,
@@ -108,12 +109,15 @@ class Settings:
 
     def export(self) -> dict[str, str]:
         """The variables child processes (dbt, Dagster, Superset) must see, all absolute."""
-        out = {"CALLSIGHT_HOME": str(self.home), "CALLSIGHT_JOURNAL_URL": self.journal_url,
-               "CALLSIGHT_JOURNAL_TABLE": self.journal_table,
-               "CALLSIGHT_DIRECTORY": str(self.effective_directory_path),
-               "CALLSIGHT_POLICY": str(self.effective_policy_path),
-               "CALLSIGHT_LOOKBACK_DAYS": str(self.lookback_days),
-               "DAGSTER_HOME": str(self.dagster_home)}
+        out = {
+            "CALLSIGHT_HOME": str(self.home),
+            "CALLSIGHT_JOURNAL_URL": self.journal_url,
+            "CALLSIGHT_JOURNAL_TABLE": self.journal_table,
+            "CALLSIGHT_DIRECTORY": str(self.effective_directory_path),
+            "CALLSIGHT_POLICY": str(self.effective_policy_path),
+            "CALLSIGHT_LOOKBACK_DAYS": str(self.lookback_days),
+            "DAGSTER_HOME": str(self.dagster_home),
+        }
         return out
 
     def secret(self, name: str) -> str | None:

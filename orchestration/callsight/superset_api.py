@@ -43,9 +43,11 @@ class SupersetClient:
 
     # ---- auth ---------------------------------------------------------------------------------
     def login(self, username: str, password: str) -> SupersetClient:
-        r = self.session.post(f"{self.base_url}/api/v1/security/login", timeout=self.timeout,
-                              json={"username": username, "password": password, "provider": "db",
-                                    "refresh": True})
+        r = self.session.post(
+            f"{self.base_url}/api/v1/security/login",
+            timeout=self.timeout,
+            json={"username": username, "password": password, "provider": "db", "refresh": True},
+        )
         if r.status_code != 200:
             raise SupersetAPIError("POST", "/api/v1/security/login", r.status_code, r.text)
         token = r.json()["access_token"]
@@ -74,8 +76,11 @@ class SupersetClient:
         return self.request("GET", path, **kw)
 
     def post(self, path: str, payload: Any = None, **kw: Any) -> Any:
-        return self.request("POST", path, json=payload, **kw) if payload is not None else \
-            self.request("POST", path, **kw)
+        return (
+            self.request("POST", path, json=payload, **kw)
+            if payload is not None
+            else self.request("POST", path, **kw)
+        )
 
     def put(self, path: str, payload: Any, **kw: Any) -> Any:
         return self.request("PUT", path, json=payload, **kw)
@@ -83,8 +88,9 @@ class SupersetClient:
     def delete(self, path: str, **kw: Any) -> Any:
         return self.request("DELETE", path, **kw)
 
-    def list_all(self, resource: str, filters: list[tuple[str, str, Any]] | None = None,
-                 page_size: int = 100) -> Iterator[dict]:
+    def list_all(
+        self, resource: str, filters: list[tuple[str, str, Any]] | None = None, page_size: int = 100
+    ) -> Iterator[dict]:
         page = 0
         while True:
             data = self.get(f"/api/v1/{resource}/", params={"q": rison_list(page, page_size, filters)})

@@ -6,6 +6,7 @@ to the server over HTTP (superset_api).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,24 +38,33 @@ class SupersetEnv:
     def check_installed(self) -> None:
         if not (self.bin_dir / "superset").exists():
             raise SupersetError(
-                f"Superset is not installed in {self.settings.superset_venv}. Run `make venvs` first.")
+                f"Superset is not installed in {self.settings.superset_venv}. Run `make venvs` first."
+            )
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
         env.update(self.settings.export())
-        env.update({
-            "SUPERSET_CONFIG_PATH": str(SUPERSET_CONFIG),
-            "SUPERSET_SECRET_KEY": self.secret_key,
-            "FLASK_APP": "superset.app:create_app()",
-            "PATH": f"{self.bin_dir}:{env.get('PATH', '')}",
-        })
+        env.update(
+            {
+                "SUPERSET_CONFIG_PATH": str(SUPERSET_CONFIG),
+                "SUPERSET_SECRET_KEY": self.secret_key,
+                "FLASK_APP": "superset.app:create_app()",
+                "PATH": f"{self.bin_dir}:{env.get('PATH', '')}",
+            }
+        )
         env.update(dict(self.extra_env))
         return env
 
     def cli(self, *args: str, log: Path | None = None, timeout: float = 600) -> str:
         self.check_installed()
-        proc = subprocess.run([str(self.bin_dir / "superset"), *args], env=self.environ(), text=True,
-                              capture_output=True, timeout=timeout, cwd=self.settings.home)
+        proc = subprocess.run(
+            [str(self.bin_dir / "superset"), *args],
+            env=self.environ(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            cwd=self.settings.home,
+        )
         if log:
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("a", encoding="utf-8") as f:
@@ -70,23 +80,59 @@ class SupersetEnv:
         log = self.settings.log_dir / "superset-init.log"
         self.cli("db", "upgrade", log=log)
         user = self.settings.superset_admin_username
-        self.cli("fab", "create-admin", "--username", user, "--firstname", "callsight", "--lastname", "Admin",
-                 "--email", f"{user}@localhost", "--password", admin_password, log=log)
+        self.cli(
+            "fab",
+            "create-admin",
+            "--username",
+            user,
+            "--firstname",
+            "callsight",
+            "--lastname",
+            "Admin",
+            "--email",
+            f"{user}@localhost",
+            "--password",
+            admin_password,
+            log=log,
+        )
         self.cli("fab", "reset-password", "--username", user, "--password", admin_password, log=log)
         self.cli("init", log=log)
 
-    def start_web(self, host: str = "127.0.0.1", port: int = 8088, workers: int = 2,
-                  log_name: str = "superset-web.log") -> subprocess.Popen:
+    def start_web(
+        self, host: str = "127.0.0.1", port: int = 8088, workers: int = 2, log_name: str = "superset-web.log"
+    ) -> subprocess.Popen:
         self.check_installed()
         log_path = self.settings.log_dir / log_name
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = log_path.open("ab")
-        cmd = [str(self.bin_dir / "gunicorn"), "--bind", f"{host}:{port}", "--workers", str(workers),
-               "--worker-class", "gthread", "--threads", "8", "--timeout", "120", "--graceful-timeout", "5",
-               "--limit-request-line", "0", "--limit-request-field_size", "0",
-               "superset.app:create_app()"]
-        return subprocess.Popen(cmd, env=self.environ(), stdout=log, stderr=subprocess.STDOUT,
-                                cwd=self.settings.home, start_new_session=True)
+        cmd = [
+            str(self.bin_dir / "gunicorn"),
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            "--limit-request-line",
+            "0",
+            "--limit-request-field_size",
+            "0",
+            "superset.app:create_app()",
+        ]
+        return subprocess.Popen(
+            cmd,
+            env=self.environ(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.settings.home,
+            start_new_session=True,
+        )
 
 
 def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
@@ -113,8 +159,6 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=timeout)
     except (subprocess.TimeoutExpired, ProcessLookupError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=5)
