@@ -16,12 +16,15 @@ from .conftest import SupersetServer
 pytestmark = pytest.mark.superset
 
 
-def expected_counts(server: SupersetServer, viewer: str | None) -> dict[str, int]:
+FACTS = {"fct_calls": "count", "fct_inbound_calls": "anrufe", "fct_callbacks": "verpasst_extern"}
+
+
+def expected_counts(server: SupersetServer, viewer: str | None, table: str = "fct_calls") -> dict[str, int]:
     """Independent of Superset and of the viewer_agents model: derived from the directory YAML."""
     directory = load_directory(server.site.settings.effective_directory_path)
     con = duckdb.connect(str(server.site.settings.served_db), read_only=True)
     try:
-        rows = dict(con.execute("SELECT agent_username, count(*) FROM marts.fct_calls GROUP BY 1").fetchall())
+        rows = dict(con.execute(f"SELECT agent_username, count(*) FROM marts.{table} GROUP BY 1").fetchall())
     finally:
         con.close()
     if viewer is None or viewer in directory.analysts or viewer in directory.admins:
@@ -36,8 +39,9 @@ def expected_counts(server: SupersetServer, viewer: str | None) -> dict[str, int
     return {a: n for a, n in rows.items() if a in visible}
 
 
-def chart_counts(client: SupersetClient) -> dict[str, int]:
-    ds = next(iter(client.list_all("dataset", [("table_name", "eq", "fct_calls")])))
+def chart_counts(client: SupersetClient, table: str = "fct_calls") -> dict[str, int]:
+    ds = next(iter(client.list_all("dataset", [("table_name", "eq", table)])))
+    metric = FACTS[table]
     data = client.chart_data(
         {
             "datasource": {"id": ds["id"], "type": "table"},
@@ -49,7 +53,7 @@ def chart_counts(client: SupersetClient) -> dict[str, int]:
             "result_type": "full",
         }
     )
-    return {r["agent_username"]: r["count"] for r in data["result"][0]["data"]}
+    return {r["agent_username"]: r[metric] for r in data["result"][0]["data"]}
 
 
 def test_every_directory_user_sees_exactly_what_the_directory_allows(superset_server: SupersetServer) -> None:
@@ -57,7 +61,9 @@ def test_every_directory_user_sees_exactly_what_the_directory_allows(superset_se
     checked = 0
     for user in directory.users:
         client = SupersetClient(superset_server.url).login(user.username, superset_server.user_password)
-        assert chart_counts(client) == expected_counts(superset_server, user.username), user.username
+        for table in FACTS:
+            got, want = chart_counts(client, table), expected_counts(superset_server, user.username, table)
+            assert got == want, (user.username, table)
         checked += 1
     assert checked == len(directory.users)
     # the check has teeth: a leader sees more than their own calls, a plain member only their own
@@ -100,4 +106,4 @@ def test_viewers_have_no_sql_lab_and_no_raw_tables(superset_server: SupersetServ
         client.post("/api/v1/sqllab/execute/", {"database_id": 1, "sql": "SELECT 1", "runAsync": False})
     assert err.value.status in (401, 403)
     datasets = {d["table_name"] for d in client.list_all("dataset")}
-    assert datasets == {"fct_calls"}
+    assert datasets == set(FACTS)

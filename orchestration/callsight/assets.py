@@ -3,7 +3,7 @@
 import json
 import os
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -12,13 +12,14 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from .config import load_directory, load_policy
-from .dbt_project import dbt_project
+from .dbt_project import DBT_PROJECT_DIR, dbt_project
 from .extract import Window, extract
-from .org_store import DIRECTORY_TABLES, store_directory
-from .publish import prepare_build, prune_build, publish
+from .org_store import SITE_TABLES, store_site
+from .publish import model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
 from .settings import Settings
 
 PARTITIONS_START = "2020-01-01"
+PARTITIONS_START_YEAR = 2020
 
 
 class SiteResource(dg.ConfigurableResource):
@@ -26,6 +27,12 @@ class SiteResource(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         return Settings.from_env()
+
+
+class BuildConfig(dg.Config):
+    """Run options of the warehouse build (set in the Dagster launchpad or `callsight run --full-refresh`)."""
+
+    full_refresh: bool = False
 
 
 class CallsightTranslator(DagsterDbtTranslator):
@@ -48,23 +55,24 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
     partitions = daily_partitions(timezone)
 
     @dg.multi_asset(
-        name="org_directory",
+        name="site_config",
         group_name="extract",
         specs=[
             dg.AssetSpec(
                 ["raw", t],
                 kinds={"duckdb", "yaml"},
-                description=f"Org directory relation {t}, validated, in the raw store.",
+                description=f"{t}: from the org directory and policy, validated, in the raw store.",
             )
-            for t in DIRECTORY_TABLES
+            for t in SITE_TABLES
         ],
     )
-    def org_directory(context: AssetExecutionContext, site: SiteResource):
-        """The org directory (users, groups, options, staff), validated and written to the raw store."""
+    def site_config(context: AssetExecutionContext, site: SiteResource):
+        """Org directory (users, groups, options, staff) and holiday calendar, written to the raw store."""
         s = site.settings()
         directory = load_directory(s.effective_directory_path)
-        load_policy(s.effective_policy_path)  # refuse a bad policy before anything is written
-        counts = store_directory(s.raw_db, directory)
+        policy = load_policy(s.effective_policy_path)  # refuse a bad policy before anything is written
+        this_year = datetime.now(policy.tz).year
+        counts = store_site(s.raw_db, directory, policy.calendar, range(PARTITIONS_START_YEAR, this_year + 2))
         for table, n in counts.items():
             yield dg.MaterializeResult(asset_key=["raw", table], metadata={"rows": dg.MetadataValue.int(n)})
 
@@ -74,7 +82,7 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         kinds={"duckdb", "sql"},
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[org_directory],
+        deps=[site_config],
     )
     def journal_extract(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
         """Journal legs of the partition window plus the look-back, masked and validated, upserted by ID
@@ -114,13 +122,23 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
     project = dbt_project()
 
     @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=CallsightTranslator())
-    def warehouse_models(context: AssetExecutionContext, dbt: DbtCliResource, site: SiteResource):
+    def warehouse_models(
+        context: AssetExecutionContext, dbt: DbtCliResource, site: SiteResource, config: BuildConfig
+    ):
         """dbt build (models and their tests) into a fresh build file started from the served warehouse."""
         s = site.settings()
         policy = load_policy(s.effective_policy_path)
         prepare_build(s.served_db, s.build_db)
         os.environ["CALLSIGHT_HOME"] = str(s.home)  # profiles.yml reads it in the dbt subprocess
-        args = ["build", "--vars", json.dumps(policy.dbt_vars())]
+        fingerprint = model_fingerprint(policy.dbt_vars(), DBT_PROJECT_DIR)
+        dbt_vars = {**policy.dbt_vars(), "build_fingerprint": fingerprint}
+        # Unit tests are for the test suite; the nightly build runs the models and their data tests.
+        args = ["build", "--vars", json.dumps(dbt_vars), "--exclude-resource-type", "unit_test"]
+        previous = stored_fingerprint(s.build_db)
+        if config.full_refresh or previous != fingerprint:
+            context.log.info(f"full refresh (requested: {config.full_refresh}; fingerprint {previous} -> "
+                             f"{fingerprint})")
+            args.append("--full-refresh")
         yield from dbt.cli(args, context=context).stream()
 
     @dg.asset(group_name="publish", deps=[warehouse_models], kinds={"duckdb"})
@@ -137,4 +155,4 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [org_directory, journal_extract, warehouse_models, published_warehouse]
+    return [site_config, journal_extract, warehouse_models, published_warehouse]

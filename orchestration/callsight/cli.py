@@ -103,7 +103,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     first = date.fromisoformat(args.date or args.from_) if (args.date or args.from_) else None
     last = date.fromisoformat(args.date or args.to) if (args.date or args.to) else None
     try:
-        result = run_nightly(settings, first, last)
+        result = run_nightly(settings, first, last, full_refresh=args.full_refresh)
     except ConfigError as exc:
         _print(f"callsight: configuration refused, nothing was written:\n{exc}")
         return 2
@@ -305,7 +305,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         rc = cmd_demo_data(settings, argparse.Namespace(seed=42, days=90, users=60, end=None, force=False))
         if rc:
             return rc
-    rc = cmd_run(settings, argparse.Namespace(date=None, from_=None, to=None))
+    rc = cmd_run(settings, argparse.Namespace(date=None, from_=None, to=None, full_refresh=False))
     if rc:
         return rc
     secret, admin_password = values["SUPERSET_SECRET_KEY"], values["SUPERSET_ADMIN_PASSWORD"]
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--date", help="one partition day (YYYY-MM-DD)")
     r.add_argument("--from", dest="from_", help="first partition day of a backfill")
     r.add_argument("--to", help="last partition day of a backfill")
+    r.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     r.set_defaults(func=cmd_run)
     pv = sub.add_parser("provision", help="Superset: connection, assets, roles, users, row-level security")
     pv.set_defaults(func=cmd_provision)

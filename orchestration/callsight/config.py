@@ -104,8 +104,26 @@ class WorksCouncil(_Strict):
     pseudonymize_agents_for_analysts: bool = False
 
 
+class Calendar(_Strict):
+    """Public holidays for dim_date: country and optional state (Bundesland), ISO 3166 codes."""
+
+    country: str = Field(default="DE", min_length=2, max_length=3)
+    subdivision: str | None = Field(default=None, max_length=6)
+
+    @model_validator(mode="after")
+    def _known(self) -> Calendar:
+        import holidays
+
+        try:
+            holidays.country_holidays(self.country, subdiv=self.subdivision, years=2026)
+        except NotImplementedError as exc:
+            raise ValueError(f"unknown holiday calendar {self.country}/{self.subdivision}") from exc
+        return self
+
+
 class Policy(_Strict):
     timezone: str = "Europe/Berlin"
+    calendar: Calendar = Calendar()
     private_calls: PrivateCalls = PrivateCalls()
     service_level: ServiceLevel = ServiceLevel()
     callback: Callback = Callback()

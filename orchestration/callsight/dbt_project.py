@@ -35,11 +35,9 @@ def dbt_resource() -> DbtCliResource:
 
 
 def ensure_manifest() -> Path:
-    """Parse the dbt project when its manifest is missing (fresh clone) or in `dagster dev`."""
+    """Parse the dbt project (partial parsing keeps it to a few seconds), so the Dagster assets always
+    match the models in the checkout: a stale manifest would describe models that no longer exist."""
     put_env_bin_on_path()
     project = dbt_project()
-    if not project.manifest_path.exists():
-        project.preparer.prepare(project)
-    else:
-        project.prepare_if_dev()
+    project.preparer.prepare(project)
     return project.manifest_path

@@ -516,6 +516,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
 def default_policy() -> dict:
     return {
         "timezone": "Europe/Berlin",
+        "calendar": {"country": "DE", "subdivision": "BY"},
         "private_calls": {"mode": "truncate", "truncate_digits": 3},
         "service_level": {"threshold_seconds": 20, "short_abandon_seconds": 0},
         "callback": {"window_hours": 24},

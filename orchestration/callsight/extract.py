@@ -29,6 +29,7 @@ FLAG_COLUMNS = ("Outbound", "Internal", "SuccessState", "ReadFlag", "PrivateCall
 TEXT_COLUMNS = tuple(
     c for c in JOURNAL_COLUMNS if c not in (*TIME_COLUMNS, *INT_COLUMNS, *FLAG_COLUMNS, "ID")
 )
+HASHED_COLUMNS = tuple(f'"{c}"' for c in (*JOURNAL_COLUMNS, "_is_private"))
 MAX_TEXT = {"Subject": 4000}
 DEFAULT_MAX_TEXT = 1000
 MAX_DURATION_SECONDS = 24 * 3600
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS journal (
     PrivateCall SMALLINT,
     TrackerID VARCHAR,
     _is_private BOOLEAN NOT NULL,
+    _row_hash UBIGINT,
     _run_id VARCHAR NOT NULL,
     _extracted_at TIMESTAMP NOT NULL
 );
@@ -233,7 +235,7 @@ def extract(
     t0 = time.perf_counter()
     check_source_schema(engine, table)
     raw_db.parent.mkdir(parents=True, exist_ok=True)
-    now = datetime.now().replace(microsecond=0)
+    now = datetime.now()
     source = loaded = quarantined = 0
     con = duckdb.connect(str(raw_db))
     try:
@@ -282,11 +284,23 @@ def extract(
                 con.unregister("q_df")
                 quarantined += len(bad)
             log(f"extract: {source} source rows read")
-        # Replace the window: rows deleted or moved in the source disappear; edited rows are updated.
+        # Mirror the window: rows deleted in the source disappear, edited rows are replaced, and
+        # unchanged rows keep their _extracted_at, so that dbt's incremental models see only changes.
         params = [window.start, window.end]
-        con.execute("DELETE FROM journal WHERE StartTime >= ? AND StartTime < ?", params)
-        con.execute("DELETE FROM journal WHERE ID IN (SELECT ID FROM incoming)")
-        con.execute("INSERT INTO journal SELECT * FROM incoming")
+        con.execute(f"UPDATE incoming SET _row_hash = hash({', '.join(HASHED_COLUMNS)})")
+        con.execute(
+            "DELETE FROM journal WHERE StartTime >= ? AND StartTime < ? "
+            "AND ID NOT IN (SELECT ID FROM incoming)",
+            params,
+        )
+        con.execute(
+            "DELETE FROM journal WHERE ID IN (SELECT i.ID FROM incoming i JOIN journal j ON i.ID = j.ID "
+            "WHERE i._row_hash IS DISTINCT FROM j._row_hash)"
+        )
+        con.execute(
+            "INSERT INTO journal SELECT * FROM incoming i WHERE NOT EXISTS "
+            "(SELECT 1 FROM journal j WHERE j.ID = i.ID)"
+        )
         # A rerun of the window supersedes what earlier runs quarantined for the same rows.
         con.execute(
             "DELETE FROM quarantine WHERE _run_id <> ? AND (source_id IN (SELECT source_id FROM seen) OR "

@@ -73,7 +73,11 @@ def plan_range(settings: Settings, first: date | None, last: date | None) -> tup
 
 
 def run_nightly(
-    settings: Settings, first: date | None = None, last: date | None = None, log_level: str = "INFO"
+    settings: Settings,
+    first: date | None = None,
+    last: date | None = None,
+    log_level: str = "INFO",
+    full_refresh: bool = False,
 ) -> RunResult:
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -97,7 +101,10 @@ def run_nightly(
         ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
         ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
     }
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+        "ops": {"warehouse_models": {"config": {"full_refresh": full_refresh}}},
+    }
     with dg.DagsterInstance.get() as instance:
         if start == end:
             result = job.execute_in_process(

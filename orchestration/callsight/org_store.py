@@ -7,9 +7,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .config import Directory
+from .config import Calendar, Directory
 
 DIRECTORY_TABLES = ("directory_users", "directory_groups", "directory_memberships", "directory_staff")
+SITE_TABLES = (*DIRECTORY_TABLES, "public_holidays")
 DDL = """
 CREATE OR REPLACE TABLE directory_users (username VARCHAR PRIMARY KEY, display_name VARCHAR NOT NULL);
 CREATE OR REPLACE TABLE directory_groups (group_name VARCHAR PRIMARY KEY,
@@ -17,6 +18,7 @@ CREATE OR REPLACE TABLE directory_groups (group_name VARCHAR PRIMARY KEY,
 CREATE OR REPLACE TABLE directory_memberships (group_name VARCHAR NOT NULL, username VARCHAR NOT NULL,
     membership_role VARCHAR NOT NULL);
 CREATE OR REPLACE TABLE directory_staff (username VARCHAR NOT NULL, staff_role VARCHAR NOT NULL);
+CREATE OR REPLACE TABLE public_holidays (holiday_date DATE PRIMARY KEY, holiday_name VARCHAR NOT NULL);
 """
 
 
@@ -55,9 +57,20 @@ def directory_frames(directory: Directory) -> dict[str, pd.DataFrame]:
     }
 
 
-def store_directory(raw_db: Path, directory: Directory) -> dict[str, int]:
+def holiday_frame(calendar: Calendar, years: range) -> pd.DataFrame:
+    """Pure: public holidays of the site's calendar, e.g. DE/BY incl. Fronleichnam."""
+    import holidays
+
+    days = holidays.country_holidays(calendar.country, subdiv=calendar.subdivision, years=list(years),
+                                     language="de")
+    rows = sorted(days.items())
+    return pd.DataFrame({"holiday_date": [d for d, _ in rows], "holiday_name": [n for _, n in rows]})
+
+
+def store_site(raw_db: Path, directory: Directory, calendar: Calendar, years: range) -> dict[str, int]:
+    """Directory relations and the holiday calendar, replaced in one transaction."""
     raw_db.parent.mkdir(parents=True, exist_ok=True)
-    frames = directory_frames(directory)
+    frames = {**directory_frames(directory), "public_holidays": holiday_frame(calendar, years)}
     con = duckdb.connect(str(raw_db))
     try:
         con.execute("BEGIN TRANSACTION")

@@ -120,6 +120,7 @@ class ProvisionReport:
     users_updated: list[str] = field(default_factory=list)
     users_deactivated: list[str] = field(default_factory=list)
     datasets: dict[str, int] = field(default_factory=dict)
+    call_datasets: list[str] = field(default_factory=list)
     rls_rules: list[str] = field(default_factory=list)
     missing_permissions: list[str] = field(default_factory=list)
 
@@ -158,6 +159,12 @@ class Provisioner:
         assets = load_assets()
         self.c.import_assets(bundle(render(assets, self.served_db)))
         wanted = uuids_of(assets, "datasets")
+        # Datasets over call data carry the viewer's row filter: those with an agent_username column.
+        self.report.call_datasets = sorted(
+            f"{c['schema']}.{c['table_name']}"
+            for n, c in assets.items()
+            if n.startswith("datasets/") and any(col["column_name"] == "agent_username" for col in c["columns"])
+        )
         for ds in self.c.list_all("dataset"):
             detail = self.c.get(f"/api/v1/dataset/{ds['id']}")["result"]
             if detail.get("uuid") in wanted:
@@ -255,9 +262,11 @@ class Provisioner:
 
     # ---- row-level security -------------------------------------------------------------------
     def ensure_rls(self, roles: dict[str, int]) -> None:
-        tables = sorted(self.report.datasets[k] for k in self.report.datasets if k.startswith("marts."))
+        call_tables = sorted(self.report.datasets[k] for k in self.report.call_datasets)
+        all_tables = sorted(self.report.datasets.values())
         rules = {
             RLS_VIEWER_NAME: {
+                "tables": call_tables,
                 "filter_type": "Regular",
                 "roles": [roles[ROLE_VIEWER]],
                 "group_key": "callsight_viewer",
@@ -265,6 +274,7 @@ class Provisioner:
                 "description": "Own calls; group calls where the org directory allows it.",
             },
             RLS_DENY_NAME: {
+                "tables": all_tables,
                 "filter_type": "Base",
                 "roles": [roles[ROLE_VIEWER], roles[ROLE_ANALYST], roles[ROLE_ADMIN]],
                 "group_key": "callsight_deny",
@@ -274,7 +284,7 @@ class Provisioner:
         }
         existing = {r["name"]: r for r in self.c.list_all("rowlevelsecurity")}
         for name, rule in rules.items():
-            payload = {"name": name, "tables": tables, **rule}
+            payload = {"name": name, **rule}
             if name in existing:
                 self.c.put(f"/api/v1/rowlevelsecurity/{existing[name]['id']}", payload)
             else:

@@ -7,6 +7,8 @@ file with os.replace (atomic on POSIX). Open connections keep the old data; new 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +18,14 @@ import duckdb
 # Schemas that Superset may see in the served file. Everything else (staging views over the raw
 # store, intermediate tables) is dropped from the build before it is published.
 SERVED_SCHEMAS = ("marts", "security")
-REQUIRED_TABLES = (("marts", "fct_calls"), ("security", "viewer_agents"))
+REQUIRED_TABLES = (
+    ("marts", "fct_calls"),
+    ("marts", "fct_inbound_calls"),
+    ("marts", "fct_callbacks"),
+    ("marts", "dim_agent"),
+    ("marts", "dim_date"),
+    ("security", "viewer_agents"),
+)
 
 
 class PublishError(RuntimeError):
@@ -79,3 +88,28 @@ def publish(build: Path, served: Path) -> dict[str, int]:
     served.parent.mkdir(parents=True, exist_ok=True)
     os.replace(build, served)
     return counts
+
+
+def model_fingerprint(dbt_vars: dict, project_dir: Path) -> str:
+    """Hash of the policy vars and of the dbt code (models, macros, project file). When it changes,
+    the incremental models are rebuilt from scratch: their rows were computed by other rules."""
+    digest = hashlib.sha256(json.dumps(dbt_vars, sort_keys=True).encode())
+    files = [project_dir / "dbt_project.yml", *sorted((project_dir / "models").rglob("*.sql")),
+             *sorted((project_dir / "macros").rglob("*.sql"))]
+    for f in files:
+        digest.update(f.relative_to(project_dir).as_posix().encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stored_fingerprint(path: Path) -> str | None:
+    """The fingerprint a warehouse file was built with, None for a new or foreign file."""
+    if not path.exists():
+        return None
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("SELECT build_fingerprint FROM marts.build_info").fetchone()[0]
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()

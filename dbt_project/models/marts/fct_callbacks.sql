@@ -1,0 +1,55 @@
+-- One row per missed external inbound call: was the caller called back (or did they get through)
+-- within the policy's callback window? A missed call counts as returned when, within window_hours of
+-- its first signalling, an outbound call to the same number or an answered inbound call from it
+-- happened. Calls without a usable number (withheld, or masked as private) cannot be matched.
+with missed as (
+    select * from {{ ref('fct_inbound_calls') }}
+    where is_missed and not is_internal
+),
+
+legs as (
+    select * from {{ ref('int_call_legs_enriched') }}
+    where phone_match_key is not null and not is_internal
+),
+
+candidates as (
+    select
+        missed.chain_key,
+        legs.agent_username as callback_by_username,
+        case when legs.is_inbound then 'inbound_answered' else 'outbound' end as callback_kind,
+        case when legs.is_inbound then legs.connect_time_utc else legs.start_time_utc end as callback_time_utc
+    from missed
+    inner join legs
+        on
+            missed.phone_match_key = legs.phone_match_key
+            and legs.chain_key <> missed.chain_key
+            and (not legs.is_inbound or legs.is_answered)
+            and legs.start_time_utc > missed.start_time_utc
+            and legs.start_time_utc <= {{ dbt.dateadd('hour', var('callback_window_hours'), 'missed.start_time_utc') }}
+),
+
+first_callback as (
+    select *
+    from candidates
+    qualify row_number() over (partition by chain_key order by callback_time_utc, callback_kind) = 1
+)
+
+select
+    missed.chain_key,
+    missed.agent_username,
+    missed.call_date,
+    missed.start_time_local as missed_at_local,
+    missed.start_time_utc as missed_at_utc,
+    missed.is_private,
+    missed.contact_company,
+    missed.project_id,
+    missed.phone_match_key is not null as is_callback_possible,
+    first_callback.chain_key is not null as is_called_back,
+    first_callback.callback_kind,
+    first_callback.callback_by_username,
+    first_callback.callback_time_utc,
+    cast(
+        {{ dbt.datediff('missed.start_time_utc', 'first_callback.callback_time_utc', 'second') }} as integer
+    ) as seconds_to_callback
+from missed
+left join first_callback on missed.chain_key = first_callback.chain_key
