@@ -43,7 +43,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/test_lint.py
 
 dbt-docs: $(VENV)/.installed
-	$(VENV)/bin/callsight dbt-docs
+	$(VENV)/bin/callsight dbt-docs --serve
 
 # Re-resolve the Superset environment from superset/requirements.in and pin it.
 superset-lock:

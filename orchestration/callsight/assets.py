@@ -136,8 +136,9 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         args = ["build", "--vars", json.dumps(dbt_vars), "--exclude-resource-type", "unit_test"]
         previous = stored_fingerprint(s.build_db)
         if config.full_refresh or previous != fingerprint:
-            context.log.info(f"full refresh (requested: {config.full_refresh}; fingerprint {previous} -> "
-                             f"{fingerprint})")
+            context.log.info(
+                f"full refresh (requested: {config.full_refresh}; fingerprint {previous} -> {fingerprint})"
+            )
             args.append("--full-refresh")
         yield from dbt.cli(args, context=context).stream()
 

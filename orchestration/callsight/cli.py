@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
@@ -320,14 +321,26 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
-    from .dbt_project import DBT_PROJECT_DIR
+    import functools
+    import http.server
 
-    os.environ.update(settings.export())
-    dbt = str(Path(sys.executable).with_name("dbt"))
-    common = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    subprocess.run([dbt, "docs", "generate", *common], check=True)
+    from .docs import generate_dbt_docs
+
+    page = generate_dbt_docs(settings)
+    _print(f"dbt docs: {page}")
     if args.serve:
-        subprocess.run([dbt, "docs", "serve", "--port", str(args.port), *common], check=True)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
+        with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as httpd:
+            _print(f"serving http://127.0.0.1:{args.port}/static_index.html (Ctrl-C stops)")
+            with contextlib.suppress(KeyboardInterrupt):
+                httpd.serve_forever()
+    return 0
+
+
+def cmd_schema_doc(settings: Settings, args: argparse.Namespace) -> int:
+    from .docs import write_schema_doc
+
+    _print(f"wrote {write_schema_doc()}")
     return 0
 
 
@@ -362,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--serve", action="store_true")
     dd.add_argument("--port", type=int, default=8081)
     dd.set_defaults(func=cmd_dbt_docs)
+    sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
+    sd.set_defaults(func=cmd_schema_doc)
     return p
 
 

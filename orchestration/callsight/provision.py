@@ -163,7 +163,8 @@ class Provisioner:
         self.report.call_datasets = sorted(
             f"{c['schema']}.{c['table_name']}"
             for n, c in assets.items()
-            if n.startswith("datasets/") and any(col["column_name"] == "agent_username" for col in c["columns"])
+            if n.startswith("datasets/")
+            and any(col["column_name"] == "agent_username" for col in c["columns"])
         )
         for ds in self.c.list_all("dataset"):
             detail = self.c.get(f"/api/v1/dataset/{ds['id']}")["result"]

@@ -94,8 +94,11 @@ def model_fingerprint(dbt_vars: dict, project_dir: Path) -> str:
     """Hash of the policy vars and of the dbt code (models, macros, project file). When it changes,
     the incremental models are rebuilt from scratch: their rows were computed by other rules."""
     digest = hashlib.sha256(json.dumps(dbt_vars, sort_keys=True).encode())
-    files = [project_dir / "dbt_project.yml", *sorted((project_dir / "models").rglob("*.sql")),
-             *sorted((project_dir / "macros").rglob("*.sql"))]
+    files = [
+        project_dir / "dbt_project.yml",
+        *sorted((project_dir / "models").rglob("*.sql")),
+        *sorted((project_dir / "macros").rglob("*.sql")),
+    ]
     for f in files:
         digest.update(f.relative_to(project_dir).as_posix().encode())
         digest.update(f.read_bytes())
