@@ -60,9 +60,7 @@ def test_directory_and_policy_validate_and_cover_every_group_option(demo) -> Non
 
 def test_office_rhythm(demo) -> None:
     _, con = demo
-    by_hour = dict(
-        con.execute("SELECT CAST(strftime('%H', StartTime) AS INT), count(*) FROM journal GROUP BY 1")
-    )
+    by_hour = dict(con.execute("SELECT CAST(strftime('%H', StartTime) AS INT), count(*) FROM journal GROUP BY 1"))
     assert by_hour.get(10, 0) > 3 * by_hour.get(12, 1) / 2 and by_hour.get(14, 0) > by_hour.get(12, 0)
     assert sum(v for h, v in by_hour.items() if h < 7 or h >= 19) < 0.01 * sum(by_hour.values())
     per_day = dict(con.execute("SELECT date(StartTime), count(*) FROM journal GROUP BY 1"))
@@ -78,8 +76,7 @@ def test_office_rhythm(demo) -> None:
     hol = [
         d
         for d in per_day
-        if date.fromisoformat(d) in holidays.Germany(subdiv="BY", years=2026)
-        and date.fromisoformat(d).weekday() < 5
+        if date.fromisoformat(d) in holidays.Germany(subdiv="BY", years=2026) and date.fromisoformat(d).weekday() < 5
     ]
     assert len(hol) == 4
     for d in hol:
@@ -107,8 +104,7 @@ def test_call_features(demo) -> None:
     assert q(f"SELECT count(*) FROM journal WHERE LineNumber = '{PRIVATE_LINE}'") > 0
     assert q("SELECT count(*) FROM journal WHERE Subject IS NOT NULL") > 0
     ring = q(
-        "SELECT avg((julianday(ConnectTime) - julianday(StartTime)) * 86400) FROM journal "
-        "WHERE ConnectTime IS NOT NULL"
+        "SELECT avg((julianday(ConnectTime) - julianday(StartTime)) * 86400) FROM journal WHERE ConnectTime IS NOT NULL"
     )
     talk = q("SELECT avg(DurationConnected) FROM journal WHERE DurationConnected > 0")
     assert 3 < ring < 40 and 60 < talk < 900

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 
 from callsight.config import Directory, Policy, PrivateCalls
 from callsight.demo_data import JOURNAL_COLUMNS, JOURNAL_DDL
 from callsight.extract import SchemaDriftError, Window, extract
+from callsight.sources import Source
 
 from .privacy_scan import scan
 
@@ -42,16 +42,16 @@ def row(i: int, start: str, **kw) -> dict:
     return base
 
 
-def write_journal(path: Path, rows: list[dict]) -> sa.Engine:
+def write_journal(path: Path, rows: list[dict]) -> Source:
     con = sqlite3.connect(path)
-    con.execute(JOURNAL_DDL.format(table="journal").replace("ID INTEGER PRIMARY KEY", "ID"))
+    con.execute(JOURNAL_DDL.format(table="journal").replace("ID INTEGER PRIMARY KEY", "ID INTEGER"))
     con.executemany(
         f"INSERT INTO journal VALUES ({','.join('?' for _ in JOURNAL_COLUMNS)})",
         [tuple(r[c] for c in JOURNAL_COLUMNS) for r in rows],
     )
     con.commit()
     con.close()
-    return sa.create_engine(f"sqlite:///{path}")
+    return Source(f"sqlite:///{path}", "journal")
 
 
 def raw(raw_db: Path, sql: str) -> list[tuple]:
@@ -81,16 +81,14 @@ def test_malformed_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
         row(5, "2026-03-02 09:00:00", Outbound=7),
         row(6, "2026-03-02 09:00:00", ContactName="Evil\x1b[31m"),
         row(7, "2026-03-02 09:00:00", Subject="x" * 5000),
-        row(
-            8, "2026-03-02 09:00:00", ConnectTime="2026-03-02 09:00:10", DisconnectTime="2026-03-02 09:00:05"
-        ),
+        row(8, "2026-03-02 09:00:00", ConnectTime="2026-03-02 09:00:10", DisconnectTime="2026-03-02 09:00:05"),
         row(9, "2026-03-02 25:99:00"),
         row(10, "2026-03-02 09:00:00", StopTime="gestern"),
         row(11, "2026-03-02 09:00:00", PrivateCall=1, DurationTotal="lang"),
     ]
-    engine = write_journal(tmp_path / "j.sqlite", rows)
+    source = write_journal(tmp_path / "j.sqlite", rows)
     raw_db = tmp_path / "raw.duckdb"
-    stats = extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "run1")
+    stats = extract(source, raw_db, WIN, DIRECTORY, Policy(), "run1")
     # '2026-03-02 25:99:00' sorts inside the window as text (SQLite), so it is read and quarantined.
     assert stats.source_rows == 11
     assert stats.loaded_rows + stats.quarantined_rows == stats.source_rows
@@ -112,7 +110,7 @@ def test_malformed_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
     q11 = raw(raw_db, "SELECT row_json, _is_private FROM quarantine WHERE source_id = '11'")[0]
     assert q11[1] is True and "Karl Kunde" not in q11[0] and "1234567" not in q11[0] and "1234XXX" in q11[0]
     # a rerun supersedes, it does not duplicate
-    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "run2")
+    extract(source, raw_db, WIN, DIRECTORY, Policy(), "run2")
     assert raw(raw_db, "SELECT count(*), min(_run_id) FROM quarantine") == [(10, "run2")]
 
 
@@ -123,11 +121,10 @@ def test_upsert_mirrors_edits_and_deletes_in_window_only(tmp_path: Path) -> None
         row(3, "2026-03-06 10:00:00"),
     ]
     path = tmp_path / "j.sqlite"
-    engine = write_journal(path, rows)
+    source = write_journal(path, rows)
     raw_db = tmp_path / "raw.duckdb"
     extract(
-        engine,
-        "journal",
+        source,
         raw_db,
         Window(datetime(2026, 2, 1), datetime(2026, 4, 1)),
         DIRECTORY,
@@ -139,12 +136,12 @@ def test_upsert_mirrors_edits_and_deletes_in_window_only(tmp_path: Path) -> None
     con.execute("DELETE FROM journal WHERE ID IN (1, 3)")
     con.commit()
     con.close()
-    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "r2")
+    extract(source, raw_db, WIN, DIRECTORY, Policy(), "r2")
     got = raw(raw_db, "SELECT ID, ContactCompany, _run_id FROM journal ORDER BY ID")
     # ID 1 lies before the window: kept; ID 3 was deleted in the window: gone; ID 2 edited: updated
     assert got == [(1, "Kunde GmbH", "r1"), (2, "Nachgetragen AG", "r2")]
     before = raw(raw_db, "SELECT * EXCLUDE (_run_id, _extracted_at) FROM journal ORDER BY ID")
-    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(), "r3")
+    extract(source, raw_db, WIN, DIRECTORY, Policy(), "r3")
     assert raw(raw_db, "SELECT * EXCLUDE (_run_id, _extracted_at) FROM journal ORDER BY ID") == before
 
 
@@ -167,17 +164,15 @@ def test_private_calls_never_land_in_cleartext(tmp_path: Path, mode: str) -> Non
             ContactCompany="Privatbank",
         ),
     ]
-    engine = write_journal(tmp_path / "j.sqlite", rows)
+    source = write_journal(tmp_path / "j.sqlite", rows)
     raw_db = tmp_path / "raw.duckdb"
-    extract(engine, "journal", raw_db, WIN, DIRECTORY, Policy(private_calls=PrivateCalls(mode=mode)), "r")
+    extract(source, raw_db, WIN, DIRECTORY, Policy(private_calls=PrivateCalls(mode=mode)), "r")
     secrets = ["5550199", "4440123", "Hausarzt", "Befund", "Privatbank"]
     assert scan(tmp_path, secrets) == [f"{tmp_path / 'j.sqlite'}: bytes contain {s!r}" for s in secrets]
     # the scanner finds what is there (positive control): the non-private number of the source
     assert scan(tmp_path, ["3680-201"]) != []
     numbers = raw(raw_db, "SELECT PhoneNumber FROM journal ORDER BY ID")
-    assert numbers == (
-        [("+49 171 5550XXX",), ("+49 89 4440XXX",)] if mode == "truncate" else [(None,), (None,)]
-    )
+    assert numbers == ([("+49 171 5550XXX",), ("+49 89 4440XXX",)] if mode == "truncate" else [(None,), (None,)])
 
 
 def test_schema_drift_names_the_column(tmp_path: Path) -> None:
@@ -187,8 +182,7 @@ def test_schema_drift_names_the_column(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(SchemaDriftError, match="lacks column\\(s\\): TrackerID"):
         extract(
-            sa.create_engine(f"sqlite:///{path}"),
-            "journal",
+            Source(f"sqlite:///{path}", "journal"),
             tmp_path / "r.duckdb",
             WIN,
             DIRECTORY,
@@ -197,8 +191,7 @@ def test_schema_drift_names_the_column(tmp_path: Path) -> None:
         )
     with pytest.raises(SchemaDriftError, match="'calls' not found"):
         extract(
-            sa.create_engine(f"sqlite:///{path}"),
-            "calls",
+            Source(f"sqlite:///{path}", "calls"),
             tmp_path / "r.duckdb",
             WIN,
             DIRECTORY,
@@ -206,3 +199,12 @@ def test_schema_drift_names_the_column(tmp_path: Path) -> None:
             "r",
         )
     assert not (tmp_path / "r.duckdb").exists()
+
+
+def test_changed_column_type_is_schema_drift_naming_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(JOURNAL_DDL.format(table="journal").replace("StartTime DATETIME", "StartTime BLOB"))
+    con.close()
+    with pytest.raises(SchemaDriftError, match="column 'StartTime' has type BLOB"):
+        extract(Source(f"sqlite:///{path}", "journal"), tmp_path / "r.duckdb", WIN, DIRECTORY, Policy(), "r")

@@ -18,9 +18,7 @@ def pandas_kpis(journal: pd.DataFrame, tz: str, threshold: int, short_abandon: i
     j = journal.copy()
     for col in ("StartTime", "ConnectTime", "StopTime"):
         local = pd.to_datetime(j[col])
-        j[col + "_utc"] = local.dt.tz_localize(
-            tz, ambiguous=False, nonexistent="shift_forward"
-        ).dt.tz_convert("UTC")
+        j[col + "_utc"] = local.dt.tz_localize(tz, ambiguous=False, nonexistent="shift_forward").dt.tz_convert("UTC")
     j["chain"] = j["TrackerID"].where(j["TrackerID"].notna(), "leg:" + j["ID"].astype(str))
     inbound = j[j["Outbound"] == 0]
     first = inbound.sort_values(["StartTime_utc", "ID"]).groupby("chain").head(1).set_index("chain")
@@ -36,9 +34,7 @@ def pandas_kpis(journal: pd.DataFrame, tz: str, threshold: int, short_abandon: i
         },
         index=first.index,
     )
-    calls["wait"] = (
-        (answer["ConnectTime_utc"] - first["StartTime_utc"]).dt.total_seconds().reindex(calls.index)
-    )
+    calls["wait"] = (answer["ConnectTime_utc"] - first["StartTime_utc"]).dt.total_seconds().reindex(calls.index)
     signalled = (last_stop - first["StartTime_utc"]).dt.total_seconds()
     calls["counts_sl"] = calls["is_answered"] | (signalled >= short_abandon)
     calls["within_sl"] = calls["is_answered"] & (calls["wait"] <= threshold)
@@ -80,9 +76,5 @@ def test_headline_kpis_per_agent_and_day_match_an_independent_pandas_computation
     got["call_date"] = pd.to_datetime(got["call_date"]).dt.date
     got = got.set_index(["agent_username", "call_date"])[expected.columns].astype("int64").sort_index()
     assert len(journal) == n_legs
-    assert (
-        len(expected) > 100
-        and expected["missed"].sum() > 0
-        and (expected["calls"] > expected["answered"]).any()
-    )
+    assert len(expected) > 100 and expected["missed"].sum() > 0 and (expected["calls"] > expected["answered"]).any()
     pd.testing.assert_frame_equal(got, expected)

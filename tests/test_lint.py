@@ -13,9 +13,7 @@ BIN = Path(sys.executable).parent
 
 def test_ruff_check_and_format() -> None:
     paths = ["orchestration", "tests", "superset/superset_config.py"]
-    check = subprocess.run(
-        [str(BIN / "ruff"), "check", *paths], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+    check = subprocess.run([str(BIN / "ruff"), "check", *paths], cwd=REPO_ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     fmt = subprocess.run(
         [str(BIN / "ruff"), "format", "--check", "orchestration", "tests"],

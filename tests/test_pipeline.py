@@ -3,6 +3,7 @@
 import hashlib
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import duckdb
@@ -29,8 +30,7 @@ def mart_checksum(site: Site) -> str:
     """Content of every served table but build_info (which records when it was built)."""
     tables = served(
         site,
-        "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_name <> 'build_info' ORDER BY ALL",
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name <> 'build_info' ORDER BY ALL",
     )
     assert len(tables) >= 10
     digest = hashlib.sha256()
@@ -74,10 +74,7 @@ def test_nightly_run_publishes_a_warehouse_and_reruns_identically(site: Site) ->
     assert schemas == {"marts", "security"}, "raw and staging are never served"
     # every directory user sees at least their own calls
     assert (
-        served(site, "SELECT count(*) FROM security.viewer_agents WHERE viewer_username = agent_username")[0][
-            0
-        ]
-        == 20
+        served(site, "SELECT count(*) FROM security.viewer_agents WHERE viewer_username = agent_username")[0][0] == 20
     )
     before = mart_checksum(site)
     again = run_nightly(site.settings, first.first, first.last)
@@ -93,11 +90,17 @@ def test_failed_runs_leave_the_served_warehouse_alone(site: Site, monkeypatch: p
     assert ok.success
     before = mart_checksum(site)
     served_bytes = site.settings.served_db.read_bytes()
-    # 1. source unreachable
+    # 1. source unreachable: retried with backoff, then a clear failure
     monkeypatch.setenv("CALLSIGHT_JOURNAL_URL", f"sqlite:///{site.home}/missing/journal.sqlite")
+    monkeypatch.setenv("CALLSIGHT_EXTRACT_RETRIES", "2")
+    monkeypatch.setenv("CALLSIGHT_EXTRACT_RETRY_DELAY", "1")
     broken = site.settings.__class__.from_env()
+    t0 = time.monotonic()
     failed = run_nightly(broken, ok.last, ok.last)
-    assert not failed.success and "journal" in (failed.failure or "")
+    assert not failed.success
+    assert "journal database file" in failed.failure and "gave up after 2 retries" in failed.failure
+    assert time.monotonic() - t0 >= 3  # waited 1 s, then 2 s
+    assert not (site.home / "missing").exists(), "an unreachable SQLite journal must not be created"
     assert site.settings.served_db.read_bytes() == served_bytes
     monkeypatch.delenv("CALLSIGHT_JOURNAL_URL")
     # 2. a bad directory is refused before anything is written
@@ -112,9 +115,7 @@ def test_failed_runs_leave_the_served_warehouse_alone(site: Site, monkeypatch: p
     assert mart_checksum(site) == before
 
 
-def test_no_cleartext_private_data_in_any_file(
-    tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_cleartext_private_data_in_any_file(tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     # The PBX's journal is not ours: move it outside CALLSIGHT_HOME, then scan everything we wrote.
     source = tmp_path / "pbx" / "journal.sqlite"
     source.parent.mkdir()

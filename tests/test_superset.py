@@ -46,9 +46,7 @@ def chart_counts(client: SupersetClient, table: str = "fct_calls") -> dict[str, 
         {
             "datasource": {"id": ds["id"], "type": "table"},
             "force": True,
-            "queries": [
-                {"metrics": ["count"], "columns": ["agent_username"], "filters": [], "row_limit": 10000}
-            ],
+            "queries": [{"metrics": ["count"], "columns": ["agent_username"], "filters": [], "row_limit": 10000}],
             "result_format": "json",
             "result_type": "full",
         }
@@ -68,9 +66,7 @@ def test_every_directory_user_sees_exactly_what_the_directory_allows(superset_se
     assert checked == len(directory.users)
     # the check has teeth: a leader sees more than their own calls, a plain member only their own
     leader = next(
-        g.leaders[0]
-        for g in directory.groups
-        if g.journal_visible_to_leader and not g.journal_visible_to_group
+        g.leaders[0] for g in directory.groups if g.journal_visible_to_leader and not g.journal_visible_to_group
     )
     assert len(expected_counts(superset_server, leader)) > 1
 

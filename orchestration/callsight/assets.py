@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
@@ -17,6 +16,7 @@ from .extract import Window, extract
 from .org_store import SITE_TABLES, store_site
 from .publish import model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
 from .settings import Settings
+from .sources import Source, SourceUnavailableError
 
 PARTITIONS_START = "2020-01-01"
 PARTITIONS_START_YEAR = 2020
@@ -94,20 +94,16 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         first, last = tw.start.date(), (tw.end - timedelta(days=1)).date()
         window = Window.for_days(first, last, s.lookback_days)
         context.log.info(f"extracting StartTime in [{window.start}, {window.end}) from {s.journal_table}")
-        engine = sa.create_engine(s.journal_url)
+        source = Source(s.journal_url, s.journal_table)
         try:
-            stats = extract(
-                engine,
-                s.journal_table,
-                s.raw_db,
-                window,
-                directory,
-                policy,
-                context.run_id,
-                log=context.log.debug,
-            )
-        finally:
-            engine.dispose()
+            stats = extract(source, s.raw_db, window, directory, policy, context.run_id, log=context.log.debug)
+        except SourceUnavailableError as exc:
+            attempt = context.retry_number
+            if attempt < s.extract_retries:
+                wait = s.extract_retry_delay * 2**attempt
+                context.log.warning(f"{exc}; retry {attempt + 1}/{s.extract_retries} in {wait:.0f} s")
+                raise dg.RetryRequested(max_retries=s.extract_retries, seconds_to_wait=wait) from exc
+            raise dg.Failure(description=f"{exc} (gave up after {attempt} retries)") from exc
         return dg.MaterializeResult(
             metadata={
                 "window_start": str(window.start),
@@ -116,15 +112,14 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
                 "loaded_rows": stats.loaded_rows,
                 "quarantined_rows": stats.quarantined_rows,
                 "rows_per_second": dg.MetadataValue.float(round(stats.rows_per_second, 1)),
+                "reader": stats.reader,
             }
         )
 
     project = dbt_project()
 
     @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=CallsightTranslator())
-    def warehouse_models(
-        context: AssetExecutionContext, dbt: DbtCliResource, site: SiteResource, config: BuildConfig
-    ):
+    def warehouse_models(context: AssetExecutionContext, dbt: DbtCliResource, site: SiteResource, config: BuildConfig):
         """dbt build (models and their tests) into a fresh build file started from the served warehouse."""
         s = site.settings()
         policy = load_policy(s.effective_policy_path)

@@ -90,10 +90,7 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
             table=settings.journal_table,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    _print(
-        f"demo journal: {result.rows} call legs, {result.first_day} .. {result.last_day} -> "
-        f"{result.journal_path}"
-    )
+    _print(f"demo journal: {result.rows} call legs, {result.first_day} .. {result.last_day} -> {result.journal_path}")
     _print(f"org directory: {result.directory_path}\npolicy: {result.policy_path}")
     return 0
 
@@ -110,8 +107,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if result.success:
         _print(
-            f"nightly run {result.run_id} succeeded for {result.first} .. {result.last}; "
-            f"published {settings.served_db}"
+            f"nightly run {result.run_id} succeeded for {result.first} .. {result.last}; published {settings.served_db}"
         )
         return 0
     _print(
@@ -142,18 +138,14 @@ def provision(settings: Settings, url: str, admin_password: str, user_password: 
 
     directory = load_directory(settings.effective_directory_path)
     client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
-    report = Provisioner(
-        client, directory, settings.served_db, user_password, settings.superset_admin_username
-    ).run()
+    report = Provisioner(client, directory, settings.served_db, user_password, settings.superset_admin_username).run()
     _print(
         f"provisioned Superset at {url}: datasets {sorted(report.datasets)}, "
         f"{len(report.users_created)} users created, {len(report.users_updated)} updated, "
         f"{len(report.users_deactivated)} deactivated, RLS rules {report.rls_rules}"
     )
     if report.missing_permissions:
-        _print(
-            f"note: permissions not offered by this Superset version: {', '.join(report.missing_permissions)}"
-        )
+        _print(f"note: permissions not offered by this Superset version: {', '.join(report.missing_permissions)}")
 
 
 def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
@@ -286,9 +278,7 @@ def demo_logins(settings: Settings, password: str) -> list[tuple[str, str]]:
     leader_group = next((g for g in directory.groups if g.journal_visible_to_leader and g.leaders), None)
     if leader_group:
         picks.append(leader_group.leaders[0])
-        plain = next(
-            (m for m in leader_group.members if m not in leader_group.leaders + leader_group.deputies), None
-        )
+        plain = next((m for m in leader_group.members if m not in leader_group.leaders + leader_group.deputies), None)
         if plain:
             picks.append(plain)
     picks += directory.analysts[:1]

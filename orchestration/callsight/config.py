@@ -31,9 +31,7 @@ class User(_Strict):
     @classmethod
     def _username(cls, v: str) -> str:
         if not USERNAME_RE.match(v):
-            raise ValueError(
-                f"username {v!r} must be lower case letters, digits, '.', '_' or '-' (max 64 characters)"
-            )
+            raise ValueError(f"username {v!r} must be lower case letters, digits, '.', '_' or '-' (max 64 characters)")
         return v
 
 

@@ -57,9 +57,7 @@ def write_schema_doc(path: Path = SCHEMA_DOC) -> Path:
 def generate_dbt_docs(settings: Settings) -> Path:
     """dbt docs against a copy of the published warehouse; returns the static HTML page."""
     if not settings.served_db.exists():
-        raise FileNotFoundError(
-            f"{settings.served_db}: no published warehouse yet; run `callsight run` first"
-        )
+        raise FileNotFoundError(f"{settings.served_db}: no published warehouse yet; run `callsight run` first")
     policy = load_policy(settings.effective_policy_path)
     prepare_build(settings.served_db, settings.build_db)
     target = settings.home / "dbt-docs"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import duckdb
-import sqlalchemy as sa
 
 from .config import load_directory, load_policy
 from .settings import Settings
+from .sources import Source, SourceUnavailableError, first_start_select
 
 
 @dataclass(frozen=True)
@@ -34,20 +34,19 @@ def raw_store_is_empty(settings: Settings) -> bool:
         return True
     con = duckdb.connect(str(settings.raw_db), read_only=True)
     try:
-        found = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'journal'"
-        ).fetchone()[0]
+        found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'journal'").fetchone()[0]
         return not found or con.execute("SELECT count(*) FROM journal").fetchone()[0] == 0
     finally:
         con.close()
 
 
 def source_first_day(settings: Settings) -> date | None:
-    engine = sa.create_engine(settings.journal_url)
+    source = Source(settings.journal_url, settings.journal_table)
+    source.probe()
+    engine = source.engine()
     try:
-        t = sa.table(settings.journal_table, sa.column("StartTime"))
         with engine.connect() as conn:
-            value = conn.execute(sa.select(sa.func.min(t.c.StartTime))).scalar()
+            value = conn.execute(first_start_select(settings.journal_table)).scalar()
     finally:
         engine.dispose()
     if value is None:
@@ -65,7 +64,11 @@ def plan_range(settings: Settings, first: date | None, last: date | None) -> tup
     if first:
         return first, end
     if last is None and raw_store_is_empty(settings):
-        source_first = source_first_day(settings)
+        try:
+            source_first = source_first_day(settings)
+        except SourceUnavailableError:
+            return end, end  # the run's extract retries and then fails with the reason
+
         oldest = end - timedelta(days=policy.retention.journal_days - 1)
         if source_first is not None:
             return max(source_first, oldest), end
@@ -114,9 +117,7 @@ def run_nightly(
                 raise_on_error=False,
             )
         else:
-            result = job.execute_in_process(
-                instance=instance, tags=tags, run_config=run_config, raise_on_error=False
-            )
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
     failure = None
     if not result.success:
         msgs = [

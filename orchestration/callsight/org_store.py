@@ -61,9 +61,7 @@ def holiday_frame(calendar: Calendar, years: range) -> pd.DataFrame:
     """Pure: public holidays of the site's calendar, e.g. DE/BY incl. Fronleichnam."""
     import holidays
 
-    days = holidays.country_holidays(
-        calendar.country, subdiv=calendar.subdivision, years=list(years), language="de"
-    )
+    days = holidays.country_holidays(calendar.country, subdiv=calendar.subdivision, years=list(years), language="de")
     rows = sorted(days.items())
     return pd.DataFrame({"holiday_date": [d for d, _ in rows], "holiday_name": [n for _, n in rows]})
 

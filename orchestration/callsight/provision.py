@@ -163,8 +163,7 @@ class Provisioner:
         self.report.call_datasets = sorted(
             f"{c['schema']}.{c['table_name']}"
             for n, c in assets.items()
-            if n.startswith("datasets/")
-            and any(col["column_name"] == "agent_username" for col in c["columns"])
+            if n.startswith("datasets/") and any(col["column_name"] == "agent_username" for col in c["columns"])
         )
         for ds in self.c.list_all("dataset"):
             detail = self.c.get(f"/api/v1/dataset/{ds['id']}")["result"]
@@ -219,12 +218,8 @@ class Provisioner:
         if schema_perm not in index:
             raise RuntimeError(f"permission {schema_perm} not found: was the warehouse imported?")
         # POST .../permissions REPLACES the role's permissions: exactly this set, nothing stale.
-        self.c.post(
-            f"/api/v1/security/roles/{roles[ROLE_VIEWER]}/permissions", {"permission_view_menu_ids": viewer}
-        )
-        self.c.post(
-            f"/api/v1/security/roles/{roles[ROLE_ANALYST]}/permissions", {"permission_view_menu_ids": analyst}
-        )
+        self.c.post(f"/api/v1/security/roles/{roles[ROLE_VIEWER]}/permissions", {"permission_view_menu_ids": viewer})
+        self.c.post(f"/api/v1/security/roles/{roles[ROLE_ANALYST]}/permissions", {"permission_view_menu_ids": analyst})
         self.report.roles = {k: roles[k] for k in (*CALLSIGHT_ROLES, ROLE_ADMIN) if k in roles}
         return roles
 

@@ -69,9 +69,7 @@ def verify(path: Path) -> dict[str, int]:
         counts = {}
         for schema, table in REQUIRED_TABLES:
             try:
-                counts[f"{schema}.{table}"] = con.execute(
-                    f"SELECT count(*) FROM {schema}.{table}"
-                ).fetchone()[0]
+                counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
             except duckdb.CatalogException as exc:
                 raise PublishError(f"{path}: {schema}.{table} missing") from exc
         return counts

@@ -29,6 +29,8 @@ class Settings:
     superset_url: str = "http://127.0.0.1:8088"
     superset_venv: Path = REPO_ROOT / ".venv-superset"
     superset_admin_username: str = "admin"
+    extract_retries: int = 3
+    extract_retry_delay: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -104,6 +106,8 @@ class Settings:
             if env.get("CALLSIGHT_SUPERSET_VENV")
             else REPO_ROOT / ".venv-superset",
             superset_admin_username=env.get("SUPERSET_ADMIN_USERNAME") or "admin",
+            extract_retries=_int(env, "CALLSIGHT_EXTRACT_RETRIES", 3),
+            extract_retry_delay=float(_int(env, "CALLSIGHT_EXTRACT_RETRY_DELAY", 30)),
             env=env,
         )
 
@@ -116,6 +120,8 @@ class Settings:
             "CALLSIGHT_DIRECTORY": str(self.effective_directory_path),
             "CALLSIGHT_POLICY": str(self.effective_policy_path),
             "CALLSIGHT_LOOKBACK_DAYS": str(self.lookback_days),
+            "CALLSIGHT_EXTRACT_RETRIES": str(self.extract_retries),
+            "CALLSIGHT_EXTRACT_RETRY_DELAY": str(int(self.extract_retry_delay)),
             "DAGSTER_HOME": str(self.dagster_home),
         }
         return out
@@ -127,6 +133,15 @@ class Settings:
 
     def is_demo_journal(self) -> bool:
         return self.journal_url == f"sqlite:///{self.demo_journal_path}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    return int(value)
 
 
 def _abs(value: str, base: Path) -> Path:

@@ -77,9 +77,7 @@ class SupersetClient:
 
     def post(self, path: str, payload: Any = None, **kw: Any) -> Any:
         return (
-            self.request("POST", path, json=payload, **kw)
-            if payload is not None
-            else self.request("POST", path, **kw)
+            self.request("POST", path, json=payload, **kw) if payload is not None else self.request("POST", path, **kw)
         )
 
     def put(self, path: str, payload: Any, **kw: Any) -> Any:

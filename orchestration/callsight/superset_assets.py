@@ -33,13 +33,8 @@ def render(assets: dict[str, dict], served_db: Path) -> dict[str, dict]:
                 raise ValueError(f"{name}: sqlalchemy_uri must contain {WAREHOUSE_PLACEHOLDER}")
             config["sqlalchemy_uri"] = f"duckdb:///{served_db.resolve().as_posix()}"
             args = config.get("extra", {}).get("engine_params", {}).get("connect_args", {})
-            if (
-                args.get("read_only") is not True
-                or args.get("config", {}).get("enable_external_access") is not False
-            ):
-                raise ValueError(
-                    f"{name}: the warehouse connection must be read_only with external access off"
-                )
+            if args.get("read_only") is not True or args.get("config", {}).get("enable_external_access") is not False:
+                raise ValueError(f"{name}: the warehouse connection must be read_only with external access off")
             if config.get("allow_dml") or config.get("allow_file_upload"):
                 raise ValueError(f"{name}: DML and file upload must stay off")
         rendered[name] = config
@@ -50,9 +45,7 @@ def bundle(rendered: dict[str, dict]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, config in rendered.items():
-            zf.writestr(
-                f"callsight_assets/{name}", yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
-            )
+            zf.writestr(f"callsight_assets/{name}", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return buf.getvalue()
 
 

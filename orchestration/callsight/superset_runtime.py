@@ -37,9 +37,7 @@ class SupersetEnv:
 
     def check_installed(self) -> None:
         if not (self.bin_dir / "superset").exists():
-            raise SupersetError(
-                f"Superset is not installed in {self.settings.superset_venv}. Run `make venvs` first."
-            )
+            raise SupersetError(f"Superset is not installed in {self.settings.superset_venv}. Run `make venvs` first.")
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}

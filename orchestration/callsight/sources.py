@@ -1,0 +1,206 @@
+"""Where journal rows come from: the UCServer's database, read through the fastest offline reader.
+
+SQLite, PostgreSQL and MariaDB/MySQL are read by DuckDB's own scanners (the extensions ship in the
+duckdb-ext-* packages, nothing is downloaded); any other SQLAlchemy URL (Microsoft SQL Server) is
+streamed through SQLAlchemy in chunks. Every reader yields the journal columns as text, so the masking
+and validation that follow treat all sources alike.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import sqlalchemy as sa
+
+from .demo_data import JOURNAL_COLUMNS
+
+TIME_COLUMNS = ("StartTime", "StopTime", "ConnectTime", "DisconnectTime")
+INT_COLUMNS = ("DurationTotal", "DurationConnected")
+FLAG_COLUMNS = ("Outbound", "Internal", "SuccessState", "ReadFlag", "PrivateCall")
+TEXT_COLUMNS = tuple(c for c in JOURNAL_COLUMNS if c not in (*TIME_COLUMNS, *INT_COLUMNS, *FLAG_COLUMNS, "ID"))
+# Accepted source type families per column: a column of another family is schema drift.
+TYPE_FAMILIES = {
+    **dict.fromkeys(TIME_COLUMNS, ("date", "time", "char", "text", "clob")),
+    **dict.fromkeys(
+        (*INT_COLUMNS, *FLAG_COLUMNS, "ID"), ("int", "num", "dec", "bit", "bool", "real", "float", "double")
+    ),
+    **dict.fromkeys(TEXT_COLUMNS, ("char", "text", "clob", "string", "uniqueidentifier", "int")),
+}
+DUCKDB_KINDS = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+
+
+class SchemaDriftError(RuntimeError):
+    """The source journal lacks columns callsight needs, or one has changed its type."""
+
+
+class SourceUnavailableError(RuntimeError):
+    """The journal database cannot be reached (the nightly job retries with backoff)."""
+
+
+def extension_directory() -> str:
+    return str(Path(sysconfig.get_paths()["purelib"]) / "duckdb_ext" / "extensions")
+
+
+def memory_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that never spills to disk: cleartext source rows stay in memory."""
+    con = duckdb.connect(config={"extension_directory": extension_directory()})
+    con.execute("SET temp_directory = ''")
+    return con
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open local wall-clock interval [start, end) over StartTime."""
+
+    start: datetime
+    end: datetime
+
+
+def window_select(table: str, window: Window, as_text: bool) -> sa.Select:
+    """The one query the extract sends to the source (also compiled for MSSQL in the tests)."""
+    src = sa.table(table, *(sa.column(c, sa.DateTime if c == "StartTime" else sa.String) for c in JOURNAL_COLUMNS))
+    cols = [sa.cast(src.c[c], sa.String).label(c) if as_text else src.c[c] for c in JOURNAL_COLUMNS]
+    return sa.select(*cols).where(src.c.StartTime >= window.start, src.c.StartTime < window.end)
+
+
+def first_start_select(table: str) -> sa.Select:
+    """Earliest StartTime of the journal: where an initial load begins."""
+    src = sa.table(table, sa.column("StartTime", sa.DateTime))
+    return sa.select(sa.func.min(src.c.StartTime))
+
+
+def check_schema(engine: sa.Engine, table: str) -> None:
+    insp = sa.inspect(engine)
+    if not insp.has_table(table):
+        raise SchemaDriftError(f"journal table {table!r} not found in the source database")
+    present = {c["name"].lower(): c for c in insp.get_columns(table)}
+    missing = [c for c in JOURNAL_COLUMNS if c.lower() not in present]
+    if missing:
+        raise SchemaDriftError(f"journal table {table!r} lacks column(s): {', '.join(missing)}")
+    for name in JOURNAL_COLUMNS:
+        declared = str(present[name.lower()]["type"]).lower()
+        if not any(f in declared for f in TYPE_FAMILIES[name]):
+            raise SchemaDriftError(
+                f"journal column {name!r} has type {declared.upper()}, expected one of the families "
+                f"{', '.join(TYPE_FAMILIES[name])}"
+            )
+
+
+class Source:
+    """A journal source bound to an in-memory DuckDB connection."""
+
+    def __init__(self, url: str, table: str, reader: str = "auto"):
+        self.url = sa.make_url(url)
+        self.table = table
+        backend = self.url.get_backend_name()
+        self.kind = DUCKDB_KINDS.get(backend, "sqlalchemy") if reader == "auto" else reader
+
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.url)
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    def probe(self) -> None:
+        """Fail fast and clearly when the journal database cannot be reached (never create it)."""
+        if self.url.get_backend_name() == "sqlite":
+            path = Path(self.url.database or "")
+            if not path.is_file():
+                raise SourceUnavailableError(f"journal database file {path} not found ({self.display_url})")
+        engine = self.engine()
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.DBAPIError as exc:
+            raise SourceUnavailableError(
+                f"cannot reach the journal database {self.display_url}: {str(exc.orig).strip()[:300]}"
+            ) from exc
+        finally:
+            engine.dispose()
+
+    def _libpq(self) -> str:
+        u = self.url
+        parts = {
+            "host": u.host or "localhost",
+            "port": u.port or 5432,
+            "dbname": u.database,
+            "user": u.username,
+            "password": u.password,
+        }
+        return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
+
+    def _mysql(self) -> str:
+        u = self.url
+        parts = {
+            "host": u.host or "localhost",
+            "port": u.port or 3306,
+            "database": u.database,
+            "user": u.username,
+            "password": u.password,
+        }
+        return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.kind == "sqlalchemy":
+            return
+        con.execute(f"LOAD {self.kind}")
+        if self.kind == "sqlite":
+            con.execute("SET sqlite_all_varchar = true")
+            target = self.url.database or ""
+        elif self.kind == "postgres":
+            target = self._libpq()
+        else:
+            target = self._mysql()
+        con.execute(f"ATTACH {quote_literal(target)} AS journal_src (TYPE {self.kind}, READ_ONLY)")
+
+    def relation_sql(self, window: Window) -> str:
+        """SQL over the attached source yielding the window's rows, every column as text."""
+        if self.kind == "sqlite":
+            cols = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS)
+            fmt = "%Y-%m-%d %H:%M:%S"
+            return (
+                f'SELECT {cols} FROM journal_src."{self.table}" WHERE "StartTime" >= '
+                f"'{window.start.strftime(fmt)}' AND \"StartTime\" < '{window.end.strftime(fmt)}'"
+            )
+        dialect = self.engine().dialect
+        query = str(
+            window_select(self.table, window, as_text=True).compile(
+                dialect=dialect, compile_kwargs={"literal_binds": True}
+            )
+        )
+        func = "postgres_query" if self.kind == "postgres" else "mysql_query"
+        return f"SELECT * FROM {func}('journal_src', {quote_literal(query)})"
+
+    def chunks(self, window: Window, rows: int) -> Iterator[pd.DataFrame]:
+        """SQLAlchemy fallback: stream the window in chunks, values as text."""
+        engine = self.engine()
+        try:
+            with engine.connect().execution_options(stream_results=True, yield_per=rows) as conn:
+                result = conn.execute(window_select(self.table, window, as_text=False))
+                while batch := result.fetchmany(rows):
+                    frame = pd.DataFrame.from_records(batch, columns=list(JOURNAL_COLUMNS))
+                    yield frame.map(_as_text).astype("object")
+        finally:
+            engine.dispose()
+
+
+def _as_text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def quote_literal(text: str) -> str:
+    """A DuckDB/SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
