@@ -6,7 +6,7 @@ SUPERSET_VENV := .venv-superset
 PIP_FLAGS ?= --disable-pip-version-check -q
 export CALLSIGHT_SUPERSET_VENV ?= $(CURDIR)/$(SUPERSET_VENV)
 
-.PHONY: help venvs demo test test-fast lint dbt-docs superset-lock clean clean-demo
+.PHONY: help venvs demo test test-fast lint dbt-docs bench-extract superset-lock clean clean-demo
 
 help:
 	@echo "make demo    - set up, generate demo data, run the nightly job, serve Superset :8088 and Dagster :3000"
@@ -44,6 +44,10 @@ lint: $(VENV)/.installed
 
 dbt-docs: $(VENV)/.installed
 	$(VENV)/bin/callsight dbt-docs --serve
+
+# Extract throughput and peak memory at 1M rows (SQLite, and PostgreSQL on loopback when running).
+bench-extract: $(VENV)/.installed
+	$(VENV)/bin/python bench/bench_extract.py --rows $${ROWS:-1000000}
 
 # Re-resolve the Superset environment from superset/requirements.in and pin it.
 superset-lock:

@@ -1,5 +1,5 @@
 import sqlite3
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -208,3 +208,18 @@ def test_changed_column_type_is_schema_drift_naming_the_column(tmp_path: Path) -
     con.close()
     with pytest.raises(SchemaDriftError, match="column 'StartTime' has type BLOB"):
         extract(Source(f"sqlite:///{path}", "journal"), tmp_path / "r.duckdb", WIN, DIRECTORY, Policy(), "r")
+
+
+def test_dst_partitions_cover_the_local_day() -> None:
+    """Daily partitions in Europe/Berlin: 29 March 2026 has 23 hours, 25 October 2026 has 25; each
+    partition's extract window is that local calendar day, whatever its length."""
+    from callsight.assets import daily_partitions, partition_days
+
+    parts = daily_partitions("Europe/Berlin")
+    for key, hours in (("2026-03-29", 23), ("2026-10-25", 25), ("2026-06-01", 24)):
+        tw = parts.time_window_for_partition_key(key)
+        assert tw.end.timestamp() - tw.start.timestamp() == hours * 3600
+        first, last = partition_days(tw)
+        assert first == last == date.fromisoformat(key)
+        w = Window.for_days(first, last, lookback_days=1)
+        assert (w.start, w.end) == (datetime.fromisoformat(key), datetime.fromisoformat(key) + timedelta(days=1))

@@ -176,3 +176,24 @@ def test_an_incremental_night_equals_a_full_rebuild(site: Site) -> None:
     full = run_nightly(site.settings, first.last, first.last, full_refresh=True)
     assert full.success, full.failure
     assert mart_checksum(site) == incremental
+
+
+def test_a_policy_change_needs_no_code_change(site: Site) -> None:
+    """Lowering the service-level threshold in the policy recomputes every call on the next run."""
+    first = run_nightly(site.settings)
+    assert first.success, first.failure
+    before = served(site, "SELECT count(*) FILTER (WHERE is_within_service_level) FROM marts.fct_inbound_calls")[0][0]
+    policy = site.settings.effective_policy_path
+    policy.write_text(policy.read_text().replace("threshold_seconds: 20", "threshold_seconds: 5"))
+    again = run_nightly(site.settings, first.last, first.last)
+    assert again.success, again.failure
+    after, wrong = served(
+        site,
+        """
+        SELECT count(*) FILTER (WHERE is_within_service_level),
+               count(*) FILTER (WHERE is_within_service_level IS DISTINCT FROM
+                                      coalesce(is_answered AND wait_seconds <= 5, false))
+        FROM marts.fct_inbound_calls""",
+    )[0]
+    assert wrong == 0 and after < before
+    assert served(site, "SELECT service_level_threshold_seconds FROM marts.build_info") == [(5,)]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import duckdb
 import pytest
 import requests
+import yaml
 
 from callsight.config import load_directory
 from callsight.superset_api import SupersetAPIError, SupersetClient
@@ -40,13 +42,14 @@ def expected_counts(server: SupersetServer, viewer: str | None, table: str = "fc
 
 
 def chart_counts(client: SupersetClient, table: str = "fct_calls") -> dict[str, int]:
-    ds = next(iter(client.list_all("dataset", [("table_name", "eq", table)])))
+    (ds,) = list(client.list_all("dataset", [("table_name", "eq", table)]))
+    assert ds["table_name"] == table
     metric = FACTS[table]
     data = client.chart_data(
         {
             "datasource": {"id": ds["id"], "type": "table"},
             "force": True,
-            "queries": [{"metrics": ["count"], "columns": ["agent_username"], "filters": [], "row_limit": 10000}],
+            "queries": [{"metrics": [metric], "columns": ["agent_username"], "filters": [], "row_limit": 10000}],
             "result_format": "json",
             "result_type": "full",
         }
@@ -103,3 +106,140 @@ def test_viewers_have_no_sql_lab_and_no_raw_tables(superset_server: SupersetServ
     assert err.value.status in (401, 403)
     datasets = {d["table_name"] for d in client.list_all("dataset")}
     assert datasets == set(FACTS)
+
+
+def test_csv_export_carries_only_permitted_rows(superset_server: SupersetServer) -> None:
+    directory = load_directory(superset_server.site.settings.effective_directory_path)
+    for user in directory.users:
+        client = SupersetClient(superset_server.url).login(user.username, superset_server.user_password)
+        (ds,) = list(client.list_all("dataset", [("table_name", "eq", "fct_calls")]))
+        r = client.session.post(
+            f"{superset_server.url}/api/v1/chart/data",
+            json={
+                "datasource": {"id": ds["id"], "type": "table"},
+                "force": True,
+                "queries": [
+                    {
+                        "columns": ["call_id", "agent_username"],
+                        "metrics": [],
+                        "row_limit": 100000,
+                        "orderby": [["call_id", True]],
+                    }
+                ],
+                "result_format": "csv",
+                "result_type": "full",
+            },
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text[:300]
+        lines = r.content.decode("utf-8-sig").strip().splitlines()
+        agents = {line.rsplit(",", 1)[1] for line in lines[1:]}
+        want = expected_counts(superset_server, user.username)
+        assert len(lines) - 1 == sum(want.values()) and agents == set(want), user.username
+
+
+def sql_lab(client: SupersetClient, database_id: int, sql: str) -> dict:
+    return client.post(
+        "/api/v1/sqllab/execute/",
+        {
+            "database_id": database_id,
+            "sql": sql,
+            "schema": "marts",
+            "runAsync": False,
+            "client_id": uuid.uuid4().hex[:10],
+            "queryLimit": 1000,
+            "json": True,
+        },
+        ok=(200, 202, 400, 403, 422, 500),
+    )
+
+
+def test_sql_lab_for_analysts_marts_only_no_files(superset_server: SupersetServer) -> None:
+    directory = load_directory(superset_server.site.settings.effective_directory_path)
+    analyst = SupersetClient(superset_server.url).login(directory.analysts[0], superset_server.user_password)
+    (db,) = [d for d in analyst.list_all("database") if d["database_name"] == "callsight"]
+    ok = sql_lab(analyst, db["id"], "SELECT count(*) AS n FROM marts.fct_calls")
+    total = sum(expected_counts(superset_server, None).values())
+    assert ok.get("data") == [{"n": total}], ok
+    for forbidden in (
+        "SELECT * FROM security.viewer_agents",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        f"ATTACH '{superset_server.site.settings.raw_db}' AS r",
+    ):
+        result = sql_lab(analyst, db["id"], forbidden)
+        assert not result.get("data"), (forbidden, result)
+        assert result.get("errors") or result.get("message") or result.get("status") == "failed", result
+
+
+def test_a_superset_user_outside_the_directory_sees_nothing(superset_server: SupersetServer) -> None:
+    admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
+    roles = {r["name"]: r["id"] for r in admin.list_all("security/roles")}
+    name = f"outsider{uuid.uuid4().hex[:6]}"
+    admin.post(
+        "/api/v1/security/users/",
+        {
+            "first_name": "Out",
+            "last_name": "Sider",
+            "username": name,
+            "email": f"{name}@example.org",
+            "active": True,
+            "roles": [roles["Gamma"]],
+            "password": "outsider-pw-123",
+        },
+    )
+    outsider = SupersetClient(superset_server.url).login(name, "outsider-pw-123")
+    assert list(outsider.list_all("dataset")) == []
+    (ds,) = list(admin.list_all("dataset", [("table_name", "eq", "fct_calls")]))
+    with pytest.raises(SupersetAPIError) as err:
+        outsider.chart_data(
+            {
+                "datasource": {"id": ds["id"], "type": "table"},
+                "queries": [{"metrics": ["count"], "columns": []}],
+                "result_format": "json",
+                "result_type": "full",
+            }
+        )
+    assert err.value.status in (403, 404)
+
+
+def test_removed_and_foreign_callsight_users_are_deactivated(superset_server: SupersetServer) -> None:
+    from callsight.cli import provision
+
+    settings = superset_server.site.settings
+    path = settings.effective_directory_path
+    original = path.read_text(encoding="utf-8")
+    directory = load_directory(path)
+    leaver = next(g.members[-1] for g in directory.groups if g.members[-1] not in g.leaders + g.deputies)
+    admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
+    roles = {r["name"]: r["id"] for r in admin.list_all("security/roles")}
+    stranger = f"stranger{uuid.uuid4().hex[:6]}"
+    admin.post(
+        "/api/v1/security/users/",
+        {
+            "first_name": "S",
+            "last_name": "T",
+            "username": stranger,
+            "email": f"{stranger}@example.org",
+            "active": True,
+            "roles": [roles["callsight_viewer"]],
+            "password": "stranger-pw-123",
+        },
+    )
+    SupersetClient(superset_server.url).login(leaver, superset_server.user_password)
+    data = yaml.safe_load(original)
+    data["users"] = [u for u in data["users"] if u["username"] != leaver]
+    for g in data["groups"]:
+        for role in ("leaders", "deputies", "members"):
+            g[role] = [u for u in g[role] if u != leaver]
+    try:
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        provision(settings, superset_server.url, superset_server.admin_password, superset_server.user_password)
+        for user, pw in ((leaver, superset_server.user_password), (stranger, "stranger-pw-123")):
+            with pytest.raises(SupersetAPIError) as err:
+                SupersetClient(superset_server.url).login(user, pw)
+            assert err.value.status == 401, user
+    finally:
+        path.write_text(original, encoding="utf-8")
+        provision(settings, superset_server.url, superset_server.admin_password, superset_server.user_password)
+    SupersetClient(superset_server.url).login(leaver, superset_server.user_password)  # back in, back active

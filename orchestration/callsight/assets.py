@@ -3,7 +3,7 @@
 import json
 import os
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -45,6 +45,12 @@ class CallsightTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "warehouse"
+
+
+def partition_days(tw: dg.TimeWindow) -> tuple[date, date]:
+    """First and last local day of a partition (range). Aware datetimes subtract on the wall clock,
+    so DST days of 23 or 25 hours map to their own date."""
+    return tw.start.date(), (tw.end - timedelta(days=1)).date()
 
 
 def daily_partitions(timezone: str) -> dg.DailyPartitionsDefinition:
@@ -90,8 +96,7 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         s = site.settings()
         directory = load_directory(s.effective_directory_path)
         policy = load_policy(s.effective_policy_path)
-        tw = context.partition_time_window
-        first, last = tw.start.date(), (tw.end - timedelta(days=1)).date()
+        first, last = partition_days(context.partition_time_window)
         window = Window.for_days(first, last, s.lookback_days)
         context.log.info(f"extracting StartTime in [{window.start}, {window.end}) from {s.journal_table}")
         source = Source(s.journal_url, s.journal_table)

@@ -187,11 +187,12 @@ def build_org(rng: random.Random, users: int) -> tuple[list[Agent], dict]:
             names.append((first, last))
     agents_raw = [(_username(f, last), f"{f} {last}") for f, last in names]
     n_groups = min(len(GROUP_NAMES), max(2, users // 6))
-    # Agent users are split round-robin over the groups; the last two users are staff without a group.
+    # Agents are split round-robin over the groups, except one (reception) who is in no group; the last
+    # two users are staff (analyst, admin) without a group.
     staff = agents_raw[-2:]
     workers = agents_raw[:-2]
     members: dict[str, list[str]] = {g: [] for g in GROUP_NAMES[:n_groups]}
-    for i, (uname, _) in enumerate(workers):
+    for i, (uname, _) in enumerate(workers[:-1]):
         members[GROUP_NAMES[i % n_groups]].append(uname)
     groups = []
     for gi, gname in enumerate(GROUP_NAMES[:n_groups]):

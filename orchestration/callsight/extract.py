@@ -50,7 +50,6 @@ DEFAULT_MAX_TEXT = 1000
 MAX_DURATION_SECONDS = 24 * 3600
 CHUNK_ROWS = 100_000
 CONTROL_CHARS = r"[\x00-\x08\x0a-\x1f\x7f]"
-HASHED_COLUMNS = tuple(f'"{c}"' for c in (*JOURNAL_COLUMNS, "_is_private"))
 
 JOURNAL_TYPES = {
     "ID": "BIGINT",
@@ -60,8 +59,7 @@ JOURNAL_TYPES = {
     **dict.fromkeys(TEXT_COLUMNS, "VARCHAR"),
 }
 _JOURNAL_COLS_DDL = ",\n    ".join(
-    f'"{c}" {JOURNAL_TYPES[c]}' + (" PRIMARY KEY" if c == "ID" else " NOT NULL" if c == "StartTime" else "")
-    for c in JOURNAL_COLUMNS
+    f'"{c}" {JOURNAL_TYPES[c]}' + (" NOT NULL" if c in ("ID", "StartTime") else "") for c in JOURNAL_COLUMNS
 )
 RAW_DDL = f"""
 CREATE TABLE IF NOT EXISTS {{db}}journal (
@@ -124,79 +122,92 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
 
 
 # ---- the staging SELECT: mask, type, validate ------------------------------------------------------
-def _blank(col: str) -> str:
-    return f"NULLIF(trim(\"{col}\"), '')"
+TARGET = {
+    "ID": "BIGINT",
+    **dict.fromkeys(TIME_COLUMNS, "TIMESTAMP"),
+    **dict.fromkeys((*INT_COLUMNS, *FLAG_COLUMNS), "DOUBLE"),
+}
 
 
-def _reasons() -> list[tuple[str, str]]:
-    """(condition, reason) in order; the first that holds is the row's reason."""
-    out = [(f"TRY_CAST({_blank('ID')} AS BIGINT) IS NULL", "ID missing or not an integer")]
-    for c in TIME_COLUMNS:
-        out.append((f"{_blank(c)} IS NOT NULL AND TRY_CAST({_blank(c)} AS TIMESTAMP) IS NULL", f"{c} unparseable"))
-    out.append((f"{_blank('StartTime')} IS NULL", "StartTime missing or unparseable"))
+def _parse(col: str) -> str:
+    """Parse a source column once (DuckDB's cast ignores surrounding blanks; '' parses to NULL)."""
+    return f'TRY_CAST("{col}" AS {TARGET[col]})'
+
+
+def _unparseable(col: str, source_type: str) -> str:
+    """The value is there but did not parse (checked only where parsing gave NULL)."""
+    present = f"trim(\"{col}\") <> ''" if source_type == "VARCHAR" else "true"
+    return f'_v_{col} IS NULL AND "{col}" IS NOT NULL AND {present}'
+
+
+def _reasons(types: dict[str, str]) -> list[tuple[str, str]]:
+    """(condition, reason) in order, over the parsed columns _v_<col>; the first that holds wins."""
+    out = [("_v_ID IS NULL", "ID missing or not an integer")]
+    out += [(_unparseable(c, types[c]), f"{c} unparseable") for c in TIME_COLUMNS]
+    out.append(("_v_StartTime IS NULL", "StartTime missing or unparseable"))
     for c in INT_COLUMNS:
-        num = f"TRY_CAST({_blank(c)} AS DOUBLE)"
         out += [
-            (f"{_blank(c)} IS NOT NULL AND {num} IS NULL", f"{c} not a number"),
-            (f"{num} < 0", f"{c} negative"),
-            (f"{num} > {MAX_DURATION_SECONDS}", f"{c} longer than 24 hours"),
+            (_unparseable(c, types[c]), f"{c} not a number"),
+            (f"_v_{c} < 0", f"{c} negative"),
+            (f"_v_{c} > {MAX_DURATION_SECONDS}", f"{c} longer than 24 hours"),
         ]
-    for c in FLAG_COLUMNS:
-        out.append(
-            (
-                f"{_blank(c)} IS NOT NULL AND TRY_CAST({_blank(c)} AS DOUBLE) IS DISTINCT FROM 0 "
-                f"AND TRY_CAST({_blank(c)} AS DOUBLE) IS DISTINCT FROM 1",
-                f"{c} not 0/1",
-            )
-        )
-
-    def ts(c: str) -> str:
-        return f"TRY_CAST({_blank(c)} AS TIMESTAMP)"
-
+    out += [(f"({_unparseable(c, types[c])}) OR _v_{c} NOT IN (0, 1)", f"{c} not 0/1") for c in FLAG_COLUMNS]
     out += [
-        (f"{ts('StopTime')} < {ts('StartTime')}", "StopTime before StartTime"),
-        (f"{ts('DisconnectTime')} < {ts('ConnectTime')}", "DisconnectTime before ConnectTime"),
-        (f"{ts('ConnectTime')} < {ts('StartTime')}", "ConnectTime before StartTime"),
+        ("_v_StopTime < _v_StartTime", "StopTime before StartTime"),
+        ("_v_DisconnectTime < _v_ConnectTime", "DisconnectTime before ConnectTime"),
+        ("_v_ConnectTime < _v_StartTime", "ConnectTime before StartTime"),
     ]
     for c in TEXT_COLUMNS:
         limit = MAX_TEXT.get(c, DEFAULT_MAX_TEXT)
-        out += [
-            (f'length("{c}") > {limit}', f"{c} longer than {limit} characters"),
-            (f"regexp_matches(\"{c}\", '{CONTROL_CHARS}')", f"{c} contains control characters"),
-        ]
+        out.append((f'length("{c}") > {limit}', f"{c} longer than {limit} characters"))
     return out
 
 
-def staged_select(relation: str, policy: Policy, private_lines: list[str]) -> str:
-    """SQL turning source rows (text) into masked, typed rows with a reason for malformed ones."""
+def _reason_sql(types: dict[str, str]) -> str:
+    whens = " ".join(f"WHEN {cond} THEN '{why}'" for cond, why in _reasons(types))
+    # One regular expression over all text columns per row; only rows that match look column by column.
+    all_text = "concat(" + ", ".join(f'"{c}"' for c in TEXT_COLUMNS) + ")"
+    per_column = " ".join(
+        f"WHEN regexp_matches(\"{c}\", '{CONTROL_CHARS}') THEN '{c} contains control characters'" for c in TEXT_COLUMNS
+    )
+    return f"CASE {whens} WHEN regexp_matches({all_text}, '{CONTROL_CHARS}') THEN CASE {per_column} END END"
+
+
+def staged_select(relation: str, policy: Policy, private_lines: list[str], types: dict[str, str]) -> str:
+    """SQL turning source rows into masked, typed rows with a reason for malformed ones.
+
+    `types` are the DuckDB types of the relation's columns (VARCHAR for text sources)."""
+    types = {
+        c: ("VARCHAR" if types.get(c, "VARCHAR").upper().startswith("VARCHAR") else types[c]) for c in JOURNAL_COLUMNS
+    }
     masked = masked_columns_sql(policy.private_calls, "_p")
     replace = ", ".join(f'{expr} AS "{col}"' for col, expr in masked.items())
+    text_cols = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in TEXT_COLUMNS)
+    other_cols = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS if c not in TEXT_COLUMNS)
+    parsed = ", ".join(f"{_parse(c)} AS _v_{c}" for c in TARGET)
+    private_flag = private_sql(private_lines, types["PrivateCall"] == "VARCHAR")
     typed = []
     for c in JOURNAL_COLUMNS:
-        if c == "ID":
-            typed.append(f'TRY_CAST({_blank(c)} AS BIGINT) AS "ID"')
-        elif c in TIME_COLUMNS:
-            typed.append(f'TRY_CAST({_blank(c)} AS TIMESTAMP) AS "{c}"')
-        elif c in INT_COLUMNS:
-            typed.append(f'TRY_CAST(round(TRY_CAST({_blank(c)} AS DOUBLE)) AS INTEGER) AS "{c}"')
-        elif c in FLAG_COLUMNS:
-            typed.append(
-                f"CASE WHEN TRY_CAST({_blank(c)} AS DOUBLE) IN (0, 1) "
-                f'THEN CAST(TRY_CAST({_blank(c)} AS DOUBLE) AS SMALLINT) END AS "{c}"'
-            )
-        else:
+        if c in TEXT_COLUMNS:
             typed.append(f'"{c}"')
-    reason = "CASE " + " ".join(f"WHEN {cond} THEN '{why}'" for cond, why in _reasons()) + " END"
-    as_json = "json_object(" + ", ".join(f"'{c}', \"{c}\"" for c in JOURNAL_COLUMNS) + ")"
-    cols = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in JOURNAL_COLUMNS)
+        elif c in INT_COLUMNS:
+            typed.append(f'TRY_CAST(round(_v_{c}) AS INTEGER) AS "{c}"')
+        elif c in FLAG_COLUMNS:
+            typed.append(f'CASE WHEN _v_{c} IN (0, 1) THEN CAST(_v_{c} AS SMALLINT) END AS "{c}"')
+        else:
+            typed.append(f'_v_{c} AS "{c}"')
+    typed_values = [t.rsplit(" AS ", 1)[0] for t in typed]
+    as_json = "json_object(" + ", ".join(f"'{c}', CAST(\"{c}\" AS VARCHAR)" for c in JOURNAL_COLUMNS) + ")"
     return f"""
-        WITH src AS (SELECT {cols} FROM ({relation})),
-        flagged AS (SELECT *, {private_sql(private_lines)} AS _p FROM src),
+        WITH src AS (SELECT {other_cols}, {text_cols} FROM ({relation})),
+        flagged AS (SELECT *, {private_flag} AS _p FROM src),
         masked AS (SELECT * {f"REPLACE ({replace})" if replace else ""} FROM flagged),
-        checked AS (SELECT *, {reason} AS _reason FROM masked)
+        parsed AS (SELECT *, {parsed} FROM masked),
+        checked AS (SELECT *, {_reason_sql(types)} AS _reason FROM parsed)
         SELECT {", ".join(typed)}, _p AS _is_private, _reason,
+               CASE WHEN _reason IS NULL THEN hash({", ".join(typed_values)}, _p) END AS _row_hash,
                CASE WHEN _reason IS NOT NULL THEN {as_json} END AS _row_json,
-               "ID" AS _source_id, "StartTime" AS _start_text
+               CAST("ID" AS VARCHAR) AS _source_id, CAST("StartTime" AS VARCHAR) AS _start_text
         FROM checked
     """
 
@@ -228,26 +239,20 @@ def extract(
         con.execute(f"ATTACH {quote_literal(str(raw_db))} AS store")
         ensure_raw_store(con, "store")
         con.execute("BEGIN TRANSACTION")
-        select = lambda rel: staged_select(rel, policy, directory.private_lines)  # noqa: E731
-        con.execute(
-            "CREATE OR REPLACE TABLE store.incoming AS "
-            + select(
-                "SELECT * FROM (VALUES ("
-                + ", ".join("NULL" for _ in JOURNAL_COLUMNS)
-                + ")) t("
-                + ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS)
-                + ") LIMIT 0"
-            )
-        )
-        con.execute("ALTER TABLE store.incoming ADD COLUMN _row_hash UBIGINT")
+        empty = "SELECT " + ", ".join(f'CAST(NULL AS VARCHAR) AS "{c}"' for c in JOURNAL_COLUMNS) + " LIMIT 0"
+        con.execute("CREATE OR REPLACE TABLE store.incoming AS " + staged_select(empty, policy, [], {}))
         if source.kind == "sqlalchemy":
             for chunk in source.chunks(window, chunk_rows):
                 con.register("chunk_df", chunk)
-                con.execute("INSERT INTO store.incoming BY NAME " + select("SELECT * FROM chunk_df"))
+                sql = staged_select("SELECT * FROM chunk_df", policy, directory.private_lines, {})
+                con.execute("INSERT INTO store.incoming BY NAME " + sql)
                 con.unregister("chunk_df")
                 log(f"extract: {len(chunk)} rows streamed")
         else:
-            con.execute("INSERT INTO store.incoming BY NAME " + select(source.relation_sql(window)))
+            relation = source.relation_sql(window)
+            types = {name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
+            sql = staged_select(relation, policy, directory.private_lines, types)
+            con.execute("INSERT INTO store.incoming BY NAME " + sql)
         con.execute(
             "UPDATE store.incoming SET _reason = 'ID duplicated in source' WHERE _reason IS NULL AND \"ID\" IN "
             '(SELECT "ID" FROM store.incoming GROUP BY 1 HAVING count(*) > 1)'
@@ -266,7 +271,6 @@ def extract(
             [run_id, now],
         )
         con.execute("DELETE FROM store.incoming WHERE _reason IS NOT NULL")
-        con.execute(f"UPDATE store.incoming SET _row_hash = hash({', '.join(HASHED_COLUMNS)})")
         con.execute(
             'DELETE FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ? '
             'AND "ID" NOT IN (SELECT "ID" FROM store.incoming)',

@@ -37,10 +37,11 @@ def _normalized_sql(col: str) -> str:
     return f"regexp_replace(regexp_replace(coalesce(\"{col}\", ''), '[^0-9]', '', 'g'), '^00', '')"
 
 
-def private_sql(private_lines: Iterable[str]) -> str:
+def private_sql(private_lines: Iterable[str], flag_is_text: bool = True) -> str:
     """True where a call is private: PrivateCall set (anything but a clean 0 counts: fail-safe) or the
     call ran on a private line."""
-    flagged = '("PrivateCall" IS NOT NULL AND TRY_CAST(trim("PrivateCall") AS DOUBLE) IS DISTINCT FROM 0)'
+    flag = 'trim("PrivateCall")' if flag_is_text else '"PrivateCall"'
+    flagged = f'("PrivateCall" IS NOT NULL AND TRY_CAST({flag} AS DOUBLE) IS DISTINCT FROM 0)'
     lines = sorted({normalize_number(n) for n in private_lines} - {""})
     if not lines:
         return flagged

@@ -172,6 +172,20 @@ class Provisioner:
         missing = set(wanted.values()) - {k.split(".", 1)[1] for k in self.report.datasets}
         if missing:
             raise RuntimeError(f"datasets missing after import: {sorted(missing)}")
+        self._verify_metrics(assets)
+
+    def _verify_metrics(self, assets: dict[str, dict]) -> None:
+        """Every dataset carries the metrics of its YAML (the charts and reports depend on them)."""
+        for name, config in assets.items():
+            if not name.startswith("datasets/"):
+                continue
+            ds_id = self.report.datasets[f"{config['schema']}.{config['table_name']}"]
+            have = {m["metric_name"] for m in self.c.get(f"/api/v1/dataset/{ds_id}")["result"]["metrics"]}
+            want = {m["metric_name"] for m in config["metrics"]}
+            if not want <= have:
+                raise RuntimeError(
+                    f"dataset {config['table_name']}: metrics {sorted(want - have)} missing after import"
+                )
 
     def database_id(self) -> int:
         for db in self.c.list_all("database", [("database_name", "eq", DATABASE_NAME)]):

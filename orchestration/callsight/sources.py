@@ -51,6 +51,7 @@ def memory_connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that never spills to disk: cleartext source rows stay in memory."""
     con = duckdb.connect(config={"extension_directory": extension_directory()})
     con.execute("SET temp_directory = ''")
+    con.execute("SET preserve_insertion_order = false")  # lets scans and inserts run in parallel
     return con
 
 
@@ -161,18 +162,20 @@ class Source:
         con.execute(f"ATTACH {quote_literal(target)} AS journal_src (TYPE {self.kind}, READ_ONLY)")
 
     def relation_sql(self, window: Window) -> str:
-        """SQL over the attached source yielding the window's rows, every column as text."""
+        """SQL over the attached source yielding the window's rows (text for SQLite and MySQL/MariaDB)."""
+        cols = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS)
+        fmt = "%Y-%m-%d %H:%M:%S"
+        start, end = window.start.strftime(fmt), window.end.strftime(fmt)
         if self.kind == "sqlite":
-            cols = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS)
-            fmt = "%Y-%m-%d %H:%M:%S"
             return (
-                f'SELECT {cols} FROM journal_src."{self.table}" WHERE "StartTime" >= '
-                f"'{window.start.strftime(fmt)}' AND \"StartTime\" < '{window.end.strftime(fmt)}'"
+                f'SELECT {cols} FROM journal_src."{self.table}" '
+                f"WHERE \"StartTime\" >= '{start}' AND \"StartTime\" < '{end}'"
             )
-        dialect = self.engine().dialect
+        # PostgreSQL, MySQL/MariaDB: a pass-through query. MySQL values come as text (zero dates and the
+        # like); PostgreSQL keeps its types.
         query = str(
-            window_select(self.table, window, as_text=True).compile(
-                dialect=dialect, compile_kwargs={"literal_binds": True}
+            window_select(self.table, window, as_text=self.kind == "mysql").compile(
+                dialect=self.engine().dialect, compile_kwargs={"literal_binds": True}
             )
         )
         func = "postgres_query" if self.kind == "postgres" else "mysql_query"

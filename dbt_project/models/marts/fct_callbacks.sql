@@ -22,9 +22,9 @@ candidates as (
     inner join legs
         on
             missed.phone_match_key = legs.phone_match_key
-            and legs.chain_key <> missed.chain_key
+            and missed.chain_key <> legs.chain_key
             and (not legs.is_inbound or legs.is_answered)
-            and legs.start_time_utc > missed.start_time_utc
+            and missed.start_time_utc < legs.start_time_utc
             and legs.start_time_utc <= {{ dbt.dateadd('hour', var('callback_window_hours'), 'missed.start_time_utc') }}
 ),
 
@@ -49,7 +49,7 @@ select
     first_callback.callback_by_username,
     first_callback.callback_time_utc,
     cast(
-        {{ dbt.datediff('missed.start_time_utc', 'first_callback.callback_time_utc', 'second') }} as integer
+        {{ dbt.datediff('missed.start_time_utc', 'first_callback.callback_time_utc', 'second') }} as integer -- noqa: LT05
     ) as seconds_to_callback
 from missed
 left join first_callback on missed.chain_key = first_callback.chain_key

@@ -18,21 +18,16 @@ with all_legs as (
     where is_inbound
 ),
 
-{% if is_incremental() %}
-changed_chains as (
-    select distinct chain_key from all_legs
-    where extracted_at > (select coalesce(max(extracted_at), cast('1900-01-01' as timestamp)) from {{ this }})
-),
-
-legs as (
-    select all_legs.* from all_legs
-    inner join changed_chains on all_legs.chain_key = changed_chains.chain_key
-),
-{% else %}
 legs as (
     select * from all_legs
+    {% if is_incremental() %}
+        -- every leg of each chain that gained or changed a leg since the last build
+        where chain_key in (
+            select chain_key from all_legs
+            where extracted_at > (select coalesce(max(extracted_at), cast('1900-01-01' as timestamp)) from {{ this }})
+        )
+    {% endif %}
 ),
-{% endif %}
 
 first_leg as (
     select *
@@ -78,12 +73,13 @@ joined as (
         chain.leg_count,
         answering_leg.call_id is not null as is_answered,
         cast(
-            case when answering_leg.call_id is not null then
-                {{ dbt.datediff('first_leg.start_time_utc', 'answering_leg.connect_time_utc', 'second') }}
+            case
+                when answering_leg.call_id is not null then
+                    {{ dbt.datediff('first_leg.start_time_utc', 'answering_leg.connect_time_utc', 'second') }} -- noqa: LT05
             end as integer
         ) as wait_seconds,
         cast(
-            {{ dbt.datediff('first_leg.start_time_utc', 'chain.last_stop_time_utc', 'second') }} as integer
+            {{ dbt.datediff('first_leg.start_time_utc', 'chain.last_stop_time_utc', 'second') }} as integer -- noqa: LT05
         ) as signalled_seconds,
         chain.talk_seconds,
         first_leg.phone_number,
