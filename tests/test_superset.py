@@ -148,7 +148,6 @@ def sql_lab(client: SupersetClient, database_id: int, sql: str) -> dict:
             "runAsync": False,
             "client_id": uuid.uuid4().hex[:10],
             "queryLimit": 1000,
-            "json": True,
         },
         ok=(200, 202, 400, 403, 422, 500),
     )

@@ -267,7 +267,7 @@ class Provisioner:
             detail = self.c.get(f"/api/v1/security/users/{u['id']}")["result"]
             role_ids = {r["id"] for r in detail.get("roles", [])}
             if role_ids & callsight_role_ids and detail.get("active", True):
-                self.c.put(f"/api/v1/security/users/{u['id']}", {"active": False, "roles": []})
+                self.c.put(f"/api/v1/security/users/{u['id']}", {"active": False})
                 self.report.users_deactivated.append(username)
 
     # ---- row-level security -------------------------------------------------------------------
