@@ -202,8 +202,11 @@ def test_a_superset_user_outside_the_directory_sees_nothing(superset_server: Sup
     assert err.value.status in (403, 404)
 
 
-def test_removed_and_foreign_callsight_users_are_deactivated(superset_server: SupersetServer) -> None:
+def test_removed_and_foreign_callsight_users_are_deactivated_by_the_next_nightly_run(
+    superset_server: SupersetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from callsight.cli import provision
+    from callsight.nightly import run_nightly
 
     settings = superset_server.site.settings
     path = settings.effective_directory_path
@@ -233,7 +236,12 @@ def test_removed_and_foreign_callsight_users_are_deactivated(superset_server: Su
             g[role] = [u for u in g[role] if u != leaver]
     try:
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        provision(settings, superset_server.url, superset_server.admin_password, superset_server.user_password)
+        monkeypatch.setenv("CALLSIGHT_HOME", str(settings.home))
+        monkeypatch.setenv("CALLSIGHT_SUPERSET_URL", superset_server.url)
+        monkeypatch.setenv("SUPERSET_ADMIN_PASSWORD", superset_server.admin_password)
+        monkeypatch.setenv("CALLSIGHT_DEMO_PASSWORD", superset_server.user_password)
+        night = run_nightly(settings.__class__.from_env())
+        assert night.success, night.failure
         for user, pw in ((leaver, superset_server.user_password), (stranger, "stranger-pw-123")):
             with pytest.raises(SupersetAPIError) as err:
                 SupersetClient(superset_server.url).login(user, pw)

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import requests
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
@@ -14,9 +15,11 @@ from .config import load_directory, load_policy
 from .dbt_project import DBT_PROJECT_DIR, dbt_project
 from .extract import Window, extract
 from .org_store import SITE_TABLES, store_site
+from .provision import provision_superset
 from .publish import model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
 from .settings import Settings
 from .sources import Source, SourceUnavailableError
+from .superset_api import SupersetAPIError
 
 PARTITIONS_START = "2020-01-01"
 PARTITIONS_START_YEAR = 2020
@@ -156,4 +159,34 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [site_config, journal_extract, warehouse_models, published_warehouse]
+    @dg.asset(group_name="publish", deps=[published_warehouse], kinds={"superset"})
+    def superset_access(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
+        """Superset users, roles, RLS and assets synced from the org directory after every publish: a user
+        removed from the directory can no longer log in after the next run."""
+        s = site.settings()
+        admin_password = s.secret("SUPERSET_ADMIN_PASSWORD")
+        if not admin_password:
+            context.log.warning("Superset sync skipped: SUPERSET_ADMIN_PASSWORD is not set for the nightly job")
+            return dg.MaterializeResult(metadata={"skipped": True})
+        try:
+            requests.get(f"{s.superset_url}/health", timeout=10).raise_for_status()
+        except requests.RequestException as exc:
+            context.log.warning(
+                f"Superset sync skipped: {s.superset_url} not reachable ({type(exc).__name__}); "
+                "`callsight serve` provisions when it starts"
+            )
+            return dg.MaterializeResult(metadata={"skipped": True})
+        try:
+            report = provision_superset(s, s.superset_url, admin_password, s.secret("CALLSIGHT_DEMO_PASSWORD"))
+        except (requests.RequestException, SupersetAPIError) as exc:
+            raise dg.Failure(description=f"Superset at {s.superset_url} could not be synced: {exc}") from exc
+        return dg.MaterializeResult(
+            metadata={
+                "skipped": False,
+                "users_created": len(report.users_created),
+                "users_updated": len(report.users_updated),
+                "users_deactivated": dg.MetadataValue.text(", ".join(report.users_deactivated) or "-"),
+            }
+        )
+
+    return [site_config, journal_extract, warehouse_models, published_warehouse, superset_access]

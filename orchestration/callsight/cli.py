@@ -133,12 +133,9 @@ def _superset_up(url: str) -> bool:
 
 
 def provision(settings: Settings, url: str, admin_password: str, user_password: str | None) -> None:
-    from .provision import Provisioner
-    from .superset_api import SupersetClient
+    from .provision import provision_superset
 
-    directory = load_directory(settings.effective_directory_path)
-    client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
-    report = Provisioner(client, directory, settings.served_db, user_password, settings.superset_admin_username).run()
+    report = provision_superset(settings, url, admin_password, user_password)
     _print(
         f"provisioned Superset at {url}: datasets {sorted(report.datasets)}, "
         f"{len(report.users_created)} users created, {len(report.users_updated)} updated, "
@@ -216,7 +213,15 @@ def serve(
                 f"({n} inbound calls visible to {demo_logins[0][0]})"
             )
         dagster_log = (settings.log_dir / "dagster.log").open("ab")
-        dagster_env = {**os.environ, **settings.export()}
+        # The nightly job syncs Superset's users, roles and RLS after publishing: it needs the admin secret.
+        dagster_env = {
+            **os.environ,
+            **settings.export(),
+            "CALLSIGHT_SUPERSET_URL": url,
+            "SUPERSET_ADMIN_PASSWORD": admin_password,
+        }
+        if settings.secret("CALLSIGHT_DEMO_PASSWORD"):
+            dagster_env["CALLSIGHT_DEMO_PASSWORD"] = settings.secret("CALLSIGHT_DEMO_PASSWORD")
         dagster = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("dagster")),

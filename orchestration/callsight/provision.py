@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Directory
+from .config import Directory, load_directory
+from .settings import Settings
 from .superset_api import SupersetAPIError, SupersetClient
 from .superset_assets import bundle, load_assets, render, uuids_of
 
@@ -307,6 +308,13 @@ class Provisioner:
         self.sync_users(roles)
         self.ensure_rls(roles)
         return self.report
+
+
+def provision_superset(settings: Settings, url: str, admin_password: str, user_password: str | None) -> ProvisionReport:
+    """Log in as the bootstrap admin and provision everything from the directory (idempotent)."""
+    directory = load_directory(settings.effective_directory_path)
+    client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
+    return Provisioner(client, directory, settings.served_db, user_password, settings.superset_admin_username).run()
 
 
 __all__ = ["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ProvisionReport", "Provisioner", "SupersetAPIError"]
