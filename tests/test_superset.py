@@ -59,6 +59,22 @@ def chart_counts(client: SupersetClient, table: str = "fct_calls") -> dict[str, 
 
 def test_every_directory_user_sees_exactly_what_the_directory_allows(superset_server: SupersetServer) -> None:
     directory = load_directory(superset_server.site.settings.effective_directory_path)
+    # the org exercises every case: all option combinations, a deputy, a user in two groups, a leader who
+    # is a plain member elsewhere, and an agent in no group
+    combos = {(g.journal_visible_to_group, g.journal_visible_to_leader) for g in directory.groups}
+    assert len(directory.groups) >= 3 and len(combos) == 4 and all(g.deputies for g in directory.groups)
+    member_of: dict[str, int] = {}
+    for g in directory.groups:
+        for u in set(g.members + g.leaders + g.deputies):
+            member_of[u] = member_of.get(u, 0) + 1
+    assert max(member_of.values()) >= 2
+    assert any(
+        g.leaders[0] in o.members and g.leaders[0] not in o.leaders
+        for g in directory.groups
+        for o in directory.groups
+        if o is not g
+    )
+    assert [u for u in directory.usernames if u not in member_of and u not in directory.analysts + directory.admins]
     checked = 0
     for user in directory.users:
         client = SupersetClient(superset_server.url).login(user.username, superset_server.user_password)

@@ -126,23 +126,13 @@ class Source:
         finally:
             engine.dispose()
 
-    def _libpq(self) -> str:
+    def _conninfo(self, default_port: int, database_key: str) -> str:
+        """key=value connection string for DuckDB's postgres (libpq) and mysql scanners."""
         u = self.url
         parts = {
             "host": u.host or "localhost",
-            "port": u.port or 5432,
-            "dbname": u.database,
-            "user": u.username,
-            "password": u.password,
-        }
-        return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
-
-    def _mysql(self) -> str:
-        u = self.url
-        parts = {
-            "host": u.host or "localhost",
-            "port": u.port or 3306,
-            "database": u.database,
+            "port": u.port or default_port,
+            database_key: u.database,
             "user": u.username,
             "password": u.password,
         }
@@ -156,9 +146,9 @@ class Source:
             con.execute("SET sqlite_all_varchar = true")
             target = self.url.database or ""
         elif self.kind == "postgres":
-            target = self._libpq()
+            target = self._conninfo(5432, "dbname")
         else:
-            target = self._mysql()
+            target = self._conninfo(3306, "database")
         con.execute(f"ATTACH {quote_literal(target)} AS journal_src (TYPE {self.kind}, READ_ONLY)")
 
     def relation_sql(self, window: Window) -> str:
