@@ -266,3 +266,12 @@ def test_removed_and_foreign_callsight_users_are_deactivated_by_the_next_nightly
         path.write_text(original, encoding="utf-8")
         provision(settings, superset_server.url, superset_server.admin_password, superset_server.user_password)
     SupersetClient(superset_server.url).login(leaver, superset_server.user_password)  # back in, back active
+
+
+def test_the_demo_readiness_check_reads_the_leaders_calls(superset_server: SupersetServer) -> None:
+    from callsight.cli import check_ready, demo_logins
+
+    leader, password, role = demo_logins(superset_server.site.settings, superset_server.user_password)[0]
+    assert role.startswith("leader of")
+    want = sum(expected_counts(superset_server, leader, "fct_inbound_calls").values())
+    assert check_ready(superset_server.url, leader, password) == want > 0

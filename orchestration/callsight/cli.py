@@ -167,12 +167,13 @@ def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_ready(settings: Settings, url: str, username: str, password: str) -> int:
-    """'Ready' = chart data served over HTTP from the published warehouse, as a dashboard user."""
+def check_ready(url: str, username: str, password: str) -> int:
+    """'Ready' = chart data served over HTTP from the published warehouse, as a dashboard user: the
+    number of inbound calls that user may see (the Management Summary's "Anrufe")."""
     from .superset_api import SupersetClient
 
     client = SupersetClient(url).login(username, password)
-    ds = next(iter(client.list_all("dataset", [("table_name", "eq", "fct_calls")])))
+    (ds,) = list(client.list_all("dataset", [("table_name", "eq", "fct_inbound_calls")]))
     data = client.chart_data(
         {
             "datasource": {"id": ds["id"], "type": "table"},
@@ -207,7 +208,7 @@ def serve(
         wait_healthy(url, web)
         provision(settings, url, admin_password, settings.secret("CALLSIGHT_DEMO_PASSWORD"))
         if demo_logins:
-            n = _check_ready(settings, url, *demo_logins[0][:2])
+            n = check_ready(url, *demo_logins[0][:2])
             _print(
                 f"ready: chart data served over HTTP from {settings.served_db} "
                 f"({n} inbound calls visible to {demo_logins[0][0]})"
@@ -277,17 +278,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return serve(settings, secret, admin_password, None, args.port, args.dagster_port, args.once)
 
 
-def demo_logins(settings: Settings, password: str) -> list[tuple[str, str]]:
+def demo_logins(settings: Settings, password: str) -> list[tuple[str, str, str]]:
+    """(username, password, what they see) for a group leader, a plain member and an analyst."""
     directory = load_directory(settings.effective_directory_path)
-    picks: list[str] = []
-    leader_group = next((g for g in directory.groups if g.journal_visible_to_leader and g.leaders), None)
-    if leader_group:
-        picks.append(leader_group.leaders[0])
-        plain = next((m for m in leader_group.members if m not in leader_group.leaders + leader_group.deputies), None)
+    picks: list[tuple[str, str, str]] = []
+    group = next((g for g in directory.groups if g.journal_visible_to_leader and g.leaders), None)
+    if group:
+        picks.append((group.leaders[0], password, f"leader of {group.name}: sees the group's calls"))
+        plain = next((m for m in group.members if m not in group.leaders + group.deputies), None)
         if plain:
-            picks.append(plain)
-    picks += directory.analysts[:1]
-    return [(u, password) for u in picks]
+            picks.append((plain, password, f"member of {group.name}: sees own calls"))
+    picks += [(a, password, "analyst: all masked calls, SQL Lab") for a in directory.analysts[:1]]
+    return picks
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

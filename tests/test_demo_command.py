@@ -1,0 +1,48 @@
+"""`callsight demo` (what `make demo` runs) end to end, twice: the second run duplicates nothing."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from .conftest import free_port, require_service
+
+CALLSIGHT = str(Path(sys.executable).with_name("callsight"))
+pytestmark = [pytest.mark.slow, pytest.mark.superset]
+
+
+def demo(home: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "CALLSIGHT_HOME": str(home)}
+    return subprocess.run(
+        [CALLSIGHT, "demo", "--once", "--port", str(free_port()), "--dagster-port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+
+
+def test_demo_reaches_ready_and_is_idempotent(tmp_path: Path) -> None:
+    from callsight.settings import Settings
+
+    require_service((Settings.from_env({}).superset_venv / "bin" / "superset").exists(), "Superset venv")
+    home = tmp_path / "home"
+    first = demo(home)
+    out = first.stdout
+    assert first.returncode == 0, out[-3000:] + first.stderr[-3000:]
+    assert "callsight DEMO" in out and "ready: chart data served over HTTP" in out
+    assert "leader of" in out and "analyst:" in out and "admin: everything" in out
+    assert "60 users created" in out
+    secrets = home / "demo" / "demo-secrets.env"
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    con = duckdb.connect(str(home / "warehouse" / "callsight.duckdb"), read_only=True)
+    rows = con.execute("SELECT count(*) FROM marts.fct_calls").fetchone()[0]
+    con.close()
+    second = demo(home)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "0 users created, 60 updated" in second.stdout and "demo data already" not in second.stderr
+    con = duckdb.connect(str(home / "warehouse" / "callsight.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT call_id) FROM marts.fct_calls").fetchone() == (rows, rows)
+    con.close()
