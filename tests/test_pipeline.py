@@ -197,3 +197,28 @@ def test_a_policy_change_needs_no_code_change(site: Site) -> None:
     )[0]
     assert wrong == 0 and after < before
     assert served(site, "SELECT service_level_threshold_seconds FROM marts.build_info") == [(5,)]
+
+
+def test_previous_builds_are_kept_and_can_be_rolled_back(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from callsight.cli import main
+    from callsight.publish import kept_builds
+
+    monkeypatch.setenv("CALLSIGHT_KEEP_BUILDS", "2")
+    settings = site.settings.__class__.from_env()
+    first = run_nightly(settings)
+    assert first.success
+    one = mart_checksum(site)
+    journal = sqlite3.connect(settings.demo_journal_path)
+    journal.execute("DELETE FROM journal WHERE date(StartTime) = ?", [first.last.isoformat()])
+    journal.commit()
+    assert run_nightly(settings, first.last, first.last).success
+    two = mart_checksum(site)
+    assert two != one and len(kept_builds(settings.served_db)) == 1
+    assert main(["rollback"]) == 0  # back to the first build
+    assert mart_checksum(site) == one
+    assert main(["rollback"]) == 0  # a rollback is itself kept: forward again
+    assert mart_checksum(site) == two
+    assert main(["rollback", "no-such-build.duckdb"]) == 1
+    for _ in range(2):
+        assert run_nightly(settings, first.last, first.last).success
+    assert len(kept_builds(settings.served_db)) == 2, "only the newest CALLSIGHT_KEEP_BUILDS builds are kept"

@@ -150,7 +150,7 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         """The checked build, pruned to the served schemas and swapped over the served file atomically."""
         s = site.settings()
         prune_build(s.build_db)
-        counts = publish(s.build_db, s.served_db)
+        counts = publish(s.build_db, s.served_db, keep=s.keep_builds)
         context.log.info(f"published {s.served_db}: {counts}")
         return dg.MaterializeResult(
             metadata={

@@ -334,6 +334,22 @@ def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from .publish import PublishError, kept_builds, rollback
+
+    if args.list:
+        for b in kept_builds(settings.served_db):
+            _print(b.name)
+        return 0
+    try:
+        restored = rollback(settings.served_db, args.build)
+    except PublishError as exc:
+        _print(f"callsight: {exc}")
+        return 1
+    _print(f"serving {restored.name} again as {settings.served_db}; the replaced build is kept in history/")
+    return 0
+
+
 def cmd_schema_doc(settings: Settings, args: argparse.Namespace) -> int:
     from .docs import write_schema_doc
 
@@ -372,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--serve", action="store_true")
     dd.add_argument("--port", type=int, default=8081)
     dd.set_defaults(func=cmd_dbt_docs)
+    rb = sub.add_parser("rollback", help="serve the previously published warehouse again")
+    rb.add_argument("build", nargs="?", help="a kept build (see --list); default the newest")
+    rb.add_argument("--list", action="store_true", help="list the kept builds, newest first")
+    rb.set_defaults(func=cmd_rollback)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
     sd.set_defaults(func=cmd_schema_doc)
     return p

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -77,15 +78,50 @@ def verify(path: Path) -> dict[str, int]:
         con.close()
 
 
-def publish(build: Path, served: Path) -> dict[str, int]:
-    """Atomically replace the served warehouse by the (pruned, checked) build."""
+def publish(build: Path, served: Path, keep: int = 3) -> dict[str, int]:
+    """Atomically replace the served warehouse by the (pruned, checked) build. The build it replaces is
+    kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one."""
     counts = verify(build)
     wal = build.with_name(build.name + ".wal")
     if wal.exists():
         raise PublishError(f"{build}: has an un-checkpointed WAL; refusing to publish a half-written file")
     served.parent.mkdir(parents=True, exist_ok=True)
+    if served.exists() and keep > 0:
+        history = history_dir(served)
+        history.mkdir(exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+        os.link(served, history / f"{served.stem}-{stamp}.duckdb")
     os.replace(build, served)
+    for old in kept_builds(served)[keep:]:
+        old.unlink()
     return counts
+
+
+def history_dir(served: Path) -> Path:
+    return served.parent / "history"
+
+
+def kept_builds(served: Path) -> list[Path]:
+    """Previously served warehouses, newest first."""
+    history = history_dir(served)
+    return sorted(history.glob(f"{served.stem}-*.duckdb"), reverse=True) if history.exists() else []
+
+
+def rollback(served: Path, name: str | None = None) -> Path:
+    """Serve a kept build again (the newest by default). The current one is kept in turn, so a
+    rollback can itself be rolled back. Atomic like publish."""
+    builds = kept_builds(served)
+    if not builds:
+        raise PublishError(f"no kept builds in {history_dir(served)}")
+    chosen = next((b for b in builds if b.name == name), None) if name else builds[0]
+    if chosen is None:
+        raise PublishError(f"{name}: not a kept build; kept: {', '.join(b.name for b in builds)}")
+    verify(chosen)
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+    if served.exists():
+        os.link(served, history_dir(served) / f"{served.stem}-{stamp}.duckdb")
+    os.replace(chosen, served)  # a rename: atomic, no copy
+    return chosen
 
 
 def model_fingerprint(dbt_vars: dict, project_dir: Path) -> str:

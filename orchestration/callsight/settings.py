@@ -29,6 +29,7 @@ class Settings:
     superset_url: str = "http://127.0.0.1:8088"
     superset_venv: Path = REPO_ROOT / ".venv-superset"
     superset_admin_username: str = "admin"
+    keep_builds: int = 3
     extract_retries: int = 3
     extract_retry_delay: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -106,6 +107,7 @@ class Settings:
             if env.get("CALLSIGHT_SUPERSET_VENV")
             else REPO_ROOT / ".venv-superset",
             superset_admin_username=env.get("SUPERSET_ADMIN_USERNAME") or "admin",
+            keep_builds=_int(env, "CALLSIGHT_KEEP_BUILDS", 3),
             extract_retries=_int(env, "CALLSIGHT_EXTRACT_RETRIES", 3),
             extract_retry_delay=float(_int(env, "CALLSIGHT_EXTRACT_RETRY_DELAY", 30)),
             env=env,
@@ -120,6 +122,7 @@ class Settings:
             "CALLSIGHT_DIRECTORY": str(self.effective_directory_path),
             "CALLSIGHT_POLICY": str(self.effective_policy_path),
             "CALLSIGHT_LOOKBACK_DAYS": str(self.lookback_days),
+            "CALLSIGHT_KEEP_BUILDS": str(self.keep_builds),
             "CALLSIGHT_EXTRACT_RETRIES": str(self.extract_retries),
             "CALLSIGHT_EXTRACT_RETRY_DELAY": str(int(self.extract_retry_delay)),
             "DAGSTER_HOME": str(self.dagster_home),
