@@ -37,7 +37,7 @@ from callsight.extract import Window, extract
 from callsight.sources import Source
 url, table, raw, demo = sys.argv[1:5]
 src = Source(url, table)
-w = Window(datetime(2000, 1, 1), datetime(2100, 1, 1))
+w = Window(datetime(2026, 7, 1), datetime(2026, 11, 1))  # the generated journal spans 120 days up to END
 s = extract(src, Path(raw), w, load_directory(Path(demo) / "directory.yaml"),
             load_policy(Path(demo) / "policy.yaml"), "bench")
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
