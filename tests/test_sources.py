@@ -181,3 +181,13 @@ def test_schema_check_reads_server_types(demo) -> None:
     _, rows, _, _ = demo
     for name in server_table(PG_URL, "PostgreSQL on 127.0.0.1:5432", rows[:3]):
         check_schema(sa.create_engine(PG_URL), name)
+
+
+def test_connection_errors_never_show_the_password(tmp_path: Path) -> None:
+    from callsight.sources import SourceUnavailableError, memory_connection
+
+    source = Source("postgresql+psycopg://callsight:s3cr3t-pw@127.0.0.1:1/journaldb", "journal")
+    for attempt in (source.probe, lambda: source.attach(memory_connection())):
+        with pytest.raises(SourceUnavailableError) as err:
+            attempt()
+        assert "s3cr3t-pw" not in str(err.value) and "127.0.0.1" in str(err.value)

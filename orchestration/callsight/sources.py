@@ -149,7 +149,12 @@ class Source:
             target = self._conninfo(5432, "dbname")
         else:
             target = self._conninfo(3306, "database")
-        con.execute(f"ATTACH {quote_literal(target)} AS journal_src (TYPE {self.kind}, READ_ONLY)")
+        try:
+            con.execute(f"ATTACH {quote_literal(target)} AS journal_src (TYPE {self.kind}, READ_ONLY)")
+        except duckdb.Error as exc:
+            # never let the connection string (with its password) reach a log
+            message = str(exc).replace(self.url.password or "\0", "***")
+            raise SourceUnavailableError(f"cannot attach the journal database {self.display_url}: {message}") from None
 
     def relation_sql(self, window: Window) -> str:
         """SQL over the attached source yielding the window's rows (text for SQLite and MySQL/MariaDB)."""
