@@ -265,6 +265,8 @@ def serve(
         _print("\nstopping ...")
         return 0
     finally:
+        # A second Ctrl-C must not interrupt the shutdown and leave servers behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for p in reversed(procs):
             stop(p)
 
