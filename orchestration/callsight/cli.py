@@ -252,7 +252,9 @@ def serve(
         def _stop(_sig: int, _frame: object) -> None:
             stopping["flag"] = True
 
+        # Ctrl-C and SIGTERM both stop cleanly (a background start may have inherited SIGINT as ignored).
         signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
         try:
             while not stopping["flag"]:
                 for p in procs:
