@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -29,11 +29,11 @@ from .sources import (
     SchemaDriftError,
     Source,
     SourceUnavailableError,
+    Window,
     check_schema,
     memory_connection,
     quote_literal,
 )
-from .sources import Window as _Window
 
 __all__ = [
     "ExtractStats",
@@ -91,21 +91,10 @@ CREATE TABLE IF NOT EXISTS {{db}}extract_runs (
 """
 
 
-class Window(_Window):
-    @classmethod
-    def for_days(cls, first: date, last: date, lookback_days: int = 1) -> Window:
-        """Partitions first..last plus the look-back before `last`, in local wall-clock time."""
-        begin = min(first, last - timedelta(days=lookback_days - 1))
-        return cls(
-            datetime.combine(begin, datetime.min.time()),
-            datetime.combine(last + timedelta(days=1), datetime.min.time()),
-        )
-
-
 @dataclass(frozen=True)
 class ExtractStats:
     run_id: str
-    window: _Window
+    window: Window
     source_rows: int
     loaded_rows: int
     quarantined_rows: int
@@ -216,7 +205,7 @@ def staged_select(relation: str, policy: Policy, private_lines: list[str], types
 def extract(
     source: Source,
     raw_db: Path,
-    window: _Window,
+    window: Window,
     directory: Directory,
     policy: Policy,
     run_id: str,

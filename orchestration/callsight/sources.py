@@ -11,7 +11,7 @@ from __future__ import annotations
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -61,6 +61,15 @@ class Window:
 
     start: datetime
     end: datetime
+
+    @classmethod
+    def for_days(cls, first: date, last: date, lookback_days: int = 1) -> Window:
+        """Partitions first..last plus the look-back before `last`, in local wall-clock time."""
+        begin = min(first, last - timedelta(days=lookback_days - 1))
+        return cls(
+            datetime.combine(begin, datetime.min.time()),
+            datetime.combine(last + timedelta(days=1), datetime.min.time()),
+        )
 
 
 def window_select(table: str, window: Window, as_text: bool) -> sa.Select:
