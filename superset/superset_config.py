@@ -32,6 +32,9 @@ FEATURE_FLAGS = {
     "ALERT_REPORTS": True,
     "DASHBOARD_RBAC": True,
     "EMBEDDED_SUPERSET": False,
+    # Registers "Big Number with Time Period Comparison" (pop_kpi): the Management Summary's KPIs beside
+    # the previous period of equal length.
+    "CHART_PLUGINS_EXPERIMENTAL": True,
 }
 
 FAB_ADD_SECURITY_API = True

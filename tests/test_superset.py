@@ -12,6 +12,7 @@ import yaml
 
 from callsight.config import load_directory
 from callsight.superset_api import SupersetAPIError, SupersetClient
+from callsight.superset_assets import load_assets
 
 from .conftest import SupersetServer
 
@@ -120,8 +121,11 @@ def test_viewers_have_no_sql_lab_and_no_raw_tables(superset_server: SupersetServ
     with pytest.raises(SupersetAPIError) as err:
         client.post("/api/v1/sqllab/execute/", {"database_id": 1, "sql": "SELECT 1", "runAsync": False})
     assert err.value.status in (401, 403)
-    datasets = {d["table_name"] for d in client.list_all("dataset")}
-    assert datasets == set(FACTS)
+    datasets = {(d["schema"], d["table_name"]) for d in client.list_all("dataset")}
+    shipped = {(c["schema"], c["table_name"]) for n, c in load_assets().items() if n.startswith("datasets/")}
+    assert set(FACTS) <= {t for _, t in datasets}
+    assert datasets == shipped, "viewers see our datasets and nothing else"
+    assert {schema for schema, _ in datasets} == {"marts"}, "no raw, staging or security tables"
 
 
 def test_csv_export_carries_only_permitted_rows(superset_server: SupersetServer) -> None:

@@ -26,6 +26,7 @@ DEMO_BANNER = """
  ############################################################################
 """
 DEMO_SECRET_NAMES = ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "CALLSIGHT_DEMO_PASSWORD")
+DASHBOARD_SLUGS = ("management-summary", "agenten", "kunden", "projekte")
 
 
 def _print(msg: str) -> None:
@@ -242,6 +243,7 @@ def serve(
         procs.append(dagster)
         _print(f"\nSuperset: {url}/   (admin: {settings.superset_admin_username})")
         _print(f"Dagster:  http://127.0.0.1:{dagster_port}/   (lineage, runs, nightly schedule 02:00)")
+        _print("Dashboards: " + "  ".join(f"{url}/superset/dashboard/{slug}/" for slug in DASHBOARD_SLUGS))
         for user, pw, role in demo_logins or []:
             _print(f"  login {user:<24} password {pw:<18} {role}")
         _print(f"Logs: {settings.log_dir}\nStop with Ctrl-C.")

@@ -6,6 +6,7 @@ Idempotent: running it again updates what exists and never duplicates. Built-in 
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class ProvisionReport:
     users_updated: list[str] = field(default_factory=list)
     users_deactivated: list[str] = field(default_factory=list)
     datasets: dict[str, int] = field(default_factory=dict)
+    dashboards: dict[str, int] = field(default_factory=dict)
     call_datasets: list[str] = field(default_factory=list)
     rls_rules: list[str] = field(default_factory=list)
     missing_permissions: list[str] = field(default_factory=list)
@@ -174,6 +176,31 @@ class Provisioner:
         if missing:
             raise RuntimeError(f"datasets missing after import: {sorted(missing)}")
         self._verify_metrics(assets)
+        self.scope_native_filters(assets)
+
+    def scope_native_filters(self, assets: dict[str, dict]) -> None:
+        """Point every native filter at the imported charts it covers. Superset 6.0/6.1 remaps chart ids
+        in the layout and in `scope.excluded` on import but not `chartsInScope` (apache/superset#26338),
+        which would leave filters applying to the wrong charts or none."""
+        for name, config in assets.items():
+            if not name.startswith("dashboards/"):
+                continue
+            dash = self.c.get(f"/api/v1/dashboard/{config['slug']}")["result"]
+            self.report.dashboards[config["slug"]] = dash["id"]
+            position = json.loads(dash["position_json"] or "{}")
+            chart_ids = [
+                c["meta"]["chartId"] for c in position.values() if isinstance(c, dict) and c.get("type") == "CHART"
+            ]
+            metadata = json.loads(dash["json_metadata"] or "{}")
+            changed = False
+            for f in metadata.get("native_filter_configuration", []):
+                excluded = set(f.get("scope", {}).get("excluded", []))
+                in_scope = sorted(i for i in chart_ids if i not in excluded)
+                if f.get("chartsInScope") != in_scope:
+                    f["chartsInScope"] = in_scope
+                    changed = True
+            if changed:
+                self.c.put(f"/api/v1/dashboard/{dash['id']}", {"json_metadata": json.dumps(metadata)})
 
     def _verify_metrics(self, assets: dict[str, dict]) -> None:
         """Every dataset carries the metrics of its YAML (the charts and reports depend on them)."""

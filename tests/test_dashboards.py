@@ -1,0 +1,335 @@
+"""The four dashboards: assets, filters after import, drill-down privacy, and a real browser as a group leader."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import datetime
+
+import duckdb
+import pytest
+import requests
+
+from callsight.cli import DASHBOARD_SLUGS
+from callsight.config import load_directory
+from callsight.settings import REPO_ROOT
+from callsight.superset_api import SupersetClient
+from callsight.superset_assets import AssetError, expand, load_assets, read_assets
+
+from .conftest import SupersetServer
+
+DASHBOARDS = {"management-summary", "agenten", "kunden", "projekte"}
+ARTEFACTS = REPO_ROOT / "test-artifacts" / "dashboards"
+
+
+def dashboards(assets: dict[str, dict]) -> dict[str, dict]:
+    return {c["slug"]: c for n, c in assets.items() if n.startswith("dashboards/")}
+
+
+def charts_of(dashboard: dict) -> list[str]:
+    return [c["meta"]["uuid"] for c in dashboard["position"].values() if isinstance(c, dict) and c["type"] == "CHART"]
+
+
+# ---- assets (no server) ---------------------------------------------------------------------------------
+def test_four_dashboards_with_german_titles_and_stable_unique_uuids() -> None:
+    assets = load_assets()
+    assert set(dashboards(assets)) == DASHBOARDS == set(DASHBOARD_SLUGS), "the demo prints every dashboard"
+    titles = {c["dashboard_title"] for c in dashboards(assets).values()}
+    assert titles == {"Management Summary", "Agenten", "Kunden", "Projekte"}
+    uuids = [c["uuid"] for c in assets.values() if "uuid" in c]
+    assert len(uuids) == len(set(uuids)), "every asset has its own uuid"
+    assert load_assets() == assets, "expanding is deterministic: the same uuids and ids on every import"
+    for d in dashboards(assets).values():
+        assert charts_of(d), d["slug"]
+        for f in d["metadata"]["native_filter_configuration"]:
+            assert f["name"] and f["id"].startswith("NATIVE_FILTER-")
+
+
+def test_every_filter_column_exists_in_every_chart_it_scopes() -> None:
+    """Superset silently ignores a native filter on a column a chart's dataset lacks: the asset loader refuses
+    such a dashboard, and every dashboard offers the filters users expect."""
+    assets = load_assets()
+    datasets = {c["uuid"]: c for n, c in assets.items() if n.startswith("datasets/")}
+    charts = {c["uuid"]: c for n, c in assets.items() if n.startswith("charts/")}
+    for d in dashboards(assets).values():
+        names = {f["name"] for f in d["metadata"]["native_filter_configuration"]}
+        assert {"Zeitraum", "Gruppe"} <= names, d["slug"]
+        for f in d["metadata"]["native_filter_configuration"]:
+            if f["filterType"] != "filter_select":
+                continue
+            column = f["targets"][0]["column"]["name"]
+            for uuid in charts_of(d):
+                cols = {c["column_name"] for c in datasets[charts[uuid]["dataset_uuid"]]["columns"]}
+                assert column in cols, (d["slug"], f["name"], charts[uuid]["slice_name"])
+    assert {"Agent", "Intern / extern"} <= {
+        f["name"] for f in dashboards(assets)["agenten"]["metadata"]["native_filter_configuration"]
+    }
+
+    raw = read_assets()
+    broken = copy.deepcopy(raw)
+    # Point the "Kunde" filter at a column that some Kunden charts' dataset lacks.
+    kunden = next(n for n, c in broken.items() if n.startswith("dashboards/") and c["slug"] == "kunden")
+    f = next(f for f in broken[kunden]["filters"] if f["name"] == "Kunde")
+    f["column"] = "answered_by_username"  # exists in the inbound dataset, not in the legs dataset
+    with pytest.raises(AssetError, match="lacks that column"):
+        expand(broken)
+
+
+def test_dashboard_charts_read_only_the_masked_dashboard_datasets() -> None:
+    """Charts (and so drill to detail) read datasets that show masked numbers, never the mart directly."""
+    assets = load_assets()
+    datasets = {c["uuid"]: c for n, c in assets.items() if n.startswith("datasets/")}
+    for d in dashboards(assets).values():
+        for uuid in charts_of(d):
+            chart = next(c for c in assets.values() if c.get("uuid") == uuid)
+            ds = datasets[chart["dataset_uuid"]]
+            assert ds["table_name"].startswith("dashboard_"), (d["slug"], chart["slice_name"])
+            assert "phone_number" not in ds["sql"] or "XXX" in ds["sql"]
+
+
+# ---- live Superset --------------------------------------------------------------------------------------
+def visible_agents(server: SupersetServer, viewer: str) -> set[str] | None:
+    """Independent of the warehouse mapping: from the directory YAML (None = sees everyone)."""
+    directory = load_directory(server.site.settings.effective_directory_path)
+    if viewer in directory.analysts or viewer in directory.admins:
+        return None
+    visible = {viewer}
+    for g in directory.groups:
+        everyone = set(g.members) | set(g.leaders) | set(g.deputies)
+        if viewer in everyone and (
+            g.journal_visible_to_group or (g.journal_visible_to_leader and viewer in g.leaders + g.deputies)
+        ):
+            visible |= everyone
+    return visible
+
+
+def browser_session(url: str, username: str, password: str) -> requests.Session:
+    """Log in through the login form like a browser (cookie session, CSRF token)."""
+    web = requests.Session()
+    page = web.get(f"{url}/login/", timeout=30).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', page
+    )
+    assert token, "login form has a CSRF token"
+    r = web.post(
+        f"{url}/login/",
+        data={"username": username, "password": password, "csrf_token": token.group(1)},
+        timeout=30,
+    )
+    assert r.ok and "/login" not in r.url, f"{username} could not log in"
+    web.headers["X-CSRFToken"] = web.get(f"{url}/api/v1/security/csrf_token/", timeout=30).json()["result"]
+    web.headers["Referer"] = url
+    return web
+
+
+def group_leader(server: SupersetServer) -> tuple[str, str]:
+    directory = load_directory(server.site.settings.effective_directory_path)
+    g = next(g for g in directory.groups if g.journal_visible_to_leader and g.leaders and len(g.members) > 2)
+    return g.leaders[0], g.name
+
+
+def dataset_id(client: SupersetClient, table: str) -> int:
+    (ds,) = list(client.list_all("dataset", [("table_name", "eq", table)]))
+    return ds["id"]
+
+
+@pytest.mark.superset
+def test_native_filters_scope_the_imported_charts(superset_server: SupersetServer) -> None:
+    admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
+    for slug in DASHBOARDS:
+        dash = admin.get(f"/api/v1/dashboard/{slug}")["result"]
+        chart_ids = {c["id"] for c in admin.get(f"/api/v1/dashboard/{slug}/charts")["result"]}
+        position = json.loads(dash["position_json"])
+        placed = {c["meta"]["chartId"] for c in position.values() if isinstance(c, dict) and c.get("type") == "CHART"}
+        assert placed == chart_ids, f"{slug}: layout points at the imported charts"
+        for f in json.loads(dash["json_metadata"])["native_filter_configuration"]:
+            assert set(f["chartsInScope"]) == chart_ids - set(f["scope"]["excluded"]), (slug, f["name"])
+            for t in f["targets"]:
+                if t:
+                    assert admin.get(f"/api/v1/dataset/{t['datasetId']}")["result"]["uuid"], (slug, f["name"])
+
+
+DASHBOARD_DATASETS = {
+    "dashboard_calls": "fct_calls",
+    "dashboard_inbound_calls": "fct_inbound_calls",
+    "dashboard_callbacks": "fct_callbacks",
+    "dim_agent": "dim_agent",
+    "dim_agent_groups": "dim_agent_groups",
+}
+
+
+@pytest.mark.superset
+def test_dashboard_datasets_keep_row_level_security(superset_server: SupersetServer) -> None:
+    """Each dashboard dataset shows a viewer exactly the rows of its mart for the agents they may see."""
+    directory = load_directory(superset_server.site.settings.effective_directory_path)
+    leader, group = group_leader(superset_server)
+    member = next(m for g in directory.groups if g.name == group for m in g.members if m not in g.leaders + g.deputies)
+    con = duckdb.connect(str(superset_server.site.settings.served_db), read_only=True)
+    marts = {
+        mart: dict(con.execute(f"SELECT agent_username, count(*) FROM marts.{mart} GROUP BY 1").fetchall())
+        for mart in DASHBOARD_DATASETS.values()
+    }
+    con.close()
+    for viewer in (leader, member, directory.analysts[0]):
+        client = SupersetClient(superset_server.url).login(viewer, superset_server.user_password)
+        mine = visible_agents(superset_server, viewer)
+        for table, mart in DASHBOARD_DATASETS.items():
+            data = client.chart_data(
+                {
+                    "datasource": {"id": dataset_id(client, table), "type": "table"},
+                    "force": True,
+                    "queries": [
+                        {
+                            "metrics": [{"expressionType": "SQL", "sqlExpression": "COUNT(*)", "label": "n"}],
+                            "columns": ["agent_username"],
+                            "row_limit": 10000,
+                        }
+                    ],
+                    "result_format": "json",
+                    "result_type": "full",
+                }
+            )
+            got = {r["agent_username"]: r["n"] for r in data["result"][0]["data"]}
+            want = {a: n for a, n in marts[mart].items() if mine is None or a in mine}
+            assert got == want, (viewer, table)
+
+
+@pytest.mark.superset
+def test_group_filter_narrows_to_members_and_keeps_row_level_security(superset_server: SupersetServer) -> None:
+    leader, group = group_leader(superset_server)
+    directory = load_directory(superset_server.site.settings.effective_directory_path)
+    other = next(
+        g
+        for g in directory.groups
+        if g.name != group and not (set(g.members) & visible_agents(superset_server, leader))
+    )
+    con = duckdb.connect(str(superset_server.site.settings.served_db), read_only=True)
+    members = {g.name: set(g.members) | set(g.leaders) | set(g.deputies) for g in directory.groups}
+    per_agent = dict(con.execute("SELECT agent_username, count(*) FROM marts.fct_inbound_calls GROUP BY 1").fetchall())
+    con.close()
+
+    def count(client: SupersetClient, groups: list[str]) -> int:
+        ds = dataset_id(client, "dashboard_inbound_calls")
+        filters = [{"col": "group_name", "op": "IN", "val": groups}] if groups else []
+        data = client.chart_data(
+            {
+                "datasource": {"id": ds, "type": "table"},
+                "force": True,
+                "queries": [{"metrics": ["anrufe"], "columns": [], "filters": filters}],
+                "result_format": "json",
+                "result_type": "full",
+            }
+        )
+        return data["result"][0]["data"][0]["anrufe"]
+
+    admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
+    assert count(admin, []) == sum(per_agent.values())
+    assert count(admin, [group]) == sum(n for a, n in per_agent.items() if a in members[group])
+    both = members[group] | members[other.name]
+    assert count(admin, [group, other.name]) == sum(n for a, n in per_agent.items() if a in both)
+    lead = SupersetClient(superset_server.url).login(leader, superset_server.user_password)
+    mine = visible_agents(superset_server, leader)
+    assert count(lead, [group]) == sum(n for a, n in per_agent.items() if a in members[group] & mine)
+    assert count(lead, [other.name]) == 0, "a group filter never widens what a viewer may see"
+    # Quoting: a value with a quote is data, not SQL.
+    assert count(admin, ["x') OR ('1'='1"]) == 0
+
+
+@pytest.mark.superset
+def test_drill_to_detail_lists_only_visible_calls_with_masked_numbers(superset_server: SupersetServer) -> None:
+    leader, _ = group_leader(superset_server)
+    mine = visible_agents(superset_server, leader)
+    lead = SupersetClient(superset_server.url).login(leader, superset_server.user_password)
+    con = duckdb.connect(str(superset_server.site.settings.served_db), read_only=True)
+    full_numbers = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT phone_number FROM marts.fct_calls WHERE phone_number IS NOT NULL"
+        ).fetchall()
+    }
+    private_ids = {r[0] for r in con.execute("SELECT call_id FROM marts.fct_calls WHERE is_private").fetchall()}
+    expected = con.execute(
+        "SELECT count(*) FROM marts.fct_calls WHERE agent_username IN (SELECT unnest(?))", [sorted(mine)]
+    ).fetchone()[0]
+    con.close()
+    web = browser_session(superset_server.url, leader, superset_server.user_password)
+    for table in ("dashboard_calls", "dashboard_inbound_calls"):
+        ds = dataset_id(lead, table)
+        # What Superset's "Drill to detail" asks for (a session-cookie endpoint, as in the browser).
+        r = web.post(
+            f"{superset_server.url}/datasource/samples?datasource_type=table&datasource_id={ds}&per_page=10000",
+            json={"filters": []},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text[:300]
+        body = r.json()
+        rows = body["result"]["data"]
+        assert rows, table
+        assert {r["agent_username"] for r in rows} <= mine, f"{table}: drill-down shows only visible agents"
+        numbers = {r["phone_number"] for r in rows if r["phone_number"]}
+        assert numbers and all(n.endswith("XXX") for n in numbers), table
+        assert not numbers & full_numbers, f"{table}: no full number in the drill-down"
+        if table == "dashboard_calls":
+            assert body["result"]["total_count"] == expected
+            assert all(r["phone_number"] is None for r in rows if r["call_id"] in private_ids), "private: no number"
+
+
+@pytest.mark.superset
+def test_group_leader_sees_every_dashboard_render_in_chromium(superset_server: SupersetServer) -> None:
+    from .browser import bootstrap, chromium, german_number, login, open_dashboard, screenshot
+
+    leader, _ = group_leader(superset_server)
+    assets = load_assets()
+    with chromium() as driver:
+        login(driver, superset_server.url, leader, superset_server.user_password)
+        rendered = {}
+        for slug, d in sorted(dashboards(assets).items()):
+            charts = open_dashboard(driver, superset_server.url, slug, len(charts_of(d)))
+            assert {c.name for c in charts} == {
+                p["meta"]["sliceName"]
+                for p in d["position"].values()
+                if isinstance(p, dict) and p.get("type") == "CHART"
+            }
+            screenshot(driver, ARTEFACTS / f"{slug}.png")
+            rendered[slug] = {c.name: c for c in charts}
+            assert bootstrap(driver)["common"]["locale"] == "de", "German by default"
+
+        # The Management Summary's headline numbers are the warehouse's for this viewer and period.
+        web = browser_session(superset_server.url, leader, superset_server.user_password)
+        tr = web.get(f"{superset_server.url}/api/v1/time_range/?q={json_rison('Last month')}", timeout=30).json()
+        tr = tr["result"][0]
+        since, until = datetime.fromisoformat(tr["since"]).date(), datetime.fromisoformat(tr["until"]).date()
+        mine = sorted(visible_agents(superset_server, leader))
+        con = duckdb.connect(str(superset_server.site.settings.served_db), read_only=True)
+        calls, answered, missed, within, counted = con.execute(
+            """SELECT count(*), count(*) FILTER (is_answered), count(*) FILTER (is_missed),
+                      count(*) FILTER (is_within_service_level AND counts_for_service_level),
+                      count(*) FILTER (counts_for_service_level)
+               FROM marts.fct_inbound_calls
+               WHERE agent_username IN (SELECT unnest(?)) AND call_date >= ? AND call_date < ?""",
+            [mine, since, until],
+        ).fetchone()
+        con.close()
+        ms = rendered["management-summary"]
+        headline = {
+            name: german_number(ms[name].text.splitlines()[0])
+            for name in ("Anrufe", "Angenommene Anrufe", "Verpasste Anrufe", "Service Level")
+        }
+        assert calls > 0
+        assert headline["Anrufe"] == calls
+        assert headline["Angenommene Anrufe"] == answered
+        assert headline["Verpasste Anrufe"] == missed
+        assert headline["Service Level"] == pytest.approx(within / counted, abs=0.0005 + 1e-9)
+
+        # UI language switchable to English (and back); dashboard content stays as authored.
+        driver.get(f"{superset_server.url}/lang/en")
+        open_dashboard(driver, superset_server.url, "agenten", len(charts_of(dashboards(assets)["agenten"])))
+        assert bootstrap(driver)["common"]["locale"] == "en"
+        screenshot(driver, ARTEFACTS / "agenten-en.png")
+        driver.get(f"{superset_server.url}/lang/de")
+
+
+def json_rison(value: str) -> str:
+    """A rison string literal (the time_range API takes one)."""
+    return "'" + value.replace("!", "!!").replace("'", "!'") + "'"
