@@ -101,6 +101,8 @@ if _redis:
         result_backend = _redis
         imports = ("superset.sql_lab", "superset.tasks.scheduler")
         worker_prefetch_multiplier = 1
+        # One queue per installation, so that two sites sharing a Redis never run each other's reports.
+        task_default_queue = os.environ.get("CALLSIGHT_CELERY_QUEUE", "callsight")
         task_acks_late = False
         beat_schedule = {  # noqa: RUF012
             "reports.scheduler": {"task": "reports.scheduler", "schedule": crontab(minute="*", hour="*")},
@@ -121,6 +123,22 @@ WEBDRIVER_OPTION_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+# Debian's chromedriver, named explicitly (it starts Debian's chromium): Selenium Manager would
+# otherwise try to download a browser (and send usage stats) from the worker. (A top-level
+# "binary_location" would reach WebDriver() as an unknown argument in Superset 6.1.)
+WEBDRIVER_CONFIGURATION = {
+    "options": {"capabilities": {}, "preferences": {}},
+    "service": {
+        "executable_path": os.environ.get("CALLSIGHT_CHROMEDRIVER", "/usr/bin/chromedriver"),
+        "log_output": "/dev/null",
+        "service_args": [],
+        "port": 0,
+        "env": {"SE_AVOID_STATS": "true"},
+    },
+}
+# Big dashboards on a busy server take a while: wait for them rather than mail an error.
+SCREENSHOT_LOCATE_WAIT = int(os.environ.get("CALLSIGHT_SCREENSHOT_LOCATE_WAIT", "60"))
+SCREENSHOT_LOAD_WAIT = int(os.environ.get("CALLSIGHT_SCREENSHOT_LOAD_WAIT", "180"))
 WEBDRIVER_BASEURL = os.environ.get("CALLSIGHT_WEBDRIVER_BASEURL", "http://127.0.0.1:8088/")
 WEBDRIVER_BASEURL_USER_FRIENDLY = os.environ.get("CALLSIGHT_PUBLIC_URL", WEBDRIVER_BASEURL)
 

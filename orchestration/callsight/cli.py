@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -144,6 +145,17 @@ def provision(settings: Settings, url: str, admin_password: str, user_password: 
     )
     if report.missing_permissions:
         _print(f"note: permissions not offered by this Superset version: {', '.join(report.missing_permissions)}")
+    if report.reports is None:
+        _print(
+            "e-mail reports: not provisioned - they need the production profile "
+            "(SUPERSET_DATABASE_URI=postgresql+psycopg2://..., CALLSIGHT_REDIS_URL=redis://...; see README)"
+        )
+    else:
+        r = report.reports
+        _print(
+            f"e-mail reports: {len(r.created)} created, {len(r.updated)} updated, {len(r.deleted)} deleted"
+            + (f"; not sent: {'; '.join(r.skipped)}" if r.skipped else "")
+        )
 
 
 def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
@@ -198,8 +210,10 @@ def serve(
 ) -> int:
     from .superset_runtime import SupersetEnv, stop, wait_healthy
 
-    env = SupersetEnv(settings, secret)
     url = f"http://127.0.0.1:{port}"
+    # Report screenshots: the worker's browser must reach this web server.
+    webdriver = () if settings.env.get("CALLSIGHT_WEBDRIVER_BASEURL") else (("CALLSIGHT_WEBDRIVER_BASEURL", f"{url}/"),)
+    env = SupersetEnv(settings, secret, extra_env=webdriver)
     if _superset_up(url):
         raise SystemExit(f"callsight: something already answers on {url}; stop it first")
     procs: list[subprocess.Popen] = []
@@ -207,6 +221,10 @@ def serve(
     procs.append(web)
     try:
         wait_healthy(url, web)
+        if settings.reports_profile:
+            procs.append(env.start_worker())
+            procs.append(env.start_beat())
+            _print("e-mail reports: Celery worker and beat started (production profile: PostgreSQL + Redis)")
         provision(settings, url, admin_password, settings.secret("CALLSIGHT_DEMO_PASSWORD"))
         if demo_logins:
             n = check_ready(url, *demo_logins[0][:2])
@@ -298,6 +316,73 @@ def demo_logins(settings: Settings, password: str) -> list[tuple[str, str, str]]
     return picks
 
 
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+DEMO_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def demo_reports_profile(settings: Settings) -> dict[str, str]:
+    """The production profile for the demo when PostgreSQL and Redis answer on loopback: a metadata
+    database of its own, Redis db 1, and mail into a local sink (CALLSIGHT_HOME/demo/outbox)."""
+    if settings.reports_profile:
+        return {}
+    if not (_reachable("127.0.0.1", 5432) and _reachable("127.0.0.1", 6379)):
+        _print(
+            "e-mail reports: off (PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 not both reachable).\n"
+            "  Enable: run both, or set SUPERSET_DATABASE_URI=postgresql+psycopg2://... and "
+            "CALLSIGHT_REDIS_URL=redis://... (README: 'E-mail reports')."
+        )
+        return {}
+    # One metadata database and one Celery queue per demo home: two demos never share reports.
+    tag = hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
+    database = f"callsight_demo_{tag}"
+    try:
+        import psycopg
+
+        with psycopg.connect(DEMO_PG_ADMIN, autocommit=True, connect_timeout=5) as con:
+            if not con.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
+                con.execute(f'CREATE DATABASE "{database}"')
+    except Exception as exc:
+        _print(f"e-mail reports: off (cannot create the demo metadata database: {type(exc).__name__}).")
+        return {}
+    profile = {
+        "SUPERSET_DATABASE_URI": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+        "CALLSIGHT_REDIS_URL": "redis://127.0.0.1:6379/1",
+        "CALLSIGHT_CELERY_QUEUE": f"callsight-{tag}",
+    }
+    if not settings.env.get("SMTP_HOST"):
+        port = start_demo_outbox(settings.home / "demo" / "outbox")
+        profile |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_STARTTLS": "false"}
+    _print(
+        "e-mail reports: on (DEMO production profile: PostgreSQL metadata, Celery on Redis); "
+        f"mails land in {settings.home / 'demo' / 'outbox'}"
+    )
+    return profile
+
+
+def start_demo_outbox(folder: Path) -> int:
+    """A local SMTP sink for the demo: every mail is written to `folder` as an .eml file."""
+    from aiosmtpd.controller import Controller
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    class Outbox:
+        async def handle_DATA(self, server, session, envelope):
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.eml"
+            (folder / name).write_bytes(envelope.content)
+            return "250 OK"
+
+    port = _free_port()
+    Controller(Outbox(), hostname="127.0.0.1", port=port).start()
+    return port
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .superset_runtime import SupersetEnv
 
@@ -305,6 +390,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     values = demo_secrets(settings)
     env = dict(settings.env, **values)
     settings = Settings.from_env(env)
+    settings = Settings.from_env({**env, **demo_reports_profile(settings)})
     if settings.is_demo_journal() and not settings.demo_journal_path.exists():
         rc = cmd_demo_data(settings, argparse.Namespace(seed=42, days=90, users=60, end=None, force=False))
         if rc:

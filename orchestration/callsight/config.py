@@ -119,6 +119,36 @@ class Calendar(_Strict):
         return self
 
 
+class Reports(_Strict):
+    """Weekly e-mail reports (Superset Alerts & Reports; needs the production profile)."""
+
+    enabled: bool = True
+    # Cron in the policy's time zone: Monday 07:00.
+    schedule: str = "0 7 * * 1"
+    # Dashboards each group leader (and deputy) receives, run as that person: only what they may see.
+    leader_dashboards: list[str] = Field(default_factory=lambda: ["management-summary", "agenten"])
+    format: Literal["PNG", "PDF"] = "PNG"
+    # The weekly KPI table per agent and day as CSV: for analysts, optionally for leaders too.
+    analyst_csv: bool = True
+    leader_csv: bool = False
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        fields = v.split()
+        if len(fields) != 5 or not all(re.fullmatch(r"[0-9*,/-]+", f) for f in fields):
+            raise ValueError(f"schedule must be a 5-field cron expression like '0 7 * * 1', got {v!r}")
+        return v
+
+    @field_validator("leader_dashboards")
+    @classmethod
+    def _slugs(cls, v: list[str]) -> list[str]:
+        for slug in v:
+            if not re.fullmatch(r"[a-z0-9-]+", slug):
+                raise ValueError(f"leader_dashboards: {slug!r} is not a dashboard slug")
+        return v
+
+
 class Policy(_Strict):
     timezone: str = "Europe/Berlin"
     calendar: Calendar = Calendar()
@@ -127,6 +157,7 @@ class Policy(_Strict):
     callback: Callback = Callback()
     retention: Retention = Retention()
     works_council: WorksCouncil = WorksCouncil()
+    reports: Reports = Reports()
 
     @field_validator("timezone")
     @classmethod

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Directory, load_directory
+from .config import Directory, Policy, load_directory, load_policy
+from .reports import WEEKLY_CSV_CHART, ReportSync, ReportSyncResult, report_specs
 from .settings import Settings
 from .superset_api import SupersetAPIError, SupersetClient
 from .superset_assets import bundle, load_assets, render, uuids_of
@@ -126,6 +127,7 @@ class ProvisionReport:
     call_datasets: list[str] = field(default_factory=list)
     rls_rules: list[str] = field(default_factory=list)
     missing_permissions: list[str] = field(default_factory=list)
+    reports: ReportSyncResult | None = None  # None: not provisioned (no production profile)
 
 
 def role_for(directory: Directory, username: str) -> str:
@@ -149,8 +151,12 @@ class Provisioner:
         served_db: Path,
         user_password: str | None,
         bootstrap_admin: str,
+        policy: Policy | None = None,
+        with_reports: bool = False,
     ):
         self.c = client
+        self.policy = policy or Policy()
+        self.with_reports = with_reports
         self.directory = directory
         self.served_db = served_db
         self.user_password = user_password
@@ -329,19 +335,51 @@ class Provisioner:
                 self.c.post("/api/v1/rowlevelsecurity/", payload)
             self.report.rls_rules.append(name)
 
+    # ---- e-mail reports -----------------------------------------------------------------------
+    def sync_reports(self) -> ReportSyncResult:
+        titles = {c["slug"]: c["dashboard_title"] for n, c in load_assets().items() if n.startswith("dashboards/")}
+        specs, skipped = report_specs(self.directory, self.policy, titles)
+        sync = ReportSync(self.c)
+        if any(s.chart == WEEKLY_CSV_CHART for s in specs):
+            chart = next(
+                c for n, c in load_assets().items() if n.startswith("charts/") and c["uuid"] == WEEKLY_CSV_CHART
+            )
+            dataset = next(
+                c for n, c in load_assets().items() if n.startswith("datasets/") and c["uuid"] == chart["dataset_uuid"]
+            )
+            sync.save_query_context(
+                WEEKLY_CSV_CHART, chart["params"], self.report.datasets[f"{dataset['schema']}.{dataset['table_name']}"]
+            )
+        users = {u["username"]: u["id"] for u in self.c.list_all("security/users")}
+        result = sync.sync(specs, users, self.report.dashboards)
+        result.skipped = sorted(set(result.skipped) | set(skipped))
+        self.report.reports = result
+        return result
+
     def run(self) -> ProvisionReport:
         self.import_assets()
         roles = self.ensure_roles()
         self.sync_users(roles)
         self.ensure_rls(roles)
+        if self.with_reports:
+            self.sync_reports()
         return self.report
 
 
 def provision_superset(settings: Settings, url: str, admin_password: str, user_password: str | None) -> ProvisionReport:
     """Log in as the bootstrap admin and provision everything from the directory (idempotent)."""
     directory = load_directory(settings.effective_directory_path)
+    policy = load_policy(settings.effective_policy_path)
     client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
-    return Provisioner(client, directory, settings.served_db, user_password, settings.superset_admin_username).run()
+    return Provisioner(
+        client,
+        directory,
+        settings.served_db,
+        user_password,
+        settings.superset_admin_username,
+        policy=policy,
+        with_reports=settings.reports_profile,
+    ).run()
 
 
 __all__ = ["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ProvisionReport", "Provisioner", "SupersetAPIError"]

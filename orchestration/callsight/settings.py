@@ -127,6 +127,11 @@ class Settings:
             "CALLSIGHT_EXTRACT_RETRY_DELAY": str(int(self.extract_retry_delay)),
             "DAGSTER_HOME": str(self.dagster_home),
         }
+        # The production profile (reports) and mail settings, when given: Superset's web server, worker
+        # and beat must all see them.
+        for name in PROFILE_VARIABLES:
+            if self.env.get(name):
+                out[name] = self.env[name]
         return out
 
     def secret(self, name: str) -> str | None:
@@ -134,8 +139,30 @@ class Settings:
         value = self.env.get(name)
         return value or None
 
+    @property
+    def reports_profile(self) -> bool:
+        """Superset's production profile for Alerts & Reports: Celery on Redis and a PostgreSQL metadata DB
+        (SQLite metadata cannot run reports)."""
+        uri = self.env.get("SUPERSET_DATABASE_URI", "")
+        return bool(self.env.get("CALLSIGHT_REDIS_URL")) and uri.startswith("postgresql")
+
     def is_demo_journal(self) -> bool:
         return self.journal_url == f"sqlite:///{self.demo_journal_path}"
+
+
+PROFILE_VARIABLES = (
+    "SUPERSET_DATABASE_URI",
+    "CALLSIGHT_REDIS_URL",
+    "CALLSIGHT_CELERY_QUEUE",
+    "CALLSIGHT_WEBDRIVER_BASEURL",
+    "CALLSIGHT_PUBLIC_URL",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_STARTTLS",
+    "SMTP_SSL",
+    "SMTP_USER",
+    "SMTP_MAIL_FROM",
+)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

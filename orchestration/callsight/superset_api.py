@@ -16,9 +16,16 @@ class SupersetAPIError(RuntimeError):
         self.body = body
 
 
-def rison_list(page: int, page_size: int, filters: list[tuple[str, str, Any]] | None = None) -> str:
+def rison_list(
+    page: int,
+    page_size: int,
+    filters: list[tuple[str, str, Any]] | None = None,
+    columns: tuple[str, ...] = (),
+) -> str:
     """Minimal rison for Superset list queries: (page:0,page_size:100,filters:!((col:x,opr:eq,value:'y')))."""
     parts = [f"page:{page}", f"page_size:{page_size}"]
+    if columns:
+        parts.append(f"columns:!({','.join(columns)})")
     if filters:
         fs = ",".join(f"(col:{c},opr:{o},value:{_rison_value(v)})" for c, o, v in filters)
         parts.append(f"filters:!({fs})")
@@ -87,11 +94,15 @@ class SupersetClient:
         return self.request("DELETE", path, **kw)
 
     def list_all(
-        self, resource: str, filters: list[tuple[str, str, Any]] | None = None, page_size: int = 100
+        self,
+        resource: str,
+        filters: list[tuple[str, str, Any]] | None = None,
+        page_size: int = 100,
+        columns: tuple[str, ...] = (),
     ) -> Iterator[dict]:
         page = 0
         while True:
-            data = self.get(f"/api/v1/{resource}/", params={"q": rison_list(page, page_size, filters)})
+            data = self.get(f"/api/v1/{resource}/", params={"q": rison_list(page, page_size, filters, columns)})
             rows = data.get("result", [])
             yield from rows
             if len(rows) < page_size:

@@ -132,6 +132,52 @@ class SupersetEnv:
             start_new_session=True,
         )
 
+    def _spawn(self, cmd: list[str], log_name: str) -> subprocess.Popen:
+        self.check_installed()
+        log_path = self.settings.log_dir / log_name
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            cmd,
+            env=self.environ(),
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=self.settings.home,
+            start_new_session=True,
+        )
+
+    def start_worker(self, concurrency: int = 2, log_name: str = "superset-worker.log") -> subprocess.Popen:
+        """Celery worker for Alerts & Reports (screenshots with chromium, CSV, e-mail)."""
+        return self._spawn(
+            [
+                str(self.bin_dir / "celery"),
+                "--app=superset.tasks.celery_app:app",
+                "worker",
+                "--pool=prefork",
+                "-O",
+                "fair",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+            ],
+            log_name,
+        )
+
+    def start_beat(self, log_name: str = "superset-beat.log") -> subprocess.Popen:
+        """The one Celery beat: it queues due reports every minute. Its pid file in CALLSIGHT_HOME makes a
+        second beat for the same home refuse to start (two beats would send every report twice)."""
+        state = self.settings.home / "superset"
+        state.mkdir(parents=True, exist_ok=True)
+        return self._spawn(
+            [
+                str(self.bin_dir / "celery"),
+                "--app=superset.tasks.celery_app:app",
+                "beat",
+                f"--pidfile={state / 'celerybeat.pid'}",
+                f"--schedule={state / 'celerybeat-schedule'}",
+                "--loglevel=INFO",
+            ],
+            log_name,
+        )
+
 
 def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
