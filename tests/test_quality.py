@@ -108,6 +108,34 @@ def test_results_carry_counts_and_never_values() -> None:
     )
 
 
+def test_a_failing_query_fails_its_expectations_without_quoting_data(tmp_path: Path) -> None:
+    raw_db = tmp_path / "raw.duckdb"
+    duckdb.connect(str(raw_db)).close()
+    data = {
+        "suite": "probe",
+        "asset": "raw/journal",
+        "stage": "raw",
+        "description": "d",
+        "batches": [
+            {
+                "name": "cast",
+                "query": "SELECT CAST('Karl Kunde' AS INTEGER) AS x",
+                "expectations": [{"type": "expect_table_row_count_to_equal", "value": 1}],
+            },
+            {
+                "name": "missing",
+                "query": "SELECT * FROM raw.nowhere",
+                "expectations": [{"type": "expect_table_row_count_to_equal", "value": 0}],
+            },
+        ],
+    }
+    report = run_suites([parse_suite(tmp_path / "probe.yml", data)], raw_db)
+    assert [o.detail for o in report.failed] == [
+        "query failed: ConversionException",
+        "query failed: CatalogException: Catalog Error: Table with name nowhere does not exist!",
+    ]
+
+
 def test_freshness_is_judged_on_the_publish_time() -> None:
     from datetime import UTC, timedelta
 
