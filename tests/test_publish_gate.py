@@ -205,3 +205,34 @@ def test_a_stale_warehouse_is_flagged(published_copy: Site) -> None:
     stale = evaluate()
     assert not stale.passed and stale.description.startswith("stale: published 37.0 h ago (limit 36 h)")
     assert timedelta(hours=s.stale_after_hours) == timedelta(hours=36)
+
+
+def test_dq_docs_are_written_under_callsight_home_without_data_values(
+    published_copy: Site, capsys: pytest.CaptureFixture
+) -> None:
+    from .privacy_scan import scan
+
+    s = published_copy.settings
+    assert main(["dq-docs"]) == 0
+    out = capsys.readouterr().out
+    total = sum(len(b.expectations) for x in load_suites() for b in x.batches)
+    assert f"{total} of {total} expectations met" in out
+    page = s.dq_docs_dir / "callsight.html"
+    assert page.exists() and page.is_relative_to(s.home)
+    html = page.read_text(encoding="utf-8")
+    links = [line.split('href="')[1].split('"')[0] for line in html.split("<tr") if 'href="validations/' in line]
+    assert len(links) == sum(len(x.batches) for x in load_suites())
+    assert all((s.dq_docs_dir / link).exists() for link in links)
+    # results are counts: no phone number, company or agent of the warehouse appears in the docs
+    con = duckdb.connect(str(s.served_db), read_only=True)
+    values = [
+        v
+        for (v,) in con.execute(
+            "SELECT DISTINCT phone_number FROM marts.fct_calls WHERE length(phone_number) >= 8 UNION "
+            "SELECT DISTINCT contact_company FROM marts.fct_calls WHERE contact_company IS NOT NULL UNION "
+            "SELECT DISTINCT agent_username FROM marts.fct_calls"
+        ).fetchall()
+    ]
+    con.close()
+    assert len(values) > 20
+    assert scan(s.dq_docs_dir, values) == []
