@@ -6,7 +6,7 @@ SUPERSET_VENV := .venv-superset
 PIP_FLAGS ?= --disable-pip-version-check -q
 export CALLSIGHT_SUPERSET_VENV ?= $(CURDIR)/$(SUPERSET_VENV)
 
-.PHONY: help venvs demo test test-fast lint dbt-docs dq-docs bench-extract superset-lock clean clean-demo
+.PHONY: help venvs demo test test-fast lint dbt-docs dq-docs bench-extract bench-quality superset-lock clean clean-demo
 
 help:
 	@echo "make demo    - set up, generate demo data, run the nightly job, serve Superset :8088 and Dagster :3000"
@@ -53,6 +53,10 @@ dq-docs: $(VENV)/.installed
 # Extract throughput and peak memory at 1M rows (SQLite, and PostgreSQL on loopback when running).
 bench-extract: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_extract.py --rows $${ROWS:-1000000}
+
+# Time and peak memory of the data-quality suites with ROWS legs in the raw journal and fct_calls.
+bench-quality: $(VENV)/.installed
+	$(VENV)/bin/python bench/bench_quality.py --rows $${ROWS:-1000000}
 
 # Re-resolve the Superset environment from superset/requirements.in and pin it.
 superset-lock:
