@@ -1,9 +1,10 @@
-"""Dagster assets of the nightly job: org directory, journal extract, dbt models, publish."""
+"""Dagster assets of the nightly job: org directory, journal extract, dbt models, publish, and the
+data-quality checks (Great Expectations suites in data_quality/suites) that gate the publish."""
 
 import json
 import os
-from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -14,15 +15,18 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from .config import load_directory, load_policy
 from .dbt_project import DBT_PROJECT_DIR, dbt_project
 from .extract import Window, extract
+from .freshness import judge, read_served_state
 from .org_store import SITE_TABLES, store_site
 from .provision import provision_superset
 from .publish import model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
+from .quality import QualityReport, SuiteSpec, load_suites, run_suites
 from .settings import Settings
 from .sources import Source, SourceUnavailableError
 from .superset_api import SupersetAPIError
 
 PARTITIONS_START = "2020-01-01"
 PARTITIONS_START_YEAR = 2020
+FRESHNESS_CHECK = "fresh"
 
 
 class SiteResource(dg.ConfigurableResource):
@@ -60,8 +64,45 @@ def daily_partitions(timezone: str) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone=timezone)
 
 
-def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
+def quality_check_specs(suites: Sequence[SuiteSpec]) -> list[dg.AssetCheckSpec]:
+    """One blocking check per suite: a failure stops every asset downstream of the checked one."""
+    return [
+        dg.AssetCheckSpec(s.name, asset=dg.AssetKey(list(s.asset)), blocking=True, description=s.description)
+        for s in suites
+    ]
+
+
+def quality_check_results(report: QualityReport) -> Iterator[dg.AssetCheckResult]:
+    """Check results that name every failed expectation (names and counts only, never data values)."""
+    for r in report.results:
+        failed = [str(o) for o in r.failed]
+        yield dg.AssetCheckResult(
+            asset_key=dg.AssetKey(list(r.suite.asset)),
+            check_name=r.suite.name,
+            passed=r.success,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{len(failed)} of {len(r.outcomes)} expectations failed" if failed else None,
+            metadata={
+                "expectations": dg.MetadataValue.int(len(r.outcomes)),
+                "failed": dg.MetadataValue.int(len(failed)),
+                "failed_expectations": dg.MetadataValue.json(failed),
+                "suite_file": dg.MetadataValue.path(str(r.suite.path)),
+            },
+        )
+
+
+def _log_report(context: dg.AssetCheckExecutionContext, report: QualityReport) -> None:
+    for r in report.results:
+        context.log.info(f"{r.suite.name}: {len(r.outcomes) - len(r.failed)}/{len(r.outcomes)} expectations met")
+    for o in report.failed:
+        context.log.error(f"expectation failed: {o}")
+
+
+def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     partitions = daily_partitions(timezone)
+    suites = load_suites()
+    raw_suites = [s for s in suites if s.stage == "raw"]
+    warehouse_suites = [s for s in suites if s.stage == "warehouse"]
 
     @dg.multi_asset(
         name="site_config",
@@ -124,6 +165,14 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             }
         )
 
+    @dg.multi_asset_check(specs=quality_check_specs(raw_suites), name="raw_quality_checks")
+    def raw_quality_checks(context: dg.AssetCheckExecutionContext, site: SiteResource):
+        """Great Expectations suites over the raw store, after the extract and before dbt builds on it."""
+        s = site.settings()
+        report = run_suites(raw_suites, s.raw_db)
+        _log_report(context, report)
+        yield from quality_check_results(report)
+
     project = dbt_project()
 
     @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=CallsightTranslator())
@@ -144,6 +193,15 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             )
             args.append("--full-refresh")
         yield from dbt.cli(args, context=context).stream()
+
+    @dg.multi_asset_check(specs=quality_check_specs(warehouse_suites), name="warehouse_quality_checks")
+    def warehouse_quality_checks(context: dg.AssetCheckExecutionContext, site: SiteResource):
+        """Great Expectations suites over the build file (raw store attached), before it is published:
+        the checks are blocking, so a failed one stops `published_warehouse`."""
+        s = site.settings()
+        report = run_suites(warehouse_suites, s.raw_db, s.build_db)
+        _log_report(context, report)
+        yield from quality_check_results(report)
 
     @dg.asset(group_name="publish", deps=[warehouse_models], kinds={"duckdb"})
     def published_warehouse(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
@@ -189,4 +247,35 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [site_config, journal_extract, warehouse_models, published_warehouse, superset_access]
+    @dg.asset_check(
+        asset=published_warehouse,
+        name=FRESHNESS_CHECK,
+        description="The served warehouse was published within CALLSIGHT_STALE_AFTER_HOURS (default 36 h).",
+    )
+    def published_warehouse_fresh(context: dg.AssetCheckExecutionContext, site: SiteResource) -> dg.AssetCheckResult:
+        s = site.settings()
+        state = read_served_state(s.served_db)
+        verdict = judge(state, datetime.now(UTC), timedelta(hours=s.stale_after_hours))
+        age_hours = round(verdict.age.total_seconds() / 3600, 2) if verdict.age else -1.0
+        (context.log.info if verdict.fresh else context.log.error)(f"{s.served_db}: {verdict.reason}")
+        return dg.AssetCheckResult(
+            passed=verdict.fresh,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=verdict.reason,
+            metadata={
+                "published_at": dg.MetadataValue.text(state.built_at.isoformat() if state.built_at else "-"),
+                "newest_call_utc": dg.MetadataValue.text(str(state.newest_call_utc or "-")),
+                "age_hours": dg.MetadataValue.float(age_hours),
+            },
+        )
+
+    return [
+        site_config,
+        journal_extract,
+        raw_quality_checks,
+        warehouse_models,
+        warehouse_quality_checks,
+        published_warehouse,
+        published_warehouse_fresh,
+        superset_access,
+    ]

@@ -115,6 +115,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         f"nightly run {result.run_id} FAILED for {result.first} .. {result.last}: {result.failure}\n"
         f"The last good warehouse keeps serving ({settings.served_db})."
     )
+    if result.notified:
+        _print(f"failure mail sent to {len(result.notified)} admin(s)")
     return 1
 
 
@@ -340,6 +342,27 @@ def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dq_docs(settings: Settings, args: argparse.Namespace) -> int:
+    import shutil
+
+    from .quality import load_suites, run_suites
+
+    if not settings.served_db.exists():
+        _print(f"callsight: no published warehouse at {settings.served_db}; run `callsight run` first")
+        return 1
+    shutil.rmtree(settings.dq_docs_dir, ignore_errors=True)
+    report = run_suites(load_suites(), settings.raw_db, settings.served_db, docs_dir=settings.dq_docs_dir)
+    failed = report.failed
+    _print(
+        f"data quality of {settings.served_db}: {report.expectation_count - len(failed)} of "
+        f"{report.expectation_count} expectations met in {len(report.results)} suites"
+    )
+    for o in failed:
+        _print(f"  FAILED {o}")
+    _print(f"Data Docs: {report.docs_index}")
+    return 0 if report.success else 1
+
+
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from .publish import PublishError, kept_builds, rollback
 
@@ -394,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--serve", action="store_true")
     dd.add_argument("--port", type=int, default=8081)
     dd.set_defaults(func=cmd_dbt_docs)
+    dq = sub.add_parser("dq-docs", help="run the data-quality suites on the published warehouse, write GX Data Docs")
+    dq.set_defaults(func=cmd_dq_docs)
     rb = sub.add_parser("rollback", help="serve the previously published warehouse again")
     rb.add_argument("build", nargs="?", help="a kept build (see --list); default the newest")
     rb.add_argument("--list", action="store_true", help="list the kept builds, newest first")

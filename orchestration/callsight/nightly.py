@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,6 +21,8 @@ class RunResult:
     first: date
     last: date
     failure: str | None = None
+    failed_expectations: tuple[str, ...] = ()
+    notified: tuple[str, ...] = ()
 
 
 def yesterday(tz_name: str, now: datetime | None = None) -> date:
@@ -85,7 +88,8 @@ def run_nightly(
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from .definitions import NIGHTLY_JOB, build_definitions
+    from .definitions import NIGHTLY_JOB, build_definitions, mail_admins_about_failure
+    from .notify import failure_report, summary
 
     # Refuse a bad configuration before anything is written.
     load_directory(settings.effective_directory_path)
@@ -118,12 +122,16 @@ def run_nightly(
             )
         else:
             result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
-    failure = None
-    if not result.success:
+        if result.success:
+            return RunResult(True, result.run_id, start, end)
         msgs = [
             str(e.event_specific_data.error.message).strip()
             for e in result.all_events
             if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
         ]
-        failure = "; ".join(msgs) or "run failed"
-    return RunResult(result.success, result.run_id, start, end, failure)
+        report = failure_report(instance, result.run_id)
+        # In-process runs are not seen by the daemon's run-failure sensor: mail the admins here.
+        notified = mail_admins_about_failure(settings, report, logging.getLogger("callsight"))
+    return RunResult(
+        False, result.run_id, start, end, summary(report, msgs), report.failed_expectations, tuple(notified)
+    )
