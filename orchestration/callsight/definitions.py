@@ -10,9 +10,11 @@ import dagster as dg
 from .assets import SiteResource, build_assets
 from .config import ConfigError, load_policy
 from .dbt_project import dbt_resource, ensure_manifest
+from .run_audit import NIGHTLY_JOB, audit_failed_run
 from .settings import Settings
 
-NIGHTLY_JOB = "nightly"
+REPUBLISH_JOB = "republish"
+__all__ = ["NIGHTLY_JOB", "REPUBLISH_JOB", "build_definitions", "defs"]
 
 
 def site_timezone(settings: Settings) -> str:
@@ -29,7 +31,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
-        description="Extract yesterday (+ look-back), build, check, publish.",
+        description="Extract yesterday (+ look-back), build, check, publish, record in the audit log.",
+        hooks={audit_failed_run},
+    )
+    republish = dg.define_asset_job(
+        REPUBLISH_JOB,
+        selection=dg.AssetSelection.groups("warehouse") | dg.AssetSelection.keys("published_warehouse"),
+        description="Build, check and publish from the raw store as it is (used by `callsight erase`).",
     )
     schedule = dg.build_schedule_from_partitioned_job(
         nightly,
@@ -40,7 +48,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[nightly],
+        jobs=[nightly, republish],
         schedules=[schedule],
         resources={"dbt": dbt_resource(), "site": SiteResource()},
     )
