@@ -409,6 +409,14 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy_report(settings: Settings, args: argparse.Namespace) -> int:
+    from .privacy_report import write_report
+
+    path = write_report(settings, args.format, Path(args.output).resolve() if args.output else None)
+    _print(f"processing record written to {path}")
+    return 0
+
+
 def cmd_schema_doc(settings: Settings, args: argparse.Namespace) -> int:
     from .docs import write_schema_doc
 
@@ -457,6 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--phone", action="append", metavar="NUMBER", help="phone number, any format (repeatable)")
     er.add_argument("--contact", action="append", metavar="NAME", help="contact name (repeatable)")
     er.set_defaults(func=cmd_erase)
+    pr = sub.add_parser("privacy-report", help="processing record for the DPO and works council, from the live config")
+    pr.add_argument("--format", choices=("md", "html"), default="md")
+    pr.add_argument("--output", metavar="PATH", help="default: CALLSIGHT_HOME/reports/processing-record-<date>.<fmt>")
+    pr.set_defaults(func=cmd_privacy_report)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
     sd.set_defaults(func=cmd_schema_doc)
     return p
