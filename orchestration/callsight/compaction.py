@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 import duckdb
@@ -38,4 +39,5 @@ def compact(path: Path) -> None:
         con.close()
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # keep the file's permissions
     os.replace(tmp, path)
