@@ -1,25 +1,30 @@
-"""Dagster assets of the nightly job: org directory, journal extract, dbt models, publish, and the
-data-quality checks (Great Expectations suites in data_quality/suites) that gate the publish."""
+"""Dagster assets of the nightly job: org directory, journal extract, dbt models, publish, audit, and
+the data-quality checks (Great Expectations suites in data_quality/suites) that gate the publish."""
 
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import requests
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from .audit import record_audit
 from .config import load_directory, load_policy
 from .dbt_project import DBT_PROJECT_DIR, dbt_project
+from .erasure import ErasureKeyError, erasure_key
 from .extract import Window, extract
 from .freshness import judge, read_served_state
 from .org_store import SITE_TABLES, store_site
 from .provision import provision_superset
-from .publish import model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
+from .publish import kept_builds, model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
 from .quality import QualityReport, SuiteSpec, load_suites, run_suites
+from .retention import RUN_DATE_TAG, prune_expired_builds, resolve_run_date, retention_cutoff
+from .run_audit import NIGHTLY_JOB, run_partitions, run_summary
 from .settings import Settings
 from .sources import Source, SourceUnavailableError
 from .superset_api import SupersetAPIError
@@ -40,6 +45,19 @@ class BuildConfig(dg.Config):
     """Run options of the warehouse build (set in the Dagster launchpad or `callsight run --full-refresh`)."""
 
     full_refresh: bool = False
+
+
+class PublishConfig(dg.Config):
+    """Run options of the publish step. `callsight erase` discards the kept builds: they predate the erasure."""
+
+    discard_kept_builds: bool = False
+
+
+def run_date(context: dg.OpExecutionContext, tz: ZoneInfo) -> date:
+    """The run's date in the site time zone (when it was created; a later date may come as a run tag)."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    created = record.create_timestamp if record else datetime.now(UTC)
+    return resolve_run_date(created.astimezone(tz).date(), context.run.tags.get(RUN_DATE_TAG))
 
 
 class CallsightTranslator(DagsterDbtTranslator):
@@ -117,8 +135,13 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         ],
     )
     def site_config(context: AssetExecutionContext, site: SiteResource):
-        """Org directory (users, groups, options, staff) and holiday calendar, written to the raw store."""
+        """Org directory (users, groups, options, staff) and holiday calendar, written to the raw store.
+        A nightly run records its start in the audit log first."""
         s = site.settings()
+        if context.job_name == NIGHTLY_JOB:
+            first, last = run_partitions(context.run.tags)
+            started = {"event": "started", "job": NIGHTLY_JOB, "first_day": first, "last_day": last}
+            record_audit(s, "run", context.run.run_id, started)
         directory = load_directory(s.effective_directory_path)
         policy = load_policy(s.effective_policy_path)  # refuse a bad policy before anything is written
         this_year = datetime.now(policy.tz).year
@@ -141,11 +164,27 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         directory = load_directory(s.effective_directory_path)
         policy = load_policy(s.effective_policy_path)
         first, last = partition_days(context.partition_time_window)
+        cutoff = retention_cutoff(run_date(context, policy.tz), policy.retention.journal_days)
         window = Window.for_days(first, last, s.lookback_days)
-        context.log.info(f"extracting StartTime in [{window.start}, {window.end}) from {s.journal_table}")
+        context.log.info(
+            f"extracting StartTime in [{max(window.start, cutoff)}, {max(window.end, cutoff)}) from "
+            f"{s.journal_table}; retention keeps calls from {cutoff}"
+        )
         source = Source(s.journal_url, s.journal_table)
         try:
-            stats = extract(source, s.raw_db, window, directory, policy, context.run_id, log=context.log.debug)
+            stats = extract(
+                source,
+                s.raw_db,
+                window,
+                directory,
+                policy,
+                context.run_id,
+                log=context.log.debug,
+                cutoff=cutoff,
+                erasure_key=erasure_key(s, required=False),
+            )
+        except ErasureKeyError as exc:
+            raise dg.Failure(description=str(exc)) from exc
         except SourceUnavailableError as exc:
             attempt = context.retry_number
             if attempt < s.extract_retries:
@@ -155,11 +194,15 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
             raise dg.Failure(description=f"{exc} (gave up after {attempt} retries)") from exc
         return dg.MaterializeResult(
             metadata={
-                "window_start": str(window.start),
-                "window_end": str(window.end),
+                "window_start": str(stats.window.start),
+                "window_end": str(stats.window.end),
+                "retention_cutoff": str(cutoff),
                 "source_rows": stats.source_rows,
                 "loaded_rows": stats.loaded_rows,
                 "quarantined_rows": stats.quarantined_rows,
+                "erased_rows": stats.erased_rows,
+                "expired_rows": stats.expired_rows,
+                "expired_quarantined_rows": stats.expired_quarantined_rows,
                 "rows_per_second": dg.MetadataValue.float(round(stats.rows_per_second, 1)),
                 "reader": stats.reader,
             }
@@ -204,15 +247,24 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         yield from quality_check_results(report)
 
     @dg.asset(group_name="publish", deps=[warehouse_models], kinds={"duckdb"})
-    def published_warehouse(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
-        """The checked build, pruned to the served schemas and swapped over the served file atomically."""
+    def published_warehouse(
+        context: AssetExecutionContext, site: SiteResource, config: PublishConfig
+    ) -> dg.MaterializeResult:
+        """The checked build, pruned to the served schemas, compacted and swapped over the served file
+        atomically. Kept builds holding calls beyond retention + one night are deleted."""
         s = site.settings()
+        policy = load_policy(s.effective_policy_path)
         prune_build(s.build_db)
-        counts = publish(s.build_db, s.served_db, keep=s.keep_builds)
-        context.log.info(f"published {s.served_db}: {counts}")
+        counts = publish(s.build_db, s.served_db, keep=0 if config.discard_kept_builds else s.keep_builds)
+        cutoff = retention_cutoff(run_date(context, policy.tz), policy.retention.journal_days)
+        pruned = prune_expired_builds(s.served_db, cutoff)
+        context.log.info(f"published {s.served_db}: {counts}; expired kept builds deleted: {len(pruned)}")
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(s.served_db)),
+                "build_fingerprint": stored_fingerprint(s.served_db) or "",
+                "kept_builds": len(kept_builds(s.served_db)),
+                "kept_builds_expired": len(pruned),
                 **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
             }
         )
@@ -269,6 +321,17 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
             },
         )
 
+    @dg.asset(group_name="audit", deps=[superset_access], kinds={"duckdb"})
+    def nightly_run_record(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
+        """The run's record in the audit log: finished, with the row counts and the build fingerprint.
+        (A failed run is recorded by the job's failure hook.)"""
+        if context.job_name != NIGHTLY_JOB:
+            context.log.info("not a nightly run: nothing recorded")
+            return dg.MaterializeResult(metadata={"recorded": False})
+        detail = {"event": "finished", "status": "success", **run_summary(context.instance, context.run.run_id)}
+        entry = record_audit(site.settings(), "run", context.run.run_id, detail)
+        return dg.MaterializeResult(metadata={"recorded": True, "audit_seq": entry.seq})
+
     return [
         site_config,
         journal_extract,
@@ -278,4 +341,5 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         published_warehouse,
         published_warehouse_fresh,
         superset_access,
+        nightly_run_record,
     ]

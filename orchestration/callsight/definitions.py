@@ -14,11 +14,13 @@ from .assets import FRESHNESS_CHECK, SiteResource, build_assets
 from .config import ConfigError, load_directory, load_policy
 from .dbt_project import dbt_resource, ensure_manifest
 from .notify import FailureReport, SmtpConfig, failure_report, notify_admins
+from .run_audit import NIGHTLY_JOB, audit_failed_run
 from .settings import Settings
 
-NIGHTLY_JOB = "nightly"
 FRESHNESS_JOB = "warehouse_freshness"
 FAILURE_SENSOR = "nightly_failure_mail"
+REPUBLISH_JOB = "republish"
+__all__ = ["FAILURE_SENSOR", "FRESHNESS_JOB", "NIGHTLY_JOB", "REPUBLISH_JOB", "build_definitions", "defs"]
 
 
 def site_timezone(settings: Settings) -> str:
@@ -35,7 +37,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
-        description="Extract yesterday (+ look-back), build, check, publish.",
+        description="Extract yesterday (+ look-back), build, check, publish, record in the audit log.",
+        hooks={audit_failed_run},
+    )
+    republish = dg.define_asset_job(
+        REPUBLISH_JOB,
+        selection=dg.AssetSelection.groups("warehouse") | dg.AssetSelection.keys("published_warehouse"),
+        description="Build, check and publish from the raw store as it is (used by `callsight erase`).",
     )
     schedule = dg.build_schedule_from_partitioned_job(
         nightly,
@@ -70,7 +78,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     return dg.Definitions(
         assets=assets,
-        jobs=[nightly, freshness],
+        jobs=[nightly, republish, freshness],
         schedules=[schedule, freshness_schedule],
         sensors=[nightly_failure_mail],
         resources={"dbt": dbt_resource(), "site": SiteResource()},
