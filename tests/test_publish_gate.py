@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 import duckdb
@@ -126,19 +126,21 @@ def test_callsight_run_fails_naming_the_expectation_and_mails_each_admin_once(
     for key, value in smtp_sink.env().items():
         monkeypatch.setenv(key, value)
     # A leg that stops before it starts lands in the raw store outside any extract window (an older
-    # tool wrote it, or a restore went wrong); it carries data that must never reach a mail.
+    # tool wrote it, or a restore went wrong) but within retention; it carries data that must never
+    # reach a mail.
     needles = ["+49 30 5550147", "Erika Vertraulich", "Geheim und Partner GmbH", "Kündigung besprechen"]
+    last = date.fromisoformat(last_day(s))
+    start = datetime.combine(last - timedelta(days=s.lookback_days + 20), time(10, 0))
     con = duckdb.connect(str(s.raw_db))
     con.execute(
         'INSERT INTO journal SELECT * REPLACE ("ID" + 1000000000 AS "ID", '
-        "TIMESTAMP '2020-03-02 10:00:00' AS \"StartTime\", TIMESTAMP '2020-03-02 09:58:00' AS \"StopTime\", "
+        '? AS "StartTime", ? AS "StopTime", '
         'NULL AS "ConnectTime", NULL AS "DisconnectTime", ? AS "PhoneNumber", ? AS "ContactName", '
         '? AS "ContactCompany", ? AS "Subject") FROM journal LIMIT 1',
-        needles,
+        [start, start - timedelta(minutes=2), *needles],
     )
     con.close()
     before = digest(published_copy)
-    last = date.fromisoformat(last_day(s))
     capsys.readouterr()
 
     assert main(["run", "--date", last.isoformat()]) == 1

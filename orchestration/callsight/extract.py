@@ -92,6 +92,9 @@ CREATE TABLE IF NOT EXISTS {{db}}extract_runs (
     seconds DOUBLE NOT NULL,
     finished_at TIMESTAMP NOT NULL
 );
+-- Rows of the window deleted by retention in the same run (a chain that began before the cutoff
+-- expires whole): source rows = loaded + quarantined, and loaded = in the journal + expired.
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS expired_in_window BIGINT DEFAULT 0;
 """
 
 
@@ -304,12 +307,22 @@ def extract(
             [run_id, now],
         )
         con.execute("DROP TABLE store.incoming")
+        before = con.execute(
+            'SELECT count(*) FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ?', params
+        ).fetchone()[0]
         purged = purge_store(con, cutoff, "store") if cutoff is not None else PurgeCounts(0, 0)
+        expired_in_window = (
+            before
+            - con.execute(
+                'SELECT count(*) FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ?', params
+            ).fetchone()[0]
+        )
         seconds = time.perf_counter() - t0
         loaded = source_rows - quarantined
         con.execute(
-            "INSERT INTO store.extract_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, window.start, window.end, source_rows, loaded, quarantined, seconds, now],
+            "INSERT INTO store.extract_runs (run_id, window_start, window_end, source_rows, loaded_rows, "
+            "quarantined_rows, seconds, finished_at, expired_in_window) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, window.start, window.end, source_rows, loaded, quarantined, seconds, now, expired_in_window],
         )
         con.execute("COMMIT")
     except BaseException:
