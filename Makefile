@@ -6,12 +6,13 @@ SUPERSET_VENV := .venv-superset
 PIP_FLAGS ?= --disable-pip-version-check -q
 export CALLSIGHT_SUPERSET_VENV ?= $(CURDIR)/$(SUPERSET_VENV)
 
-.PHONY: help venvs demo test test-fast lint dbt-docs bench-extract superset-lock clean clean-demo
+.PHONY: help venvs demo test test-fast lint dbt-docs dq-docs bench-extract bench-quality superset-lock clean clean-demo
 
 help:
 	@echo "make demo    - set up, generate demo data, run the nightly job, serve Superset :8088 and Dagster :3000"
 	@echo "make test    - set up and run the test suite"
 	@echo "make lint    - ruff + sqlfluff"
+	@echo "make dq-docs - data-quality suites on the published warehouse -> GX Data Docs in CALLSIGHT_HOME"
 	@echo "make clean   - remove virtual environments and build artefacts (keeps CALLSIGHT_HOME)"
 
 # Pipeline env: from pyproject.toml (editable, with dev extras).
@@ -45,9 +46,17 @@ lint: $(VENV)/.installed
 dbt-docs: $(VENV)/.installed
 	$(VENV)/bin/callsight dbt-docs --serve
 
+# Great Expectations Data Docs of the published warehouse, written to CALLSIGHT_HOME/data_quality/docs.
+dq-docs: $(VENV)/.installed
+	$(VENV)/bin/callsight dq-docs
+
 # Extract throughput and peak memory at 1M rows (SQLite, and PostgreSQL on loopback when running).
 bench-extract: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_extract.py --rows $${ROWS:-1000000}
+
+# Time and peak memory of the data-quality suites with ROWS legs in the raw journal and fct_calls.
+bench-quality: $(VENV)/.installed
+	$(VENV)/bin/python bench/bench_quality.py --rows $${ROWS:-1000000}
 
 # Re-resolve the Superset environment from superset/requirements.in and pin it.
 superset-lock:

@@ -4,13 +4,18 @@ CALLSIGHT_REQUIRE_SERVICES=1 (set by .ci/run) turns that skip into a failure."""
 
 from __future__ import annotations
 
+import mailbox
 import os
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -75,6 +80,77 @@ def published_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture
+def published_copy(published_site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """A private copy of the published site (journal, raw store, served warehouse, directory, policy)
+    without its Dagster history: for tests that break things, at the cost of a file copy, not a run."""
+    home = tmp_path / "home"
+    shutil.copytree(
+        published_site.home, home, ignore=shutil.ignore_patterns("dagster", "logs", "data_quality", "build")
+    )
+    for key in [k for k in os.environ if k.startswith("CALLSIGHT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CALLSIGHT_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    return Site(home, {**published_site.env, "CALLSIGHT_HOME": str(home)})
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that stores every message in a Maildir."""
+
+    host: str
+    port: int
+    maildir: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SMTP_HOST": self.host,
+            "SMTP_PORT": str(self.port),
+            "SMTP_STARTTLS": "False",
+            "SMTP_SSL": "False",
+            "SMTP_USER": "",
+            "SMTP_PASSWORD": "",
+            "SMTP_MAIL_FROM": "callsight@example.org",
+        }
+
+    def messages(self) -> list[Message]:
+        box = mailbox.Maildir(self.maildir, create=False)
+        return [box.get_message(key) for key in sorted(box.keys())]
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path) -> Iterator[SmtpSink]:
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        require_service(False, "aiosmtpd (the dev extras: pip install -e '.[dev]')")
+    port = free_port()
+    maildir = tmp_path / "maildir"
+    log = (tmp_path / "smtp-sink.log").open("wb")
+    command = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        [*command, "-c", "aiosmtpd.handlers.Mailbox", str(maildir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"SMTP sink did not start (see {log.name})") from None
+                time.sleep(0.1)
+        yield SmtpSink("127.0.0.1", port, maildir)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
 
 
 def free_port() -> int:

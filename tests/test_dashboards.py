@@ -23,8 +23,11 @@ DASHBOARDS = {"management-summary", "agenten", "kunden", "projekte"}
 ARTEFACTS = REPO_ROOT / "test-artifacts" / "dashboards"
 
 
-def dashboards(assets: dict[str, dict]) -> dict[str, dict]:
-    return {c["slug"]: c for n, c in assets.items() if n.startswith("dashboards/")}
+def dashboards(assets: dict[str, dict], admin: bool = False) -> dict[str, dict]:
+    """The users' dashboards (or, with admin=True, the admins' own ones)."""
+    return {
+        c["slug"]: c for n, c in assets.items() if n.startswith("dashboards/") and bool(c.get("admin_only")) == admin
+    }
 
 
 def charts_of(dashboard: dict) -> list[str]:
@@ -85,6 +88,7 @@ def test_dashboard_charts_read_only_the_masked_dashboard_datasets() -> None:
             chart = next(c for c in assets.values() if c.get("uuid") == uuid)
             ds = datasets[chart["dataset_uuid"]]
             assert ds["table_name"].startswith("dashboard_"), (d["slug"], chart["slice_name"])
+            assert not ds.get("admin_only")
             assert "phone_number" not in ds["sql"] or "XXX" in ds["sql"]
 
 
@@ -137,7 +141,7 @@ def dataset_id(client: SupersetClient, table: str) -> int:
 @pytest.mark.superset
 def test_native_filters_scope_the_imported_charts(superset_server: SupersetServer) -> None:
     admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
-    for slug in DASHBOARDS:
+    for slug in DASHBOARDS | {"betrieb"}:
         dash = admin.get(f"/api/v1/dashboard/{slug}")["result"]
         chart_ids = {c["id"] for c in admin.get(f"/api/v1/dashboard/{slug}/charts")["result"]}
         position = json.loads(dash["position_json"])
@@ -333,3 +337,52 @@ def test_group_leader_sees_every_dashboard_render_in_chromium(superset_server: S
 def json_rison(value: str) -> str:
     """A rison string literal (the time_range API takes one)."""
     return "'" + value.replace("!", "!!").replace("'", "!'") + "'"
+
+
+@pytest.mark.superset
+def test_the_operations_dashboard_and_its_datasets_are_for_admins_only(superset_server: SupersetServer) -> None:
+    """Quarantine by reason and day, and the audit log: admins read them; viewers and analysts cannot."""
+    from callsight.superset_api import SupersetAPIError
+
+    s = superset_server
+    con = duckdb.connect(str(s.site.settings.raw_db), read_only=True)
+    quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    con.close()
+    assert quarantined > 0, "the demo journal has malformed rows"
+    admin = SupersetClient(s.url).login("admin", s.admin_password)
+    ds = dataset_id(admin, "quarantine_summary")
+    data = admin.chart_data(
+        {
+            "datasource": {"id": ds, "type": "table"},
+            "force": True,
+            "queries": [{"metrics": ["quarantaene"], "columns": ["reason"], "filters": []}],
+            "result_format": "json",
+            "result_type": "full",
+        }
+    )
+    rows = data["result"][0]["data"]
+    assert sum(r["quarantaene"] for r in rows) == quarantined and all(r["reason"] for r in rows)
+    assert admin.get("/api/v1/dashboard/betrieb")["result"]["roles"] == [{"id": admin_role_id(admin), "name": "Admin"}]
+    directory = load_directory(s.site.settings.effective_directory_path)
+    leader, _ = group_leader(s)
+    for user in (leader, directory.analysts[0]):
+        client = SupersetClient(s.url).login(user, s.user_password)
+        visible = {d["table_name"] for d in client.list_all("dataset")}
+        assert not visible & {"quarantine_summary", "audit_log"}, user
+        with pytest.raises(SupersetAPIError) as err:
+            client.chart_data(
+                {
+                    "datasource": {"id": ds, "type": "table"},
+                    "queries": [{"metrics": ["quarantaene"], "columns": []}],
+                    "result_format": "json",
+                    "result_type": "full",
+                }
+            )
+        assert err.value.status in (403, 404), user
+        with pytest.raises(SupersetAPIError) as err:
+            client.get("/api/v1/dashboard/betrieb")
+        assert err.value.status in (403, 404), user
+
+
+def admin_role_id(client: SupersetClient) -> int:
+    return next(r["id"] for r in client.list_all("security/roles") if r["name"] == "Admin")

@@ -13,3 +13,16 @@
 {% macro duckdb__local_to_utc(column, tz) -%}
     cast(timezone('UTC', timezone('{{ tz }}', {{ column }})) as timestamp)
 {%- endmacro %}
+
+{#- The reverse: a naive UTC timestamp to the naive local wall-clock time of the site time zone. -#}
+{% macro utc_to_local(column, tz) -%}
+    {{ return(adapter.dispatch('utc_to_local', 'callsight')(column, tz)) }}
+{%- endmacro %}
+
+{% macro default__utc_to_local(column, tz) -%}
+    cast(({{ column }} at time zone 'UTC') at time zone '{{ tz }}' as timestamp)
+{%- endmacro %}
+
+{% macro duckdb__utc_to_local(column, tz) -%}
+    cast(timezone('{{ tz }}', timezone('UTC', {{ column }})) as timestamp)
+{%- endmacro %}

@@ -1,28 +1,37 @@
-"""Dagster assets of the nightly job: org directory, journal extract, dbt models, publish."""
+"""Dagster assets of the nightly job: org directory, journal extract, dbt models, publish, audit, and
+the data-quality checks (Great Expectations suites in data_quality/suites) that gate the publish."""
 
 import json
 import os
-from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import requests
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from .audit import record_audit
 from .config import load_directory, load_policy
 from .dbt_project import DBT_PROJECT_DIR, dbt_project
+from .erasure import ErasureKeyError, erasure_key
 from .extract import Window, extract
+from .freshness import judge, read_served_state
 from .org_store import SITE_TABLES, store_site
 from .provision import provision_superset
-from .publish import model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
+from .publish import kept_builds, model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
+from .quality import QualityReport, SuiteSpec, load_suites, run_suites
+from .retention import RUN_DATE_TAG, prune_expired_builds, resolve_run_date, retention_cutoff
+from .run_audit import NIGHTLY_JOB, run_partitions, run_summary
 from .settings import Settings
 from .sources import Source, SourceUnavailableError
 from .superset_api import SupersetAPIError
 
 PARTITIONS_START = "2020-01-01"
 PARTITIONS_START_YEAR = 2020
+FRESHNESS_CHECK = "fresh"
 
 
 class SiteResource(dg.ConfigurableResource):
@@ -36,6 +45,19 @@ class BuildConfig(dg.Config):
     """Run options of the warehouse build (set in the Dagster launchpad or `callsight run --full-refresh`)."""
 
     full_refresh: bool = False
+
+
+class PublishConfig(dg.Config):
+    """Run options of the publish step. `callsight erase` discards the kept builds: they predate the erasure."""
+
+    discard_kept_builds: bool = False
+
+
+def run_date(context: dg.OpExecutionContext, tz: ZoneInfo) -> date:
+    """The run's date in the site time zone (when it was created; a later date may come as a run tag)."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    created = record.create_timestamp if record else datetime.now(UTC)
+    return resolve_run_date(created.astimezone(tz).date(), context.run.tags.get(RUN_DATE_TAG))
 
 
 class CallsightTranslator(DagsterDbtTranslator):
@@ -60,8 +82,45 @@ def daily_partitions(timezone: str) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone=timezone)
 
 
-def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
+def quality_check_specs(suites: Sequence[SuiteSpec]) -> list[dg.AssetCheckSpec]:
+    """One blocking check per suite: a failure stops every asset downstream of the checked one."""
+    return [
+        dg.AssetCheckSpec(s.name, asset=dg.AssetKey(list(s.asset)), blocking=True, description=s.description)
+        for s in suites
+    ]
+
+
+def quality_check_results(report: QualityReport) -> Iterator[dg.AssetCheckResult]:
+    """Check results that name every failed expectation (names and counts only, never data values)."""
+    for r in report.results:
+        failed = [str(o) for o in r.failed]
+        yield dg.AssetCheckResult(
+            asset_key=dg.AssetKey(list(r.suite.asset)),
+            check_name=r.suite.name,
+            passed=r.success,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{len(failed)} of {len(r.outcomes)} expectations failed" if failed else None,
+            metadata={
+                "expectations": dg.MetadataValue.int(len(r.outcomes)),
+                "failed": dg.MetadataValue.int(len(failed)),
+                "failed_expectations": dg.MetadataValue.json(failed),
+                "suite_file": dg.MetadataValue.path(str(r.suite.path)),
+            },
+        )
+
+
+def _log_report(context: dg.AssetCheckExecutionContext, report: QualityReport) -> None:
+    for r in report.results:
+        context.log.info(f"{r.suite.name}: {len(r.outcomes) - len(r.failed)}/{len(r.outcomes)} expectations met")
+    for o in report.failed:
+        context.log.error(f"expectation failed: {o}")
+
+
+def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     partitions = daily_partitions(timezone)
+    suites = load_suites()
+    raw_suites = [s for s in suites if s.stage == "raw"]
+    warehouse_suites = [s for s in suites if s.stage == "warehouse"]
 
     @dg.multi_asset(
         name="site_config",
@@ -76,8 +135,13 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         ],
     )
     def site_config(context: AssetExecutionContext, site: SiteResource):
-        """Org directory (users, groups, options, staff) and holiday calendar, written to the raw store."""
+        """Org directory (users, groups, options, staff) and holiday calendar, written to the raw store.
+        A nightly run records its start in the audit log first."""
         s = site.settings()
+        if context.job_name == NIGHTLY_JOB:
+            first, last = run_partitions(context.run.tags)
+            started = {"event": "started", "job": NIGHTLY_JOB, "first_day": first, "last_day": last}
+            record_audit(s, "run", context.run.run_id, started)
         directory = load_directory(s.effective_directory_path)
         policy = load_policy(s.effective_policy_path)  # refuse a bad policy before anything is written
         this_year = datetime.now(policy.tz).year
@@ -100,11 +164,27 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
         directory = load_directory(s.effective_directory_path)
         policy = load_policy(s.effective_policy_path)
         first, last = partition_days(context.partition_time_window)
+        cutoff = retention_cutoff(run_date(context, policy.tz), policy.retention.journal_days)
         window = Window.for_days(first, last, s.lookback_days)
-        context.log.info(f"extracting StartTime in [{window.start}, {window.end}) from {s.journal_table}")
+        context.log.info(
+            f"extracting StartTime in [{max(window.start, cutoff)}, {max(window.end, cutoff)}) from "
+            f"{s.journal_table}; retention keeps calls from {cutoff}"
+        )
         source = Source(s.journal_url, s.journal_table)
         try:
-            stats = extract(source, s.raw_db, window, directory, policy, context.run_id, log=context.log.debug)
+            stats = extract(
+                source,
+                s.raw_db,
+                window,
+                directory,
+                policy,
+                context.run_id,
+                log=context.log.debug,
+                cutoff=cutoff,
+                erasure_key=erasure_key(s, required=False),
+            )
+        except ErasureKeyError as exc:
+            raise dg.Failure(description=str(exc)) from exc
         except SourceUnavailableError as exc:
             attempt = context.retry_number
             if attempt < s.extract_retries:
@@ -114,15 +194,27 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             raise dg.Failure(description=f"{exc} (gave up after {attempt} retries)") from exc
         return dg.MaterializeResult(
             metadata={
-                "window_start": str(window.start),
-                "window_end": str(window.end),
+                "window_start": str(stats.window.start),
+                "window_end": str(stats.window.end),
+                "retention_cutoff": str(cutoff),
                 "source_rows": stats.source_rows,
                 "loaded_rows": stats.loaded_rows,
                 "quarantined_rows": stats.quarantined_rows,
+                "erased_rows": stats.erased_rows,
+                "expired_rows": stats.expired_rows,
+                "expired_quarantined_rows": stats.expired_quarantined_rows,
                 "rows_per_second": dg.MetadataValue.float(round(stats.rows_per_second, 1)),
                 "reader": stats.reader,
             }
         )
+
+    @dg.multi_asset_check(specs=quality_check_specs(raw_suites), name="raw_quality_checks")
+    def raw_quality_checks(context: dg.AssetCheckExecutionContext, site: SiteResource):
+        """Great Expectations suites over the raw store, after the extract and before dbt builds on it."""
+        s = site.settings()
+        report = run_suites(raw_suites, s.raw_db)
+        _log_report(context, report)
+        yield from quality_check_results(report)
 
     project = dbt_project()
 
@@ -145,16 +237,34 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             args.append("--full-refresh")
         yield from dbt.cli(args, context=context).stream()
 
-    @dg.asset(group_name="publish", deps=[warehouse_models], kinds={"duckdb"})
-    def published_warehouse(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
-        """The checked build, pruned to the served schemas and swapped over the served file atomically."""
+    @dg.multi_asset_check(specs=quality_check_specs(warehouse_suites), name="warehouse_quality_checks")
+    def warehouse_quality_checks(context: dg.AssetCheckExecutionContext, site: SiteResource):
+        """Great Expectations suites over the build file (raw store attached), before it is published:
+        the checks are blocking, so a failed one stops `published_warehouse`."""
         s = site.settings()
+        report = run_suites(warehouse_suites, s.raw_db, s.build_db)
+        _log_report(context, report)
+        yield from quality_check_results(report)
+
+    @dg.asset(group_name="publish", deps=[warehouse_models], kinds={"duckdb"})
+    def published_warehouse(
+        context: AssetExecutionContext, site: SiteResource, config: PublishConfig
+    ) -> dg.MaterializeResult:
+        """The checked build, pruned to the served schemas, compacted and swapped over the served file
+        atomically. Kept builds holding calls beyond retention + one night are deleted."""
+        s = site.settings()
+        policy = load_policy(s.effective_policy_path)
         prune_build(s.build_db)
-        counts = publish(s.build_db, s.served_db, keep=s.keep_builds)
-        context.log.info(f"published {s.served_db}: {counts}")
+        counts = publish(s.build_db, s.served_db, keep=0 if config.discard_kept_builds else s.keep_builds)
+        cutoff = retention_cutoff(run_date(context, policy.tz), policy.retention.journal_days)
+        pruned = prune_expired_builds(s.served_db, cutoff)
+        context.log.info(f"published {s.served_db}: {counts}; expired kept builds deleted: {len(pruned)}")
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(s.served_db)),
+                "build_fingerprint": stored_fingerprint(s.served_db) or "",
+                "kept_builds": len(kept_builds(s.served_db)),
+                "kept_builds_expired": len(pruned),
                 **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
             }
         )
@@ -189,4 +299,47 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [site_config, journal_extract, warehouse_models, published_warehouse, superset_access]
+    @dg.asset_check(
+        asset=published_warehouse,
+        name=FRESHNESS_CHECK,
+        description="The served warehouse was published within CALLSIGHT_STALE_AFTER_HOURS (default 36 h).",
+    )
+    def published_warehouse_fresh(context: dg.AssetCheckExecutionContext, site: SiteResource) -> dg.AssetCheckResult:
+        s = site.settings()
+        state = read_served_state(s.served_db)
+        verdict = judge(state, datetime.now(UTC), timedelta(hours=s.stale_after_hours))
+        age_hours = round(verdict.age.total_seconds() / 3600, 2) if verdict.age else -1.0
+        (context.log.info if verdict.fresh else context.log.error)(f"{s.served_db}: {verdict.reason}")
+        return dg.AssetCheckResult(
+            passed=verdict.fresh,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=verdict.reason,
+            metadata={
+                "published_at": dg.MetadataValue.text(state.built_at.isoformat() if state.built_at else "-"),
+                "newest_call_utc": dg.MetadataValue.text(str(state.newest_call_utc or "-")),
+                "age_hours": dg.MetadataValue.float(age_hours),
+            },
+        )
+
+    @dg.asset(group_name="audit", deps=[superset_access], kinds={"duckdb"})
+    def nightly_run_record(context: AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
+        """The run's record in the audit log: finished, with the row counts and the build fingerprint.
+        (A failed run is recorded by the job's failure hook.)"""
+        if context.job_name != NIGHTLY_JOB:
+            context.log.info("not a nightly run: nothing recorded")
+            return dg.MaterializeResult(metadata={"recorded": False})
+        detail = {"event": "finished", "status": "success", **run_summary(context.instance, context.run.run_id)}
+        entry = record_audit(site.settings(), "run", context.run.run_id, detail)
+        return dg.MaterializeResult(metadata={"recorded": True, "audit_seq": entry.seq})
+
+    return [
+        site_config,
+        journal_extract,
+        raw_quality_checks,
+        warehouse_models,
+        warehouse_quality_checks,
+        published_warehouse,
+        published_warehouse_fresh,
+        superset_access,
+        nightly_run_record,
+    ]

@@ -26,7 +26,13 @@ DEMO_BANNER = """
  #  your own journal and configuration instead.                               #
  ############################################################################
 """
-DEMO_SECRET_NAMES = ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "CALLSIGHT_DEMO_PASSWORD")
+DEMO_SECRET_NAMES = (
+    "SUPERSET_SECRET_KEY",
+    "SUPERSET_ADMIN_PASSWORD",
+    "CALLSIGHT_DEMO_PASSWORD",
+    "CALLSIGHT_ERASURE_KEY",
+)
+LONG_SECRETS = ("SUPERSET_SECRET_KEY", "CALLSIGHT_ERASURE_KEY")
 DASHBOARD_SLUGS = ("management-summary", "agenten", "kunden", "projekte")
 
 
@@ -47,7 +53,7 @@ def demo_secrets(settings: Settings) -> dict[str, str]:
     changed = False
     for name in DEMO_SECRET_NAMES:
         if not values.get(name):
-            values[name] = secrets.token_urlsafe(12 if name != "SUPERSET_SECRET_KEY" else 42)
+            values[name] = secrets.token_urlsafe(42 if name in LONG_SECRETS else 12)
             changed = True
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +122,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         f"nightly run {result.run_id} FAILED for {result.first} .. {result.last}: {result.failure}\n"
         f"The last good warehouse keeps serving ({settings.served_db})."
     )
+    if result.notified:
+        _print(f"failure mail sent to {len(result.notified)} admin(s)")
     return 1
 
 
@@ -240,8 +248,9 @@ def serve(
             "CALLSIGHT_SUPERSET_URL": url,
             "SUPERSET_ADMIN_PASSWORD": admin_password,
         }
-        if settings.secret("CALLSIGHT_DEMO_PASSWORD"):
-            dagster_env["CALLSIGHT_DEMO_PASSWORD"] = settings.secret("CALLSIGHT_DEMO_PASSWORD")
+        for name in ("CALLSIGHT_DEMO_PASSWORD", "CALLSIGHT_ERASURE_KEY"):  # the demo's come from its secrets file
+            if settings.secret(name):
+                dagster_env[name] = settings.secret(name)
         dagster = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("dagster")),
@@ -390,6 +399,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     values = demo_secrets(settings)
     env = dict(settings.env, **values)
     settings = Settings.from_env(env)
+    # The nightly run below reads its settings from the process environment: it needs the erasure key
+    # once `callsight erase` has been used on the demo.
+    os.environ.setdefault("CALLSIGHT_ERASURE_KEY", values["CALLSIGHT_ERASURE_KEY"])
     settings = Settings.from_env({**env, **demo_reports_profile(settings)})
     if settings.is_demo_journal() and not settings.demo_journal_path.exists():
         rc = cmd_demo_data(settings, argparse.Namespace(seed=42, days=90, users=60, end=None, force=False))
@@ -426,6 +438,27 @@ def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dq_docs(settings: Settings, args: argparse.Namespace) -> int:
+    import shutil
+
+    from .quality import load_suites, run_suites
+
+    if not settings.served_db.exists():
+        _print(f"callsight: no published warehouse at {settings.served_db}; run `callsight run` first")
+        return 1
+    shutil.rmtree(settings.dq_docs_dir, ignore_errors=True)
+    report = run_suites(load_suites(), settings.raw_db, settings.served_db, docs_dir=settings.dq_docs_dir)
+    failed = report.failed
+    _print(
+        f"data quality of {settings.served_db}: {report.expectation_count - len(failed)} of "
+        f"{report.expectation_count} expectations met in {len(report.results)} suites"
+    )
+    for o in failed:
+        _print(f"  FAILED {o}")
+    _print(f"Data Docs: {report.docs_index}")
+    return 0 if report.success else 1
+
+
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from .publish import PublishError, kept_builds, rollback
 
@@ -439,6 +472,59 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
         _print(f"callsight: {exc}")
         return 1
     _print(f"serving {restored.name} again as {settings.served_db}; the replaced build is kept in history/")
+    return 0
+
+
+def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
+    import duckdb
+
+    from .erase import erase
+    from .erasure import CONTACT, PHONE, ErasureKeyError, Identifier
+
+    try:
+        identifiers = [Identifier(PHONE, p) for p in args.phone or []]
+        identifiers += [Identifier(CONTACT, c) for c in args.contact or []]
+    except ValueError as exc:
+        _print(f"callsight: {exc}; nothing was recorded")
+        return 2
+    if not identifiers:
+        _print("callsight erase: name at least one --phone or --contact")
+        return 2
+    try:
+        result = erase(settings, identifiers)
+    except ErasureKeyError as exc:
+        _print(f"callsight: {exc}; nothing was recorded")
+        return 2
+    except duckdb.IOException as exc:
+        _print(
+            f"callsight: the raw store is busy (a nightly run?): {exc}\n"
+            "Run the same `callsight erase` again when the run has finished: repeating a request is harmless."
+        )
+        return 1
+    _print(
+        f"erasure request {result.request_id} recorded ({result.identifiers} identifier(s), stored as keyed hashes): "
+        f"{result.journal_rows} stored call legs and {result.quarantine_rows} quarantined rows cleared; "
+        "later extracts suppress them too"
+    )
+    if result.published is None:
+        _print("no published warehouse yet: the first nightly run builds it without the erased data")
+        return 0
+    if not result.published:
+        _print(
+            f"FAILED to republish the warehouse: {result.failure}\n"
+            "The served warehouse and the kept builds still hold the erased fields until a run publishes: "
+            "fix the cause and run `callsight run`."
+        )
+        return 1
+    _print(f"warehouse rebuilt and published; {result.kept_builds_removed} kept build(s) deleted (they predate it)")
+    return 0
+
+
+def cmd_privacy_report(settings: Settings, args: argparse.Namespace) -> int:
+    from .privacy_report import write_report
+
+    path = write_report(settings, args.format, Path(args.output).resolve() if args.output else None)
+    _print(f"processing record written to {path}")
     return 0
 
 
@@ -480,10 +566,22 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--serve", action="store_true")
     dd.add_argument("--port", type=int, default=8081)
     dd.set_defaults(func=cmd_dbt_docs)
+    dq = sub.add_parser("dq-docs", help="run the data-quality suites on the published warehouse, write GX Data Docs")
+    dq.set_defaults(func=cmd_dq_docs)
     rb = sub.add_parser("rollback", help="serve the previously published warehouse again")
     rb.add_argument("build", nargs="?", help="a kept build (see --list); default the newest")
     rb.add_argument("--list", action="store_true", help="list the kept builds, newest first")
     rb.set_defaults(func=cmd_rollback)
+    er = sub.add_parser(
+        "erase", help="erasure request (GDPR Art. 17): clear a number's or contact's calls everywhere, now"
+    )
+    er.add_argument("--phone", action="append", metavar="NUMBER", help="phone number, any format (repeatable)")
+    er.add_argument("--contact", action="append", metavar="NAME", help="contact name (repeatable)")
+    er.set_defaults(func=cmd_erase)
+    pr = sub.add_parser("privacy-report", help="processing record for the DPO and works council, from the live config")
+    pr.add_argument("--format", choices=("md", "html"), default="md")
+    pr.add_argument("--output", metavar="PATH", help="default: CALLSIGHT_HOME/reports/processing-record-<date>.<fmt>")
+    pr.set_defaults(func=cmd_privacy_report)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
     sd.set_defaults(func=cmd_schema_doc)
     return p

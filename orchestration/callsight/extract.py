@@ -18,9 +18,13 @@ from pathlib import Path
 
 import duckdb
 
+from .audit import ensure_audit_log
+from .compaction import compact
 from .config import Directory, Policy
 from .demo_data import JOURNAL_COLUMNS
+from .erasure import check_key, ensure_register, erased_sql, prepare_matching, suppressed_columns_sql
 from .privacy import masked_columns_sql, private_sql
+from .retention import PurgeCounts, clip_window, purge_store
 from .sources import (
     FLAG_COLUMNS,
     INT_COLUMNS,
@@ -88,6 +92,9 @@ CREATE TABLE IF NOT EXISTS {{db}}extract_runs (
     seconds DOUBLE NOT NULL,
     finished_at TIMESTAMP NOT NULL
 );
+-- Rows of the window deleted by retention in the same run (a chain that began before the cutoff
+-- expires whole): source rows = loaded + quarantined, and loaded = in the journal + expired.
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS expired_in_window BIGINT DEFAULT 0;
 """
 
 
@@ -100,6 +107,9 @@ class ExtractStats:
     quarantined_rows: int
     seconds: float
     reader: str
+    erased_rows: int = 0
+    expired_rows: int = 0
+    expired_quarantined_rows: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -108,6 +118,8 @@ class ExtractStats:
 
 def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
     con.execute(RAW_DDL.format(db=f"{db}." if db else ""))
+    ensure_register(con, db)
+    ensure_audit_log(con, db)
 
 
 # ---- the staging SELECT: mask, type, validate ------------------------------------------------------
@@ -162,15 +174,20 @@ def _reason_sql(types: dict[str, str]) -> str:
     return f"CASE {whens} WHEN regexp_matches({all_text}, '{CONTROL_CHARS}') THEN CASE {per_column} END END"
 
 
-def staged_select(relation: str, policy: Policy, private_lines: list[str], types: dict[str, str]) -> str:
+def staged_select(
+    relation: str, policy: Policy, private_lines: list[str], types: dict[str, str], erasure: bool = False
+) -> str:
     """SQL turning source rows into masked, typed rows with a reason for malformed ones.
 
-    `types` are the DuckDB types of the relation's columns (VARCHAR for text sources)."""
+    `types` are the DuckDB types of the relation's columns (VARCHAR for text sources). With `erasure`,
+    rows whose source numbers or contact name match the erasure register (see erasure.prepare_matching)
+    lose their personal fields (_is_erased); the match is made on the source values, before masking."""
     types = {
         c: ("VARCHAR" if types.get(c, "VARCHAR").upper().startswith("VARCHAR") else types[c]) for c in JOURNAL_COLUMNS
     }
     masked = masked_columns_sql(policy.private_calls, "_p")
     replace = ", ".join(f'{expr} AS "{col}"' for col, expr in masked.items())
+    suppressed = ", ".join(f'{expr} AS "{col}"' for col, expr in suppressed_columns_sql("_e").items())
     text_cols = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in TEXT_COLUMNS)
     other_cols = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS if c not in TEXT_COLUMNS)
     parsed = ", ".join(f"{_parse(c)} AS _v_{c}" for c in TARGET)
@@ -189,11 +206,12 @@ def staged_select(relation: str, policy: Policy, private_lines: list[str], types
     as_json = "json_object(" + ", ".join(f"'{c}', CAST(\"{c}\" AS VARCHAR)" for c in JOURNAL_COLUMNS) + ")"
     return f"""
         WITH src AS (SELECT {other_cols}, {text_cols} FROM ({relation})),
-        flagged AS (SELECT *, {private_flag} AS _p FROM src),
+        flagged AS (SELECT *, {private_flag} AS _p, {erased_sql() if erasure else "false"} AS _e FROM src),
         masked AS (SELECT * {f"REPLACE ({replace})" if replace else ""} FROM flagged),
-        parsed AS (SELECT *, {parsed} FROM masked),
+        erased AS (SELECT * {f"REPLACE ({suppressed})" if erasure else ""} FROM masked),
+        parsed AS (SELECT *, {parsed} FROM erased),
         checked AS (SELECT *, {_reason_sql(types)} AS _reason FROM parsed)
-        SELECT {", ".join(typed)}, _p AS _is_private, _reason,
+        SELECT {", ".join(typed)}, _p AS _is_private, _e AS _is_erased, _reason,
                CASE WHEN _reason IS NULL THEN hash({", ".join(typed_values)}, _p) END AS _row_hash,
                CASE WHEN _reason IS NOT NULL THEN {as_json} END AS _row_json,
                CAST("ID" AS VARCHAR) AS _source_id, CAST("StartTime" AS VARCHAR) AS _start_text
@@ -211,9 +229,17 @@ def extract(
     run_id: str,
     chunk_rows: int = CHUNK_ROWS,
     log: Callable[[str], None] = lambda _m: None,
+    cutoff: datetime | None = None,
+    erasure_key: str | None = None,
 ) -> ExtractStats:
-    """Replace `window` in the raw store with the masked, validated source rows."""
+    """Replace `window` in the raw store with the masked, validated source rows.
+
+    With a retention `cutoff`, only the window's part from the cutoff on is read, and expired calls are
+    deleted from the raw store (retention.purge_store), which is then compacted. Rows matching the
+    erasure register land without their personal fields; a non-empty register needs `erasure_key`."""
     t0 = time.perf_counter()
+    if cutoff is not None:
+        window = clip_window(window, cutoff)
     source.probe()
     engine = source.engine()
     try:
@@ -227,26 +253,31 @@ def extract(
         source.attach(con)
         con.execute(f"ATTACH {quote_literal(str(raw_db))} AS store")
         ensure_raw_store(con, "store")
+        erasure = check_key(con, erasure_key, "store") > 0
+        if erasure:
+            prepare_matching(con, erasure_key or "", "store")
         con.execute("BEGIN TRANSACTION")
         empty = "SELECT " + ", ".join(f'CAST(NULL AS VARCHAR) AS "{c}"' for c in JOURNAL_COLUMNS) + " LIMIT 0"
         con.execute("CREATE OR REPLACE TABLE store.incoming AS " + staged_select(empty, policy, [], {}))
         if source.kind == "sqlalchemy":
             for chunk in source.chunks(window, chunk_rows):
                 con.register("chunk_df", chunk)
-                sql = staged_select("SELECT * FROM chunk_df", policy, directory.private_lines, {})
+                sql = staged_select("SELECT * FROM chunk_df", policy, directory.private_lines, {}, erasure)
                 con.execute("INSERT INTO store.incoming BY NAME " + sql)
                 con.unregister("chunk_df")
                 log(f"extract: {len(chunk)} rows streamed")
         else:
             relation = source.relation_sql(window)
             types = {name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
-            sql = staged_select(relation, policy, directory.private_lines, types)
+            sql = staged_select(relation, policy, directory.private_lines, types, erasure)
             con.execute("INSERT INTO store.incoming BY NAME " + sql)
         con.execute(
             "UPDATE store.incoming SET _reason = 'ID duplicated in source' WHERE _reason IS NULL AND \"ID\" IN "
             '(SELECT "ID" FROM store.incoming GROUP BY 1 HAVING count(*) > 1)'
         )
-        source_rows, quarantined = con.execute("SELECT count(*), count(_reason) FROM store.incoming").fetchone()
+        source_rows, quarantined, erased = con.execute(
+            "SELECT count(*), count(_reason), count(*) FILTER (WHERE _is_erased) FROM store.incoming"
+        ).fetchone()
         params = [window.start, window.end]
         # A rerun of the window supersedes what earlier runs quarantined for the same rows.
         con.execute(
@@ -276,11 +307,22 @@ def extract(
             [run_id, now],
         )
         con.execute("DROP TABLE store.incoming")
+        before = con.execute(
+            'SELECT count(*) FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ?', params
+        ).fetchone()[0]
+        purged = purge_store(con, cutoff, "store") if cutoff is not None else PurgeCounts(0, 0)
+        expired_in_window = (
+            before
+            - con.execute(
+                'SELECT count(*) FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ?', params
+            ).fetchone()[0]
+        )
         seconds = time.perf_counter() - t0
         loaded = source_rows - quarantined
         con.execute(
-            "INSERT INTO store.extract_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, window.start, window.end, source_rows, loaded, quarantined, seconds, now],
+            "INSERT INTO store.extract_runs (run_id, window_start, window_end, source_rows, loaded_rows, "
+            "quarantined_rows, seconds, finished_at, expired_in_window) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, window.start, window.end, source_rows, loaded, quarantined, seconds, now, expired_in_window],
         )
         con.execute("COMMIT")
     except BaseException:
@@ -289,4 +331,18 @@ def extract(
         raise
     finally:
         con.close()
-    return ExtractStats(run_id, window, source_rows, loaded, quarantined, time.perf_counter() - t0, source.kind)
+    if purged.total:
+        compact(raw_db)  # deleted values must not linger in free blocks of the file
+        log(f"retention: {purged.journal_rows} journal and {purged.quarantine_rows} quarantined rows deleted")
+    return ExtractStats(
+        run_id,
+        window,
+        source_rows,
+        loaded,
+        quarantined,
+        time.perf_counter() - t0,
+        source.kind,
+        erased_rows=erased,
+        expired_rows=purged.journal_rows,
+        expired_quarantined_rows=purged.quarantine_rows,
+    )

@@ -16,7 +16,7 @@ from .config import Directory, Policy, load_directory, load_policy
 from .reports import WEEKLY_CSV_CHART, ReportSync, ReportSyncResult, report_specs
 from .settings import Settings
 from .superset_api import SupersetAPIError, SupersetClient
-from .superset_assets import bundle, load_assets, render, uuids_of
+from .superset_assets import admin_only, bundle, load_assets, render, uuids_of
 
 ROLE_VIEWER = "callsight_viewer"
 ROLE_ANALYST = "callsight_analyst"
@@ -243,8 +243,10 @@ class Provisioner:
                 roles[name] = self.c.post("/api/v1/security/roles/", {"name": name})["id"]
         index = self._pvm_index()
         db_name = DATABASE_NAME
-        # datasource_access views look like "[callsight].[fct_calls](id:3)"
-        datasets = {name.split(".", 1)[1] for name in self.report.datasets}
+        # datasource_access views look like "[callsight].[fct_calls](id:3)"; admin-only datasets
+        # (quarantine, audit log) are left out: only the Admin role reads them.
+        hidden = admin_only(load_assets(), "datasets")
+        datasets = {name.split(".", 1)[1] for name in self.report.datasets} - hidden
         datasource_perms = [
             k
             for k in index
@@ -356,9 +358,15 @@ class Provisioner:
         self.report.reports = result
         return result
 
+    def restrict_admin_dashboards(self, roles: dict[str, int]) -> None:
+        """Dashboards marked admin_only are visible to the Admin role only (DASHBOARD_RBAC)."""
+        for slug in sorted(admin_only(load_assets(), "dashboards")):
+            self.c.put(f"/api/v1/dashboard/{self.report.dashboards[slug]}", {"roles": [roles[ROLE_ADMIN]]})
+
     def run(self) -> ProvisionReport:
         self.import_assets()
         roles = self.ensure_roles()
+        self.restrict_admin_dashboards(roles)
         self.sync_users(roles)
         self.ensure_rls(roles)
         if self.with_reports:

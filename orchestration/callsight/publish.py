@@ -16,6 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from .compaction import compact
+
 # Schemas that Superset may see in the served file. Everything else (staging views over the raw
 # store, intermediate tables) is dropped from the build before it is published.
 SERVED_SCHEMAS = ("marts", "security")
@@ -59,6 +61,9 @@ def prune_build(build: Path) -> None:
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    # The build started as a copy of the served file: values that retention, an erasure or an edit removed
+    # since are still in its free blocks. A fresh copy leaves them behind.
+    compact(build)
 
 
 def verify(path: Path) -> dict[str, int]:

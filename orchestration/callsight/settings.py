@@ -32,6 +32,7 @@ class Settings:
     keep_builds: int = 3
     extract_retries: int = 3
     extract_retry_delay: float = 30.0
+    stale_after_hours: int = 36
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -65,6 +66,11 @@ class Settings:
     @property
     def superset_home(self) -> Path:
         return self.home / "superset"
+
+    @property
+    def dq_docs_dir(self) -> Path:
+        """Great Expectations Data Docs written by `callsight dq-docs`."""
+        return self.home / "data_quality" / "docs"
 
     @property
     def log_dir(self) -> Path:
@@ -110,6 +116,7 @@ class Settings:
             keep_builds=_int(env, "CALLSIGHT_KEEP_BUILDS", 3),
             extract_retries=_int(env, "CALLSIGHT_EXTRACT_RETRIES", 3),
             extract_retry_delay=float(_int(env, "CALLSIGHT_EXTRACT_RETRY_DELAY", 30)),
+            stale_after_hours=_int(env, "CALLSIGHT_STALE_AFTER_HOURS", 36),
             env=env,
         )
 
@@ -125,6 +132,7 @@ class Settings:
             "CALLSIGHT_KEEP_BUILDS": str(self.keep_builds),
             "CALLSIGHT_EXTRACT_RETRIES": str(self.extract_retries),
             "CALLSIGHT_EXTRACT_RETRY_DELAY": str(int(self.extract_retry_delay)),
+            "CALLSIGHT_STALE_AFTER_HOURS": str(self.stale_after_hours),
             "DAGSTER_HOME": str(self.dagster_home),
         }
         # The production profile (reports) and mail settings, when given: Superset's web server, worker

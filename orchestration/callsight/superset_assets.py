@@ -48,10 +48,21 @@ def render(assets: dict[str, dict], served_db: Path) -> dict[str, dict]:
     return rendered
 
 
+# Keys of callsight's own, read by provisioning and never sent to Superset.
+CALLSIGHT_KEYS = ("admin_only",)
+
+
+def admin_only(assets: dict[str, dict], kind: str) -> set[str]:
+    """Names of the assets of one kind marked `admin_only: true` (tables for datasets, slugs for dashboards)."""
+    key = {"datasets": "table_name", "dashboards": "slug"}[kind]
+    return {c[key] for n, c in assets.items() if n.startswith(f"{kind}/") and c.get("admin_only")}
+
+
 def bundle(rendered: dict[str, dict]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, config in rendered.items():
+            config = {k: v for k, v in config.items() if k not in CALLSIGHT_KEYS}
             zf.writestr(f"callsight_assets/{name}", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return buf.getvalue()
 

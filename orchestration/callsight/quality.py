@@ -1,0 +1,388 @@
+"""Great Expectations suites (data_quality/suites/*.yml) run against the raw store and a warehouse file.
+
+A suite is a readable YAML file: the Dagster asset it checks, its stage (`raw`: before dbt, the raw
+store only; `warehouse`: after dbt, the build file with the raw store attached as `raw`) and batches.
+A batch is one SQL query whose result Great Expectations validates with the listed expectations
+(standard GX expectation types and arguments). Referential and reconciliation checks are batches too:
+a query returning the violating rows with `expect_table_row_count_to_equal: 0`, or a one-row query of
+counts with `expect_column_pair_values_to_be_equal`.
+
+The files are opened read-only; GX runs on pandas (an ephemeral context, nothing written unless Data
+Docs are asked for). Results name every expectation, never a data value: they go to logs and mails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .settings import REPO_ROOT
+
+SUITES_DIR = REPO_ROOT / "data_quality" / "suites"
+DOCS_SITE = "callsight"
+SCHEMA_TYPES = ("expect_table_columns_to_match_ordered_list", "expect_table_columns_to_match_set")
+# Results keep counts but no example values (they would end up in logs, mails and Data Docs).
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class SuiteError(ValueError):
+    """A suite file is unusable; the message names the file and the entry."""
+
+
+# ---- definitions ---------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _BatchFile(_Strict):
+    name: str = Field(pattern=NAME_RE.pattern)
+    description: str | None = None
+    query: str = Field(min_length=1)
+    expectations: list[dict[str, Any]] = Field(min_length=1)
+
+
+class _SuiteFile(_Strict):
+    suite: str = Field(pattern=NAME_RE.pattern)
+    asset: str = Field(min_length=1)
+    stage: Literal["raw", "warehouse"]
+    description: str = Field(min_length=1)
+    batches: list[_BatchFile] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """One GX expectation: its type (e.g. expect_column_values_to_not_be_null) and arguments."""
+
+    type: str
+    kwargs: Mapping[str, Any]
+    description: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Readable identity, e.g. `expect_column_values_to_be_between(talk_seconds, min_value=0)`."""
+        args = [str(self.kwargs[k]) for k in ("column", "column_A", "column_B") if k in self.kwargs]
+        for key, value in self.kwargs.items():
+            if key in ("column", "column_A", "column_B", "column_list", "column_set"):
+                continue
+            text = repr(value) if not isinstance(value, list) or len(value) <= 6 else f"[{len(value)} values]"
+            args.append(f"{key}={text}")
+        return f"{self.type}({', '.join(args)})"
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    name: str
+    query: str
+    expectations: tuple[ExpectationSpec, ...]
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    asset: tuple[str, ...]
+    stage: Literal["raw", "warehouse"]
+    description: str
+    batches: tuple[BatchSpec, ...]
+    path: Path
+
+
+def _expectation(entry: dict[str, Any], where: str) -> ExpectationSpec:
+    entry = dict(entry)
+    kind = entry.pop("type", None)
+    if not isinstance(kind, str) or not kind.startswith("expect_"):
+        raise SuiteError(f"{where}: each expectation needs `type: expect_...`")
+    description = entry.pop("description", None)
+    return ExpectationSpec(kind, entry, description)
+
+
+def parse_suite(path: Path, data: object) -> SuiteSpec:
+    """Pure: a suite definition from parsed YAML, refused with the file and entry named."""
+    try:
+        spec = _SuiteFile.model_validate(data)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SuiteError(f"{path}: {errors}") from None
+    batches = []
+    seen: set[str] = set()
+    for b in spec.batches:
+        if b.name in seen:
+            raise SuiteError(f"{path}: batch {b.name!r} defined twice")
+        seen.add(b.name)
+        expectations = tuple(_expectation(e, f"{path}: batch {b.name}") for e in b.expectations)
+        batches.append(BatchSpec(b.name, b.query, expectations, b.description))
+    return SuiteSpec(spec.suite, tuple(spec.asset.split("/")), spec.stage, spec.description, tuple(batches), path)
+
+
+def load_suites(directory: Path = SUITES_DIR) -> list[SuiteSpec]:
+    """Every suite under data_quality/suites, in file-name order."""
+    suites = []
+    for path in sorted(directory.glob("*.yml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+        suites.append(parse_suite(path, data))
+    names = [s.name for s in suites]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SuiteError(f"{directory}: suite names used twice: {', '.join(duplicates)}")
+    if not suites:
+        raise SuiteError(f"{directory}: no suites found")
+    return suites
+
+
+# ---- results -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    suite: str
+    batch: str
+    expectation: str
+    success: bool
+    detail: str
+    description: str | None = None
+
+    def __str__(self) -> str:
+        about = f" ({self.description})" if self.description else ""
+        return f"{self.suite}.{self.batch}: {self.expectation}{about}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    suite: SuiteSpec
+    outcomes: tuple[ExpectationOutcome, ...]
+
+    @property
+    def success(self) -> bool:
+        return all(o.success for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    results: tuple[SuiteResult, ...]
+    docs_index: Path | None = None
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [o for r in self.results for o in r.failed]
+
+    def result(self, suite: str) -> SuiteResult:
+        return next(r for r in self.results if r.suite.name == suite)
+
+    @property
+    def expectation_count(self) -> int:
+        return sum(len(r.outcomes) for r in self.results)
+
+
+def describe(kind: str, kwargs: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    """Pure: what a GX result says, as counts and column names only (never data values)."""
+    if "unexpected_count" in result:
+        return f"{result['unexpected_count']} of {result.get('element_count')} rows unexpected"
+    observed = result.get("observed_value")
+    if kind in SCHEMA_TYPES and isinstance(observed, list):
+        expected = list(kwargs.get("column_list") or kwargs.get("column_set") or [])
+        missing = [c for c in expected if c not in observed]
+        extra = [c for c in observed if c not in expected]
+        if not missing and not extra:
+            return "columns as expected" if observed == expected or kind.endswith("_set") else "column order differs"
+        return f"missing columns {missing}, unexpected columns {extra}"
+    if kind == "expect_table_row_count_to_equal" and isinstance(observed, int):
+        return f"{observed} rows (expected {kwargs.get('value')})"
+    if isinstance(observed, int | float) and not isinstance(observed, bool):
+        return f"observed {observed}"
+    return "observed value not shown" if observed is not None else ""
+
+
+def counts_of_single_row(frame: Any, spec: ExpectationSpec) -> str:
+    """Pure: for a one-row batch of counts (reconciliations), the integer columns the expectation
+    compares, e.g. `fct_calls_rows=10303, raw_journal_rows=10302`. Empty for any other batch."""
+    if len(frame) != 1:
+        return ""
+    columns = [spec.kwargs[k] for k in ("column", "column_A", "column_B") if k in spec.kwargs]
+    values = []
+    for c in columns:
+        if c not in frame.columns or not str(frame[c].dtype).lower().startswith(("int", "uint")):
+            return ""
+        values.append(f"{c}={int(frame[c].iloc[0])}")
+    return ", ".join(values)
+
+
+def _error_text(exception_info: object) -> str:
+    infos = exception_info.values() if isinstance(exception_info, dict) else [exception_info]
+    for info in infos:
+        if isinstance(info, dict) and info.get("raised_exception"):
+            return str(info.get("exception_message") or "error").splitlines()[0][:200]
+        if getattr(info, "raised_exception", False):
+            return str(getattr(info, "exception_message", "error")).splitlines()[0][:200]
+    return ""
+
+
+# ---- running -------------------------------------------------------------------------------------
+def connect(raw_db: Path, warehouse_db: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Read-only: the warehouse file (if any) as the main database, the raw store attached as `raw`."""
+    for path in (raw_db, warehouse_db):
+        if path is not None and not path.exists():
+            raise FileNotFoundError(f"{path}: no such DuckDB file")
+    con = duckdb.connect(str(warehouse_db), read_only=True) if warehouse_db else duckdb.connect()
+    escaped = str(raw_db).replace("'", "''")
+    con.execute(f"ATTACH '{escaped}' AS raw (READ_ONLY)")
+    return con
+
+
+def _gx_context(docs_dir: Path | None):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    if docs_dir is not None:
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        context.add_data_docs_site(
+            site_name=DOCS_SITE,
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+    return context
+
+
+def _validate_batch(context, suite: SuiteSpec, batch: BatchSpec, con: duckdb.DuckDBPyConnection):
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    name = f"{suite.name}.{batch.name}"
+    try:
+        frame = con.execute(batch.query).df()
+    except duckdb.Error as exc:
+        # Catalog, binder and parser errors name tables and columns; others (conversions) can quote data.
+        schema_level = isinstance(exc, duckdb.CatalogException | duckdb.BinderException | duckdb.ParserException)
+        message = f": {str(exc).splitlines()[0][:200]}" if schema_level else ""
+        reason = f"query failed: {type(exc).__name__}{message}"
+        return tuple(
+            ExpectationOutcome(suite.name, batch.name, e.name, False, reason, e.description) for e in batch.expectations
+        )
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=name, meta={"description": batch.description or ""}))
+    for i, e in enumerate(batch.expectations):
+        gx_suite.add_expectation_configuration(
+            ExpectationConfiguration(type=e.type, kwargs=dict(e.kwargs), description=e.description, meta={"index": i})
+        )
+    gx_suite.save()
+    asset = context.data_sources.get("callsight").add_dataframe_asset(name)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=asset.add_batch_definition_whole_dataframe(name), suite=gx_suite)
+    )
+    validation = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+    by_index = {r.expectation_config.meta["index"]: r for r in validation.results}
+    outcomes = []
+    for i, e in enumerate(batch.expectations):
+        r = by_index.get(i)
+        if r is None:
+            outcomes.append(ExpectationOutcome(suite.name, batch.name, e.name, False, "not evaluated", e.description))
+            continue
+        error = _error_text(r.exception_info)
+        detail = f"could not be evaluated: {error}" if error else describe(e.type, e.kwargs, r.result or {})
+        counts = counts_of_single_row(frame, e)
+        if counts and not r.success:
+            detail += f" ({counts})"
+        outcomes.append(ExpectationOutcome(suite.name, batch.name, e.name, bool(r.success), detail, e.description))
+    return tuple(outcomes)
+
+
+def run_suites(
+    suites: Sequence[SuiteSpec],
+    raw_db: Path,
+    warehouse_db: Path | None = None,
+    docs_dir: Path | None = None,
+) -> QualityReport:
+    """Validate `suites`; warehouse-stage suites need `warehouse_db`. With `docs_dir`, GX Data Docs
+    of this validation are written there."""
+    if any(s.stage == "warehouse" for s in suites) and warehouse_db is None:
+        raise ValueError("warehouse suites need a warehouse file")
+    context = _gx_context(docs_dir)
+    context.data_sources.add_pandas("callsight")
+    con = connect(raw_db, warehouse_db)
+    try:
+        results = tuple(
+            SuiteResult(suite, tuple(o for b in suite.batches for o in _validate_batch(context, suite, b, con)))
+            for suite in suites
+        )
+    finally:
+        con.close()
+    index = None
+    if docs_dir is not None:
+        context.build_data_docs(site_names=[DOCS_SITE])
+        index = write_overview(results, docs_dir)
+    return QualityReport(results, index)
+
+
+def write_overview(results: Sequence[SuiteResult], docs_dir: Path) -> Path:
+    """A plain HTML page over GX's Data Docs: every suite and batch with its result and a link to
+    GX's validation page. GX's own index.html fills its table with JavaScript from public CDNs and
+    stays empty offline; this page and the validation pages need nothing from the network."""
+    from html import escape
+
+    rows = []
+    for r in results:
+        for b in r.suite.batches:
+            outcomes = [o for o in r.outcomes if o.batch == b.name]
+            failed = [o for o in outcomes if not o.success]
+            pages = sorted((docs_dir / "validations" / r.suite.name / b.name).rglob("*.html"))  # GX splits names on "."
+            link = pages[-1].relative_to(docs_dir).as_posix() if pages else None
+            name = escape(f"{r.suite.name}.{b.name}")
+            cell = f'<a href="{escape(link)}">{name}</a>' if link else name
+            css, asset = ("bad" if failed else "ok"), escape("/".join(r.suite.asset))
+            status = "passed" if not failed else f"FAILED ({len(failed)})"
+            details = "".join(f"<li>{escape(o.expectation)}: {escape(o.detail)}</li>" for o in failed)
+            rows.append(
+                f"<tr class='{css}'><td>{asset}</td>"
+                f"<td>{cell}</td>"
+                f"<td>{len(outcomes) - len(failed)} / {len(outcomes)}</td><td>{status}<ul>{details}</ul></td></tr>"
+            )
+    total = sum(len(r.outcomes) for r in results)
+    met = sum(len(r.outcomes) - len(r.failed) for r in results)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>callsight data quality</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}
+tr.bad td{{background:#fde8e8}} tr.ok td:last-child{{color:#1a7f37}} ul{{margin:0}}</style></head>
+<body><h1>callsight data quality</h1>
+<p>{met} of {total} expectations met. Suites: <code>data_quality/suites/*.yml</code>.
+Each batch links to its Great Expectations validation page
+(<a href="index.html">GX's own index</a> needs internet access for its scripts).</p>
+<table><tr><th>asset</th><th>suite.batch</th><th>expectations met</th><th>result</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+    path = docs_dir / "callsight.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def failure_lines(outcomes: Iterable[ExpectationOutcome]) -> list[str]:
+    return [str(o) for o in outcomes]

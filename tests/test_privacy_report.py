@@ -1,0 +1,123 @@
+"""`callsight privacy-report`: the processing record, from the live configuration and warehouse."""
+
+import sqlite3
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+
+from callsight.cli import main
+from callsight.config import load_directory, load_policy
+from callsight.privacy_report import visible_agents, write_report
+
+from .conftest import Site
+
+
+def published_counts(site: Site) -> dict[str, int]:
+    con = duckdb.connect(str(site.settings.served_db), read_only=True)
+    try:
+        rows = con.execute("SELECT viewer_username, count(*) FROM security.viewer_agents GROUP BY 1").fetchall()
+    finally:
+        con.close()
+    return dict(rows)
+
+
+def viewer_rows(text: str) -> dict[str, list[str]]:
+    """Rows of the Markdown viewer table: username -> cells."""
+    section = text.split("## Who can see whose calls")[1].split("\n## ")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `"):
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def call_data(site: Site) -> list[str]:
+    """Values from the journal that must never appear in the report."""
+    con = sqlite3.connect(site.settings.demo_journal_path)
+    values = set()
+    for col in ("PhoneNumber", "ContactName", "ContactCompany", "Subject"):
+        values |= {r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM journal WHERE {col} IS NOT NULL")}
+    staff = {u.name for u in load_directory(site.settings.effective_directory_path).users}
+    return sorted(v for v in values if v not in staff and len(v) > 4)
+
+
+def test_the_report_matches_the_published_warehouse_and_holds_no_call_data(
+    published_site: Site, tmp_path: Path
+) -> None:
+    settings = published_site.settings
+    directory = load_directory(settings.effective_directory_path)
+    policy = load_policy(settings.effective_policy_path)
+    path = write_report(settings, "md", tmp_path / "record.md")
+    text = path.read_text(encoding="utf-8")
+
+    # who sees whose calls: the published mapping, which the directory-side rule reproduces
+    published = published_counts(published_site)
+    computed = {viewer: len(agents) for viewer, agents in visible_agents(directory).items()}
+    assert computed == published
+    rows = viewer_rows(text)
+    assert set(rows) == {u.username for u in directory.users}
+    assert {u: int(cells[3]) for u, cells in rows.items()} == published
+    assert "as published in the warehouse" in text
+    for analyst in directory.analysts:
+        assert rows[analyst][4] == "analyst: all masked calls"
+    for admin in directory.admins:
+        assert rows[admin][4] == "admin: all"
+
+    # the policy in force, retention, look-back, recipients
+    assert f"Mode in force: `{policy.private_calls.mode}`" in text
+    assert f"private lines configured: {len(directory.private_lines)}" in text
+    assert f"Retention: {policy.retention.journal_days} days" in text
+    assert f"re-reads the last {settings.lookback_days} days" in text
+    recipients = text.split("## Report recipients")[1].split("\n## ")[0]
+    leaders = {u for g in directory.groups for u in g.leaders}
+    assert leaders and all(f"(`{u}`)" in recipients for u in leaders)
+    others = {u.username for u in directory.users} - leaders
+    assert not any(f"(`{u}`)" in recipients for u in others)
+    assert "Erasure requests (GDPR Art. 17, `callsight erase`): 0 (0 identifiers)" in text
+
+    # data categories: every journal column, with what reaches the marts
+    assert "| `PhoneNumber` | number of the other party | other party | yes | `phone_number` (fct_calls" in text
+    assert "| `ContactName` | name of the other party | other party | yes | no |" in text
+
+    # no call data: no number, contact, company or note of the journal
+    leaked = [v for v in call_data(published_site) if v in text]
+    assert leaked == []
+
+    # the same document as HTML, well-formed enough for a browser and escaped
+    html_path = write_report(settings, "html", tmp_path / "record.html")
+    page = html_path.read_text(encoding="utf-8")
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.open: list[str] = []
+            self.rows = 0
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            if tag not in ("meta",):
+                self.open.append(tag)
+            self.rows += tag == "tr"
+
+        def handle_endtag(self, tag: str) -> None:
+            assert self.open.pop() == tag
+
+    parser = Tags()
+    parser.feed(page)
+    assert parser.open == [] and parser.rows >= 28 + len(directory.users)
+    assert "<code>PhoneNumber</code>" in page and not [v for v in call_data(published_site) if v in page]
+
+
+def test_without_a_warehouse_the_counts_come_from_the_directory(site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "record.md"
+    assert main(["privacy-report", "--output", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "computed from the org directory (no warehouse published yet)" in text
+    assert "No warehouse has been published yet." in text
+    directory = load_directory(site.settings.effective_directory_path)
+    expected = {viewer: len(agents) for viewer, agents in visible_agents(directory).items()}
+    assert {u: int(cells[3]) for u, cells in viewer_rows(text).items()} == expected
+    # a leader of a group visible to its leader sees the whole group
+    group = next(g for g in directory.groups if g.journal_visible_to_leader and g.leaders)
+    assert expected[group.leaders[0]] >= len(set(group.members) | set(group.leaders) | set(group.deputies))

@@ -1,0 +1,264 @@
+"""Great Expectations suites (data_quality/suites): definitions, the raw store after a real extract,
+the published warehouse, and corruptions each suite must catch by name."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from callsight.config import Policy
+from callsight.demo_data import JOURNAL_COLUMNS
+from callsight.extract import extract
+from callsight.freshness import ServedState, judge
+from callsight.quality import (
+    SuiteError,
+    describe,
+    load_suites,
+    parse_suite,
+    run_suites,
+)
+from callsight.settings import REPO_ROOT
+
+from .conftest import Site
+from .test_extract import DIRECTORY, WIN, row, write_journal
+
+
+def failed_names(report) -> set[str]:
+    return {f"{o.suite}.{o.batch}: {o.expectation}" for o in report.failed}
+
+
+# ---- definitions -----------------------------------------------------------------------------------
+def test_every_suite_is_a_valid_gx_suite_on_a_real_asset() -> None:
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    suites = load_suites()
+    assert {s.name for s in suites} >= {"raw_journal", "extract_reconciliation", "fct_calls", "row_reconciliation"}
+    for suite in suites:
+        assert suite.stage == ("raw" if suite.asset[0] == "raw" else "warehouse"), suite.name
+        for batch in suite.batches:
+            for e in batch.expectations:
+                # builds the GX expectation: an unknown type or argument raises here
+                ExpectationConfiguration(type=e.type, kwargs=dict(e.kwargs)).to_domain_obj()
+
+
+def _schema(suite: str, batch: str) -> list[str]:
+    spec = next(s for s in load_suites() if s.name == suite)
+    expectations = next(b for b in spec.batches if b.name == batch).expectations
+    return next(e.kwargs["column_list"] for e in expectations if e.type.startswith("expect_table_columns"))
+
+
+def test_expected_columns_match_the_extract_and_the_dbt_contracts() -> None:
+    assert _schema("raw_journal", "columns") == [
+        *JOURNAL_COLUMNS,
+        "_is_private",
+        "_row_hash",
+        "_run_id",
+        "_extracted_at",
+    ]
+    models = yaml.safe_load((REPO_ROOT / "dbt_project/models/marts/_marts__models.yml").read_text(encoding="utf-8"))
+    contract = {m["name"]: [c["name"] for c in m["columns"]] for m in models["models"]}
+    for suite, batch, model in [
+        ("fct_calls", "columns", "fct_calls"),
+        ("fct_inbound_calls", "columns", "fct_inbound_calls"),
+        ("fct_callbacks", "fct_callbacks", "fct_callbacks"),
+        ("dimensions", "dim_agent", "dim_agent"),
+        ("dimensions", "dim_date", "dim_date"),
+    ]:
+        assert _schema(suite, batch) == contract[model], model
+
+
+def test_a_bad_suite_is_refused_with_file_and_entry(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yml"
+    good = {
+        "suite": "s",
+        "asset": "marts/fct_calls",
+        "stage": "warehouse",
+        "description": "d",
+        "batches": [
+            {
+                "name": "b",
+                "query": "SELECT 1 AS x",
+                "expectations": [{"type": "expect_table_row_count_to_equal", "value": 1}],
+            }
+        ],
+    }
+    assert parse_suite(path, good).batches[0].expectations[0].kwargs == {"value": 1}
+    with pytest.raises(SuiteError, match=r"broken\.yml: stage"):
+        parse_suite(path, {**good, "stage": "sometimes"})
+    no_type = {**good, "batches": [{**good["batches"][0], "expectations": [{"value": 1}]}]}
+    with pytest.raises(SuiteError, match=r"broken\.yml: batch b: each expectation needs `type"):
+        parse_suite(path, no_type)
+
+
+def test_results_carry_counts_and_never_values() -> None:
+    result = {"element_count": 9, "unexpected_count": 2, "partial_unexpected_list": ["+49 89 1234567", "Karl Kunde"]}
+    text = describe("expect_column_values_to_be_in_set", {"column": "phone_number"}, result)
+    assert text == "2 of 9 rows unexpected"
+    schema = describe(
+        "expect_table_columns_to_match_ordered_list", {"column_list": ["a", "b"]}, {"observed_value": ["a", "c"]}
+    )
+    assert schema == "missing columns ['b'], unexpected columns ['c']"
+    assert (
+        describe("expect_column_max_to_be_between", {}, {"observed_value": "Karl Kunde"}) == "observed value not shown"
+    )
+
+
+def test_a_failing_query_fails_its_expectations_without_quoting_data(tmp_path: Path) -> None:
+    raw_db = tmp_path / "raw.duckdb"
+    duckdb.connect(str(raw_db)).close()
+    data = {
+        "suite": "probe",
+        "asset": "raw/journal",
+        "stage": "raw",
+        "description": "d",
+        "batches": [
+            {
+                "name": "cast",
+                "query": "SELECT CAST('Karl Kunde' AS INTEGER) AS x",
+                "expectations": [{"type": "expect_table_row_count_to_equal", "value": 1}],
+            },
+            {
+                "name": "missing",
+                "query": "SELECT * FROM raw.nowhere",
+                "expectations": [{"type": "expect_table_row_count_to_equal", "value": 0}],
+            },
+        ],
+    }
+    report = run_suites([parse_suite(tmp_path / "probe.yml", data)], raw_db)
+    assert [o.detail for o in report.failed] == [
+        "query failed: ConversionException",
+        "query failed: CatalogException: Catalog Error: Table with name nowhere does not exist!",
+    ]
+
+
+def test_freshness_is_judged_on_the_publish_time() -> None:
+    from datetime import UTC, timedelta
+
+    now = datetime(2026, 11, 30, 2, 30, tzinfo=UTC)
+    limit = timedelta(hours=36)
+    assert judge(ServedState(now - timedelta(hours=35), None), now, limit).fresh
+    stale = judge(ServedState(now - timedelta(hours=37), None), now, limit)
+    assert not stale.fresh and stale.reason.startswith("stale: published 37.0 h ago")
+    assert not judge(ServedState(None, None), now, limit).fresh
+
+
+# ---- the raw store after a real extract --------------------------------------------------------------
+def test_raw_suites_reconcile_a_real_extract_and_catch_tampering(tmp_path: Path) -> None:
+    rows = [row(i, f"2026-03-{2 + i % 20:02d} 09:00:00") for i in range(1, 40)]
+    rows += [
+        row(100, "2026-03-05 09:00:00", StopTime="2026-03-05 08:00:00"),  # quarantined: stop before start
+        row(101, "2026-03-05 09:00:00", DurationTotal=-4),  # quarantined: negative duration
+        row(102, "2026-03-05 25:99:00"),  # quarantined: unparseable start
+    ]
+    source = write_journal(tmp_path / "journal.sqlite", rows)
+    raw_db = tmp_path / "journal.duckdb"
+    stats = extract(source, raw_db, WIN, DIRECTORY, Policy(), "run-1")
+    assert (stats.source_rows, stats.loaded_rows, stats.quarantined_rows) == (42, 39, 3)
+    raw_suites = [s for s in load_suites() if s.stage == "raw"]
+    ok = run_suites(raw_suites, raw_db)
+    assert ok.success, [str(o) for o in ok.failed]
+    assert ok.expectation_count == sum(len(b.expectations) for s in raw_suites for b in s.batches)
+
+    # A row slipped into the window behind the extract's back: the log no longer matches the store.
+    slipped = tmp_path / "slipped.duckdb"
+    shutil.copy(raw_db, slipped)
+    con = duckdb.connect(str(slipped))
+    con.execute('INSERT INTO journal SELECT * REPLACE ("ID" + 1000 AS "ID") FROM journal LIMIT 1')
+    con.close()
+    report = run_suites(raw_suites, slipped)
+    assert failed_names(report) == {
+        "extract_reconciliation.latest_extract_run: expect_column_pair_values_to_be_equal(loaded_rows, "
+        "journal_rows_in_window)",
+        "extract_reconciliation.latest_extract_run: expect_column_pair_values_to_be_equal(source_rows, "
+        "recounted_source_rows)",
+    }
+    assert "loaded_rows=39, journal_rows_in_window=40" in str(report.failed[0])
+
+    # A leg that stops before it starts, written outside any extract window (the extract never sees it).
+    bad = tmp_path / "bad.duckdb"
+    shutil.copy(raw_db, bad)
+    con = duckdb.connect(str(bad))
+    con.execute(
+        'INSERT INTO journal SELECT * REPLACE ("ID" + 2000 AS "ID", TIMESTAMP \'2025-01-02 10:00:00\' AS "StartTime", '
+        'TIMESTAMP \'2025-01-02 09:00:00\' AS "StopTime", NULL AS "ConnectTime", NULL AS "DisconnectTime") '
+        "FROM journal LIMIT 1"
+    )
+    con.close()
+    report = run_suites(raw_suites, bad)
+    assert [str(o) for o in report.failed] == [
+        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime, StartTime, or_equal=True, "
+        "ignore_row_if='either_value_is_missing') (stop >= start): 1 of 40 rows unexpected"
+    ]
+
+
+# ---- the published warehouse ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_every_suite_passes_on_the_published_warehouse(published_site: Site) -> None:
+    s = published_site.settings
+    report = run_suites(load_suites(), s.raw_db, s.served_db)
+    assert report.success, [str(o) for o in report.failed]
+    assert report.expectation_count >= 100
+
+
+CORRUPTIONS = {
+    "negative talk time": (
+        "UPDATE marts.fct_calls SET talk_seconds = -5 "
+        "WHERE call_id = (SELECT min(call_id) FROM marts.fct_calls WHERE NOT is_answered)",
+        {"fct_calls.fct_calls: expect_column_values_to_be_between(talk_seconds, min_value=0, max_value=86400)"},
+    ),
+    "agent missing from dim_agent": (
+        "UPDATE marts.fct_calls SET agent_username = 'nobody.known' "
+        "WHERE call_id = (SELECT min(call_id) FROM marts.fct_calls)",
+        {"referential_integrity.fct_calls_agent_not_in_dim_agent: expect_table_row_count_to_equal(value=0)"},
+    ),
+    "leg lost between raw store and marts": (
+        "DELETE FROM marts.fct_calls WHERE call_id = (SELECT max(call_id) FROM marts.fct_calls WHERE NOT is_inbound)",
+        {"row_reconciliation.row_counts: expect_column_pair_values_to_be_equal(fct_calls_rows, raw_journal_rows)"},
+    ),
+    "service-level flag against the policy": (
+        "UPDATE marts.fct_inbound_calls SET is_within_service_level = NOT is_within_service_level "
+        "WHERE chain_key = (SELECT min(chain_key) FROM marts.fct_inbound_calls)",
+        {"fct_inbound_calls.calls_with_inconsistent_service_level: expect_table_row_count_to_equal(value=0)"},
+    ),
+    "inbound call without its legs": (
+        "UPDATE marts.fct_inbound_calls SET chain_key = 'ghost' "
+        "WHERE chain_key = (SELECT min(chain_key) FROM marts.fct_inbound_calls)",
+        {
+            "referential_integrity.inbound_chain_not_in_fct_calls: expect_table_row_count_to_equal(value=0)",
+            "referential_integrity.inbound_first_leg_not_in_chain: expect_table_row_count_to_equal(value=0)",
+        },
+    ),
+    "column dropped": (
+        "ALTER TABLE marts.fct_callbacks DROP COLUMN callback_kind",
+        {
+            "fct_callbacks.fct_callbacks: expect_table_columns_to_match_ordered_list()",
+            "fct_callbacks.fct_callbacks: expect_column_values_to_be_in_set(callback_kind, "
+            "value_set=['outbound', 'inbound_answered'])",
+            "fct_callbacks.callbacks_that_were_impossible: expect_table_row_count_to_equal(value=0)",
+        },
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_each_corruption_fails_the_expectation_that_guards_it(
+    published_site: Site, tmp_path: Path, corruption: str
+) -> None:
+    sql, expected = CORRUPTIONS[corruption]
+    s = published_site.settings
+    copy = tmp_path / "callsight.duckdb"
+    shutil.copy(s.served_db, copy)
+    con = duckdb.connect(str(copy))
+    con.execute(sql)
+    con.close()
+    report = run_suites([x for x in load_suites() if x.stage == "warehouse"], s.raw_db, copy)
+    assert failed_names(report) == expected
+    if corruption == "leg lost between raw store and marts":
+        n = duckdb.connect(str(s.raw_db), read_only=True).execute("SELECT count(*) FROM journal").fetchone()[0]
+        assert f"fct_calls_rows={n - 1}, raw_journal_rows={n}" in str(report.failed[0])
