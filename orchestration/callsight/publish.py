@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -83,9 +84,10 @@ def verify(path: Path) -> dict[str, int]:
         con.close()
 
 
-def publish(build: Path, served: Path, keep: int = 3) -> dict[str, int]:
+def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], None] = lambda: None) -> dict[str, int]:
     """Atomically replace the served warehouse by the (pruned, checked) build. The build it replaces is
-    kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one."""
+    kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one.
+    `before_swap` runs just before the rename (the fault tests halt a run there, see halt.py)."""
     counts = verify(build)
     wal = build.with_name(build.name + ".wal")
     if wal.exists():
@@ -96,6 +98,7 @@ def publish(build: Path, served: Path, keep: int = 3) -> dict[str, int]:
         history.mkdir(exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
         os.link(served, history / f"{served.stem}-{stamp}.duckdb")
+    before_swap()
     os.replace(build, served)
     for old in kept_builds(served)[keep:]:
         old.unlink()
