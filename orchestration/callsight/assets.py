@@ -15,6 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from .audit import record_audit
 from .config import load_directory, load_policy
+from .dbt_guard import PARENT_PID as DBT_PARENT_PID
 from .dbt_project import DBT_PROJECT_DIR, dbt_project
 from .erasure import ErasureKeyError, erasure_key
 from .extract import Window, extract
@@ -237,7 +238,13 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
                 f"full refresh (requested: {config.full_refresh}; fingerprint {previous} -> {fingerprint})"
             )
             args.append("--full-refresh")
-        for n, event in enumerate(dbt.cli(args, context=context).stream()):
+        # dbt dies with this process (callsight.dbt_guard): the variable is for the one dbt started here.
+        os.environ[DBT_PARENT_PID] = str(os.getpid())
+        try:
+            invocation = dbt.cli(args, context=context)
+        finally:
+            del os.environ[DBT_PARENT_PID]
+        for n, event in enumerate(invocation.stream()):
             yield event
             if n == 0:
                 halt_point(s.env, "dbt", context.run.run_id)
