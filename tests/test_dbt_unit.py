@@ -36,6 +36,7 @@ def dbt(home: Path, *args: str) -> subprocess.CompletedProcess:
             "CALLSIGHT_HOME": str(home),
             "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "PYTHONPATH": str(DBT_PROJECT_DIR.parent / "orchestration"),  # the profile loads callsight.dbt_guard
         },
     )
 

@@ -33,7 +33,12 @@ def test_sqlfluff_on_the_dbt_models(tmp_path: Path) -> None:
         cwd=REPO_ROOT / "dbt_project",
         capture_output=True,
         text=True,
-        env={"CALLSIGHT_HOME": str(tmp_path), "PATH": f"{BIN}:/usr/bin:/bin"},
+        env={
+            "CALLSIGHT_HOME": str(tmp_path),
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            # the profile loads callsight.dbt_guard: the checkout's, not whichever callsight is installed
+            "PYTHONPATH": str(REPO_ROOT / "orchestration"),
+        },
         timeout=600,
     )
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-3000:]

@@ -15,10 +15,12 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from .audit import record_audit
 from .config import load_directory, load_policy
+from .dbt_guard import PARENT_PID as DBT_PARENT_PID
 from .dbt_project import DBT_PROJECT_DIR, dbt_project
 from .erasure import ErasureKeyError, erasure_key
 from .extract import Window, extract
 from .freshness import judge, read_served_state
+from .halt import halt_point
 from .org_store import SITE_TABLES, store_site
 from .provision import provision_superset
 from .publish import kept_builds, model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
@@ -182,6 +184,7 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
                 log=context.log.debug,
                 cutoff=cutoff,
                 erasure_key=erasure_key(s, required=False),
+                before_commit=lambda: halt_point(s.env, "extract", context.run.run_id),
             )
         except ErasureKeyError as exc:
             raise dg.Failure(description=str(exc)) from exc
@@ -235,7 +238,16 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
                 f"full refresh (requested: {config.full_refresh}; fingerprint {previous} -> {fingerprint})"
             )
             args.append("--full-refresh")
-        yield from dbt.cli(args, context=context).stream()
+        # dbt dies with this process (callsight.dbt_guard): the variable is for the one dbt started here.
+        os.environ[DBT_PARENT_PID] = str(os.getpid())
+        try:
+            invocation = dbt.cli(args, context=context)
+        finally:
+            del os.environ[DBT_PARENT_PID]
+        for n, event in enumerate(invocation.stream()):
+            yield event
+            if n == 0:
+                halt_point(s.env, "dbt", context.run.run_id)
 
     @dg.multi_asset_check(specs=quality_check_specs(warehouse_suites), name="warehouse_quality_checks")
     def warehouse_quality_checks(context: dg.AssetCheckExecutionContext, site: SiteResource):
@@ -244,6 +256,7 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         s = site.settings()
         report = run_suites(warehouse_suites, s.raw_db, s.build_db)
         _log_report(context, report)
+        halt_point(s.env, "checks", context.run.run_id)
         yield from quality_check_results(report)
 
     @dg.asset(group_name="publish", deps=[warehouse_models], kinds={"duckdb"})
@@ -255,7 +268,12 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         s = site.settings()
         policy = load_policy(s.effective_policy_path)
         prune_build(s.build_db)
-        counts = publish(s.build_db, s.served_db, keep=0 if config.discard_kept_builds else s.keep_builds)
+        counts = publish(
+            s.build_db,
+            s.served_db,
+            keep=0 if config.discard_kept_builds else s.keep_builds,
+            before_swap=lambda: halt_point(s.env, "publish", context.run.run_id),
+        )
         cutoff = retention_cutoff(run_date(context, policy.tz), policy.retention.journal_days)
         pruned = prune_expired_builds(s.served_db, cutoff)
         context.log.info(f"published {s.served_db}: {counts}; expired kept builds deleted: {len(pruned)}")

@@ -231,12 +231,15 @@ def extract(
     log: Callable[[str], None] = lambda _m: None,
     cutoff: datetime | None = None,
     erasure_key: str | None = None,
+    before_commit: Callable[[], None] = lambda: None,
 ) -> ExtractStats:
     """Replace `window` in the raw store with the masked, validated source rows.
 
     With a retention `cutoff`, only the window's part from the cutoff on is read, and expired calls are
     deleted from the raw store (retention.purge_store), which is then compacted. Rows matching the
-    erasure register land without their personal fields; a non-empty register needs `erasure_key`."""
+    erasure register land without their personal fields; a non-empty register needs `erasure_key`.
+    `before_commit` runs when everything is written and the transaction is about to commit (the fault
+    tests halt a run there, see halt.py)."""
     t0 = time.perf_counter()
     if cutoff is not None:
         window = clip_window(window, cutoff)
@@ -324,6 +327,7 @@ def extract(
             "quarantined_rows, seconds, finished_at, expired_in_window) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, window.start, window.end, source_rows, loaded, quarantined, seconds, now, expired_in_window],
         )
+        before_commit()
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.Error):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -83,19 +84,18 @@ def verify(path: Path) -> dict[str, int]:
         con.close()
 
 
-def publish(build: Path, served: Path, keep: int = 3) -> dict[str, int]:
+def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], None] = lambda: None) -> dict[str, int]:
     """Atomically replace the served warehouse by the (pruned, checked) build. The build it replaces is
-    kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one."""
+    kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one.
+    `before_swap` runs just before the rename (the fault tests halt a run there, see halt.py)."""
     counts = verify(build)
     wal = build.with_name(build.name + ".wal")
     if wal.exists():
         raise PublishError(f"{build}: has an un-checkpointed WAL; refusing to publish a half-written file")
     served.parent.mkdir(parents=True, exist_ok=True)
     if served.exists() and keep > 0:
-        history = history_dir(served)
-        history.mkdir(exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
-        os.link(served, history / f"{served.stem}-{stamp}.duckdb")
+        keep_served(served)
+    before_swap()
     os.replace(build, served)
     for old in kept_builds(served)[keep:]:
         old.unlink()
@@ -112,19 +112,31 @@ def kept_builds(served: Path) -> list[Path]:
     return sorted(history.glob(f"{served.stem}-*.duckdb"), reverse=True) if history.exists() else []
 
 
+def keep_served(served: Path) -> None:
+    """Keep the served warehouse in history/ (a hard link: no copy) before it is replaced, unless it is
+    kept already: a publish or rollback killed between its link and its rename left the link behind, and
+    a second name for the same file would push a different build out of the kept ones."""
+    history = history_dir(served)
+    history.mkdir(exist_ok=True)
+    if any(os.path.samefile(served, kept) for kept in kept_builds(served)):
+        return
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+    os.link(served, history / f"{served.stem}-{stamp}.duckdb")
+
+
 def rollback(served: Path, name: str | None = None) -> Path:
     """Serve a kept build again (the newest by default). The current one is kept in turn, so a
-    rollback can itself be rolled back. Atomic like publish."""
-    builds = kept_builds(served)
+    rollback can itself be rolled back. Atomic like publish. A kept name of the served file itself (left
+    by a publish or rollback killed before its rename) is not a build to go back to."""
+    builds = [b for b in kept_builds(served) if not (served.exists() and os.path.samefile(b, served))]
     if not builds:
         raise PublishError(f"no kept builds in {history_dir(served)}")
     chosen = next((b for b in builds if b.name == name), None) if name else builds[0]
     if chosen is None:
         raise PublishError(f"{name}: not a kept build; kept: {', '.join(b.name for b in builds)}")
     verify(chosen)
-    stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
     if served.exists():
-        os.link(served, history_dir(served) / f"{served.stem}-{stamp}.duckdb")
+        keep_served(served)
     os.replace(chosen, served)  # a rename: atomic, no copy
     return chosen
 
