@@ -1,0 +1,106 @@
+"""Timing and memory of one benchmark stage: a child process, its wall time and its peak RSS.
+
+The peak RSS comes from the kernel's high-water marks, no polling, nothing missed between two samples:
+a Python stage reports its own (VmHWM, and ru_maxrss of the children it waited for: dbt started by the
+Dagster run counts); for any other command it is ru_maxrss from `os.wait4`, which on Linux also
+counts the image of this process the child was forked from (an upper bound).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+PEAK_KEY = "_peak_rss_mib"  # where a stage reports its own peak in its result JSON
+
+
+@dataclass
+class StageResult:
+    """One stage of the benchmark: what ran, for how long, at what peak memory, and what it reported."""
+
+    name: str
+    seconds: float
+    peak_rss_mib: float
+    ok: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_child(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    result_file: Path | None = None,
+    timeout: float | None = None,
+) -> StageResult:
+    """Run argv as a child process; wall time, peak RSS (ru_maxrss of the child and its waited-for
+    descendants) and, if the child wrote it, the JSON object in result_file as detail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if result_file is not None:
+        result_file.unlink(missing_ok=True)
+    with log.open("wb") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(env or os.environ))
+        deadline = None if timeout is None else t0 + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    peak = usage.ru_maxrss * 1024 / MIB  # Linux reports KiB
+    detail: dict[str, Any] = {}
+    if result_file is not None and result_file.exists():
+        detail = json.loads(result_file.read_text(encoding="utf-8"))
+        peak = float(detail.pop(PEAK_KEY, peak))
+    ok = proc.returncode == 0
+    error = None if ok else f"exit {proc.returncode}; last lines of {log}:\n{tail(log)}"
+    return StageResult(name, seconds, peak, ok, detail, error)
+
+
+def run_python_stage(
+    name: str, stage: str, args: Mapping[str, Any], *, work: Path, env: Mapping[str, str] | None = None
+) -> StageResult:
+    """`python -m callsight.bench.stages <stage>` with args as JSON; the stage writes its detail JSON."""
+    result_file = work / "results" / f"{name}.json"
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "callsight.bench.stages", stage, json.dumps(dict(args)), str(result_file)]
+    return run_child(name, argv, log=work / "logs" / f"{name}.log", env=env, result_file=result_file)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()

@@ -1,0 +1,180 @@
+"""The benchmark's tools: peak RSS and timing of child processes, percentiles, figures, goal verdicts,
+the printed table, and the chart-data query contexts built from the asset YAML."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from callsight.bench.charts import chart_queries
+from callsight.bench.measure import StageResult, percentile, run_child, run_python_stage
+from callsight.bench.runner import GOALS, figures, report_lines, verdicts
+from callsight.superset_assets import load_assets
+
+MIB = 1024 * 1024
+ALLOCATE = "import time; b = bytearray({n} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep({s})"
+
+
+def test_peak_rss_and_wall_time_of_a_child(tmp_path: Path) -> None:
+    r = run_child("alloc", [sys.executable, "-c", ALLOCATE.format(n=300, s=0.3)], log=tmp_path / "a.log")
+    assert r.ok and r.error is None
+    assert 300 <= r.peak_rss_mib < 600, r.peak_rss_mib
+    assert r.seconds >= 0.3
+
+
+def test_peak_rss_counts_grandchildren(tmp_path: Path) -> None:
+    grandchild = ALLOCATE.format(n=400, s=0)
+    code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}], check=True)"
+    r = run_child("parent", [sys.executable, "-c", code], log=tmp_path / "p.log")
+    assert r.ok and r.peak_rss_mib >= 400, r.peak_rss_mib
+
+
+def test_a_failing_child_reports_its_exit_code_and_log(tmp_path: Path) -> None:
+    code = "import sys; print('something went wrong here'); sys.exit(3)"
+    r = run_child("fail", [sys.executable, "-c", code], log=tmp_path / "f.log")
+    assert not r.ok and "exit 3" in r.error and "something went wrong here" in r.error
+
+
+def test_timeout_kills_the_child(tmp_path: Path) -> None:
+    r = run_child("slow", [sys.executable, "-c", "import time; time.sleep(60)"], log=tmp_path / "s.log", timeout=1)
+    assert not r.ok and r.seconds < 30
+
+
+def test_python_stage_writes_its_detail(tmp_path: Path) -> None:
+    """A real stage in a child: the floor on an empty journal reports its rows and groups."""
+    import sqlite3
+
+    from callsight.demo_data import JOURNAL_DDL, default_policy
+
+    lite = tmp_path / "j.sqlite"
+    con = sqlite3.connect(lite)
+    con.execute(JOURNAL_DDL.format(table="journal"))
+    con.execute(
+        "INSERT INTO journal (ID, StartTime, StopTime, DurationTotal, DurationConnected, Outbound, Internal, "
+        "PrivateCall, CTIServerUserName, TrackerID, PhoneNumber) VALUES "
+        "(1, '2026-03-02 10:00:00', '2026-03-02 10:00:09', 9, 0, 0, 0, 0, 'anna.schmidt', 't1', '+49 89 1'), "
+        "(2, '2026-03-02 11:00:00', '2026-03-02 11:01:00', 60, 55, 1, 0, 0, 'anna.schmidt', 't2', '+49 89 1')"
+    )
+    con.commit()
+    con.close()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps(default_policy()), encoding="utf-8")
+    directory = tmp_path / "directory.yaml"
+    directory.write_text(json.dumps({"users": [{"username": "anna.schmidt", "name": "Anna"}]}), encoding="utf-8")
+    args = {"sqlite": str(lite), "out": str(tmp_path / "f.duckdb"), "before": "2026-03-03"}
+    ballast = bytearray(600 * MIB)  # this process is big: a forked child's ru_maxrss would count it
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    r = run_python_stage("floor", "floor", {**args, "policy": str(policy), "directory": str(directory)}, work=tmp_path)
+    del ballast
+    assert r.ok, r.error
+    assert 50 < r.peak_rss_mib < 500, "a stage reports its own peak, not the runner's size"
+    assert "_peak_rss_mib" not in r.detail
+    assert r.detail["rows"] == 2 and r.detail["groups"] == 1
+    import duckdb
+
+    out = duckdb.connect(str(tmp_path / "f.duckdb"), read_only=True)
+    row = out.execute(
+        "SELECT calls, missed, missed_external, callback_possible, called_back FROM floor_kpis"
+    ).fetchone()
+    out.close()
+    assert row == (1, 1, 1, 1, 1), "the missed call was returned by the outbound call an hour later"
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50 and percentile(values, 95) == 95 and percentile(values, 100) == 100
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def _stage(name: str, seconds: float, rss: float, detail: dict | None = None, ok: bool = True) -> StageResult:
+    return StageResult(name, seconds, rss, ok, detail or {})
+
+
+def _stages(build: float, night: float, floor: float, pandas: float, rss: float) -> dict[str, StageResult]:
+    return {
+        "generate": _stage("generate", 10, 500),
+        "extract_sqlite": _stage("extract_sqlite", 5, rss, {"rows_per_second": 1_200_000.0, "quarantined": 0}),
+        "extract_postgresql": _stage("extract_postgresql", 5, 900, {"rows_per_second": 250_000.0, "quarantined": 0}),
+        "full_build": _stage("full_build", build, 1500, {"steps": {"raw__journal": 4.0, "warehouse_models": 20.0}}),
+        "night": _stage("night", night, 1200),
+        "floor": _stage("floor", floor, 800),
+        "pandas": _stage("pandas", pandas, 3000),
+        "charts": _stage(
+            "charts", 90, 300, {"p50_ms": 80.0, "p95_ms": 240.0, "worst_chart_p95_ms": 400.0, "load": {"errors": 0}}
+        ),
+    }
+
+
+def test_figures_ratios_and_goals() -> None:
+    f = figures(10_000_000, _stages(build=30, night=61, floor=20, pandas=120, rss=2100))
+    assert f["build_vs_floor"] == 1.5 and f["pandas_vs_build"] == 4.0 and f["pandas_vs_floor"] == 6.0
+    assert f["pipeline_peak_rss_mib"] == 2100, "the pandas peer's memory is not the pipeline's"
+    assert f["peak_rss_mib"]["pandas"] == 3000
+    assert f["build_steps_s"] == {"raw__journal": 4.0, "warehouse_models": 20.0}
+    assert f["goals"] == {
+        "build_vs_floor": True,
+        "pandas_vs_build": True,
+        "extract_sqlite": True,
+        "extract_postgresql": False,
+        "peak_rss": False,
+        "night": False,
+        "chart_p95": True,
+        "load_errors": True,
+    }
+    assert set(f["goals"]) == set(GOALS)
+
+
+def test_size_bound_goals_are_not_judged_below_10m_and_failed_stages_are_missing() -> None:
+    stages = _stages(build=10, night=20, floor=5, pandas=40, rss=900)
+    stages["pandas"] = _stage("pandas", 1, 100, ok=False)
+    f = figures(1_000_000, stages)
+    assert f["pandas_s"] is None and f["pandas_vs_build"] is None
+    assert f["goals"]["peak_rss"] is None and f["goals"]["chart_p95"] is None and f["goals"]["pandas_vs_build"] is None
+    assert f["goals"]["build_vs_floor"] is False and f["goals"]["night"] is True
+    assert verdicts({"rows": 5}) == dict.fromkeys(GOALS)
+
+
+def test_report_table_and_json() -> None:
+    results = [
+        {"rows": 1_000_000, "stages": {}, "figures": figures(1_000_000, _stages(30, 40, 10, 45, 900))},
+        {"rows": 10_000_000, "stages": {}, "figures": figures(10_000_000, _stages(300, 61, 100, 600, 2100))},
+    ]
+    text = "\n".join(report_lines(results, (3.5, 2.0, 1.0)))
+    assert "1,000,000" in text and "10,000,000" in text
+    assert "3.00 x" in text and "2.00 x" in text  # build / floor at both sizes
+    assert "1,200,000" in text and "250,000" in text
+    assert "80 / 240 ms" in text
+    assert "load average at the end: 3.50" in text
+    goal_lines = [line for line in text.splitlines() if (line.startswith("  ") and "<=" in line) or ">=" in line]
+    assert any("MISSED" in line for line in goal_lines) and any("met" in line for line in goal_lines)
+    night_line = next(line for line in text.splitlines() if "incremental night" in line)
+    assert night_line.split()[-2:] == ["met", "MISSED"]
+    json.dumps(results)  # the JSON document holds plain values only
+
+
+def test_a_query_context_for_every_chart_of_the_assets() -> None:
+    assets = load_assets()
+    charts = {c["slice_name"]: c for n, c in assets.items() if n.startswith("charts/")}
+    datasets = {c["table_name"]: c for n, c in assets.items() if n.startswith("datasets/")}
+    queries = chart_queries(date(2026, 11, 27))
+    assert sorted(q.name for q in queries) == sorted(charts)
+    for q in queries:
+        ds = datasets[q.table]
+        metrics = {m["metric_name"] for m in ds["metrics"]}
+        columns = {c["column_name"] for c in ds["columns"]}
+        for query in q.queries:
+            assert set(query["metrics"]) <= metrics, (q.name, query["metrics"])
+            names = {c if isinstance(c, str) else c["sqlExpression"] for c in query["columns"]}
+            assert names <= columns, (q.name, names - columns)
+            assert query["filters"][0]["op"] == "TEMPORAL_RANGE"
+            assert query["metrics"] or query["columns"]
+        assert len(q.queries) == (2 if q.viz_type == "pop_kpi" else 1)
+    pop = next(q for q in queries if q.viz_type == "pop_kpi")
+    assert [x["filters"][0]["val"] for x in pop.queries] == ["2026-10-29 : 2026-11-28", "2026-09-29 : 2026-10-29"]
