@@ -178,3 +178,35 @@ def test_a_query_context_for_every_chart_of_the_assets() -> None:
         assert len(q.queries) == (2 if q.viz_type == "pop_kpi" else 1)
     pop = next(q for q in queries if q.viz_type == "pop_kpi")
     assert [x["filters"][0]["val"] for x in pop.queries] == ["2026-10-29 : 2026-11-28", "2026-09-29 : 2026-10-29"]
+
+
+@pytest.mark.slow
+def test_the_manifest_is_parsed_with_the_build_vars_and_only_when_something_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly build runs dbt with build_vars(policy): the manifest is parsed with the same vars
+    (so the build's dbt finds its partial-parse state valid) and not again while nothing changed."""
+    import duckdb
+    from dbt.version import __version__
+
+    from callsight.config import Policy
+    from callsight.dbt_project import build_vars, dbt_project, dbt_resource, ensure_manifest
+    from callsight.demo_data import default_policy
+
+    (tmp_path / "warehouse" / "build").mkdir(parents=True)
+    duckdb.connect(str(tmp_path / "warehouse" / "journal.duckdb")).close()
+    monkeypatch.setenv("CALLSIGHT_HOME", str(tmp_path))
+    policy = Policy.model_validate(default_policy())
+    v1 = build_vars(policy.dbt_vars())
+    assert set(v1) == {*policy.dbt_vars(), "build_fingerprint"}
+    manifest = ensure_manifest(v1)
+    parsed = manifest.stat().st_mtime_ns
+    assert ensure_manifest(v1).stat().st_mtime_ns == parsed, "nothing changed: no dbt parse"
+    doc = json.loads(manifest.read_text(encoding="utf-8"))
+    assert doc["metadata"]["dbt_version"] == __version__
+    state = dbt_project().project_dir / dbt_project().target_path / "partial_parse.msgpack"
+    assert state.exists()
+    v2 = build_vars(policy.model_copy(update={"timezone": "Europe/Vienna"}).dbt_vars())
+    assert v2["build_fingerprint"] != v1["build_fingerprint"]
+    assert ensure_manifest(v2).stat().st_mtime_ns != parsed, "other vars: parsed again"
+    assert str(dbt_resource()._cli_version) == __version__  # no `dbt --version` subprocess for it

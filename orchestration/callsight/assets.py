@@ -1,7 +1,6 @@
 """Dagster assets of the nightly job: org directory, journal extract, dbt models, publish, audit, and
 the data-quality checks (Great Expectations suites in data_quality/suites) that gate the publish."""
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -16,14 +15,14 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from .audit import record_audit
 from .config import load_directory, load_policy
 from .dbt_guard import PARENT_PID as DBT_PARENT_PID
-from .dbt_project import DBT_PROJECT_DIR, dbt_project
+from .dbt_project import build_vars, dbt_project, vars_arg
 from .erasure import ErasureKeyError, erasure_key
 from .extract import Window, extract
 from .freshness import judge, read_served_state
 from .halt import halt_point
 from .org_store import SITE_TABLES, store_site
 from .provision import provision_superset
-from .publish import kept_builds, model_fingerprint, prepare_build, prune_build, publish, stored_fingerprint
+from .publish import kept_builds, prepare_build, prune_build, publish, stored_fingerprint
 from .quality import QualityReport, SuiteSpec, load_suites, run_suites
 from .retention import RUN_DATE_TAG, prune_expired_builds, resolve_run_date, retention_cutoff
 from .run_audit import NIGHTLY_JOB, run_partitions, run_summary
@@ -228,10 +227,10 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         policy = load_policy(s.effective_policy_path)
         prepare_build(s.served_db, s.build_db)
         os.environ["CALLSIGHT_HOME"] = str(s.home)  # profiles.yml reads it in the dbt subprocess
-        fingerprint = model_fingerprint(policy.dbt_vars(), DBT_PROJECT_DIR)
-        dbt_vars = {**policy.dbt_vars(), "build_fingerprint": fingerprint}
+        dbt_vars = build_vars(policy.dbt_vars())  # the vars the manifest was parsed with: a partial parse
+        fingerprint = str(dbt_vars["build_fingerprint"])
         # Unit tests are for the test suite; the nightly build runs the models and their data tests.
-        args = ["build", "--vars", json.dumps(dbt_vars), "--exclude-resource-type", "unit_test"]
+        args = ["build", "--vars", vars_arg(dbt_vars), "--exclude-resource-type", "unit_test"]
         previous = stored_fingerprint(s.build_db)
         if config.full_refresh or previous != fingerprint:
             context.log.info(

@@ -12,7 +12,7 @@ import dagster as dg
 
 from .assets import FRESHNESS_CHECK, SiteResource, build_assets
 from .config import ConfigError, load_directory, load_policy
-from .dbt_project import dbt_resource, ensure_manifest
+from .dbt_project import build_vars, dbt_resource, ensure_manifest
 from .notify import FailureReport, SmtpConfig, failure_report, notify_admins
 from .run_audit import NIGHTLY_JOB, audit_failed_run
 from .settings import Settings
@@ -31,8 +31,16 @@ def site_timezone(settings: Settings) -> str:
         return "Europe/Berlin"
 
 
+def site_dbt_vars(settings: Settings) -> dict[str, object] | None:
+    """The vars the nightly build will run dbt with; None when the policy is not there yet."""
+    try:
+        return build_vars(load_policy(settings.effective_policy_path).dbt_vars())
+    except ConfigError:
+        return None
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
-    ensure_manifest()
+    ensure_manifest(site_dbt_vars(settings))
     assets = build_assets(site_timezone(settings))
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
