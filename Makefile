@@ -6,13 +6,14 @@ SUPERSET_VENV := .venv-superset
 PIP_FLAGS ?= --disable-pip-version-check -q
 export CALLSIGHT_SUPERSET_VENV ?= $(CURDIR)/$(SUPERSET_VENV)
 
-.PHONY: help venvs demo test test-fast lint dbt-docs dq-docs bench-extract bench-quality superset-lock clean clean-demo
+.PHONY: help venvs demo test test-fast lint dbt-docs dq-docs bench bench-extract bench-quality superset-lock clean clean-demo
 
 help:
 	@echo "make demo    - set up, generate demo data, run the nightly job, serve Superset :8088 and Dagster :3000"
 	@echo "make test    - set up and run the test suite"
 	@echo "make lint    - ruff + sqlfluff"
 	@echo "make dq-docs - data-quality suites on the published warehouse -> GX Data Docs in CALLSIGHT_HOME"
+	@echo "make bench   - benchmark at scale beside bare DuckDB and pandas (ROWS=\"1000000 10000000\"), table + JSON"
 	@echo "make clean   - remove virtual environments and build artefacts (keeps CALLSIGHT_HOME)"
 
 # Pipeline env: from pyproject.toml (editable, with dev extras).
@@ -49,6 +50,13 @@ dbt-docs: $(VENV)/.installed
 # Great Expectations Data Docs of the published warehouse, written to CALLSIGHT_HOME/data_quality/docs.
 dq-docs: $(VENV)/.installed
 	$(VENV)/bin/callsight dq-docs
+
+# Benchmark at scale (issue #10): generated journals of ROWS rows (default 1M; ROWS="1000000 10000000"),
+# full build, incremental night, extract, chart latency and load, beside bare DuckDB and pandas.
+# BENCH_FLAGS=--skip-superset leaves out the charts. Table on stdout, JSON in bench-results/.
+ROWS ?= 1000000
+bench: venvs
+	$(VENV)/bin/callsight bench $(foreach r,$(ROWS),--rows $(r)) $(BENCH_FLAGS)
 
 # Extract throughput and peak memory at 1M rows (SQLite, and PostgreSQL on loopback when running).
 bench-extract: $(VENV)/.installed

@@ -4,6 +4,7 @@ the printed table, and the chart-data query contexts built from the asset YAML."
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -210,3 +211,51 @@ def test_the_manifest_is_parsed_with_the_build_vars_and_only_when_something_chan
     assert v2["build_fingerprint"] != v1["build_fingerprint"]
     assert ensure_manifest(v2).stat().st_mtime_ns != parsed, "other vars: parsed again"
     assert str(dbt_resource()._cli_version) == __version__  # no `dbt --version` subprocess for it
+
+
+@pytest.mark.slow
+def test_callsight_bench_end_to_end_on_a_small_journal(tmp_path: Path) -> None:
+    """The command as a user runs it (without Superset and PostgreSQL): every stage succeeds, the
+    extract quarantines nothing, both peers see the same agent-days, the JSON holds the figures."""
+    import subprocess
+
+    callsight = str(Path(sys.executable).with_name("callsight"))
+    r = subprocess.run(
+        [
+            callsight,
+            "bench",
+            "--rows",
+            "6000",
+            "--night-rows",
+            "1000",
+            "--skip-superset",
+            "--no-postgres",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={
+            "PATH": str(Path(sys.executable).parent),
+            "CALLSIGHT_HOME": str(tmp_path / "home"),
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},  # a checkout outside the install
+        },
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "build / floor" in r.stdout and "goals:" in r.stdout
+    (out,) = (tmp_path / "out").glob("bench-*.json")
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    (result,) = doc["results"]
+    stages = result["stages"]
+    assert set(stages) == {"generate", "extract_sqlite", "full_build", "night", "floor", "pandas"}
+    assert all(s["ok"] and s["seconds"] > 0 and s["peak_rss_mib"] > 10 for s in stages.values())
+    assert stages["extract_sqlite"]["detail"]["rows"] == 6000
+    assert stages["extract_sqlite"]["detail"]["quarantined"] == 0
+    assert stages["floor"]["detail"]["groups"] == stages["pandas"]["detail"]["groups"] > 0
+    assert {"raw__journal", "warehouse_models", "published_warehouse"} <= set(stages["full_build"]["detail"]["steps"])
+    f = result["figures"]
+    assert f["build_vs_floor"] == stages["full_build"]["seconds"] / stages["floor"]["seconds"]
+    assert not (tmp_path / "work" / "rows-6000").exists(), "the generated data is removed unless --keep"

@@ -535,6 +535,28 @@ def cmd_schema_doc(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from .bench.runner import BenchOptions, run_bench
+
+    opts = BenchOptions(
+        work=Path(args.work) if args.work else settings.home / "bench",
+        out_dir=Path(args.out) if args.out else Path("bench-results"),
+        night_rows=args.night_rows,
+        postgres=None if args.no_postgres else args.postgres,
+        superset=not args.skip_superset,
+        chart_samples=args.samples,
+        load_users=args.load_users,
+        load_seconds=args.load_seconds,
+        keep=args.keep,
+    )
+    results, _ = run_bench(args.rows or [1_000_000], opts)
+    failed = [f"{r['rows']:,}: {name}" for r in results for name, s in r["stages"].items() if not s["ok"]]
+    if failed:
+        _print(f"callsight bench: stages failed: {'; '.join(failed)} (logs under {opts.work})")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="callsight", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -582,6 +604,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", choices=("md", "html"), default="md")
     pr.add_argument("--output", metavar="PATH", help="default: CALLSIGHT_HOME/reports/processing-record-<date>.<fmt>")
     pr.set_defaults(func=cmd_privacy_report)
+    bn = sub.add_parser("bench", help="benchmark at scale beside bare DuckDB and pandas; table + JSON (issue #10)")
+    bn.add_argument("--rows", type=int, action="append", help="history rows (repeatable); default 1000000")
+    bn.add_argument("--night-rows", type=int, default=150_000, help="rows of the incremental night")
+    bn.add_argument("--skip-superset", action="store_true", help="no chart latency and load test")
+    bn.add_argument("--no-postgres", action="store_true", help="no PostgreSQL extract")
+    bn.add_argument(
+        "--postgres", default="host=127.0.0.1 port=5432 dbname=postgres user=postgres", help="libpq conninfo"
+    )
+    bn.add_argument("--samples", type=int, default=10, help="timed requests per chart")
+    bn.add_argument("--load-users", type=int, default=25)
+    bn.add_argument("--load-seconds", type=float, default=60.0)
+    bn.add_argument("--work", help="working directory (default CALLSIGHT_HOME/bench)")
+    bn.add_argument("--out", help="directory of the JSON results (default ./bench-results)")
+    bn.add_argument("--keep", action="store_true", help="keep the generated journals and warehouses")
+    bn.set_defaults(func=cmd_bench)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
     sd.set_defaults(func=cmd_schema_doc)
     return p
