@@ -6,6 +6,7 @@ import copy
 import json
 import re
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -15,7 +16,7 @@ from callsight.cli import DASHBOARD_SLUGS
 from callsight.config import load_directory
 from callsight.settings import REPO_ROOT
 from callsight.superset_api import SupersetClient
-from callsight.superset_assets import AssetError, expand, load_assets, read_assets
+from callsight.superset_assets import AssetError, expand, expand_agent_macros, load_assets, read_assets, render
 
 from .conftest import SupersetServer
 
@@ -90,6 +91,26 @@ def test_dashboard_charts_read_only_the_masked_dashboard_datasets() -> None:
             assert ds["table_name"].startswith("dashboard_"), (d["slug"], chart["slice_name"])
             assert not ds.get("admin_only")
             assert "phone_number" not in ds["sql"] or "XXX" in ds["sql"]
+            assert "@@" not in ds["sql"] and "current_user_roles()" in ds["sql"], "agents as the role may see them"
+
+
+def test_agent_macros_name_agents_by_audience_and_refuse_mistakes() -> None:
+    sql = expand_agent_macros("t", "@@audience@@ SELECT @@agent_key(c.a)@@ FROM t AS c WHERE @@visible(c.a)@@")
+    assert sql.startswith("{%- set callsight_roles = current_user_roles()")
+    assert "security.agent_labels" in sql and "{{ callsight_audience }}_key" in sql
+    assert "security.viewer_agents" in sql and "current_username()" in sql
+    with pytest.raises(AssetError, match="must start with @@audience@@"):
+        expand_agent_macros("t", "SELECT @@agent_key(c.a)@@")
+    with pytest.raises(AssetError, match="unknown @@macro@@"):
+        expand_agent_macros("t", "@@audience@@ SELECT @@agent_nick(c.a)@@")
+    with pytest.raises(AssetError, match="needs a column"):
+        expand_agent_macros("t", "@@audience@@ SELECT @@agent_name@@")
+
+
+def test_every_dataset_names_the_build_it_serves_so_caches_move_on() -> None:
+    rendered = render(load_assets(), Path("/srv/w.duckdb"), "build-42")
+    extras = [c["extra"] for n, c in rendered.items() if n.startswith("datasets/")]
+    assert extras and all(e["callsight_build"] == "build-42" for e in extras)
 
 
 # ---- live Superset --------------------------------------------------------------------------------------
@@ -158,8 +179,7 @@ DASHBOARD_DATASETS = {
     "dashboard_calls": "fct_calls",
     "dashboard_inbound_calls": "fct_inbound_calls",
     "dashboard_callbacks": "fct_callbacks",
-    "dim_agent": "dim_agent",
-    "dim_agent_groups": "dim_agent_groups",
+    "dashboard_agents": "dim_agent",
 }
 
 
@@ -341,7 +361,7 @@ def json_rison(value: str) -> str:
 
 @pytest.mark.superset
 def test_the_operations_dashboard_and_its_datasets_are_for_admins_only(superset_server: SupersetServer) -> None:
-    """Quarantine by reason and day, and the audit log: admins read them, dashboard viewers cannot."""
+    """Quarantine by reason and day, and the audit log: admins read them, viewers and analysts cannot."""
     from callsight.superset_api import SupersetAPIError
 
     s = superset_server
@@ -375,7 +395,7 @@ def test_the_operations_dashboard_and_its_datasets_are_for_admins_only(superset_
     directory = load_directory(s.site.settings.effective_directory_path)
     leader, _ = group_leader(s)
     member = next(m for g in directory.groups for m in g.members if m not in g.leaders + g.deputies)
-    for user in (leader, member):
+    for user in (leader, member, directory.analysts[0]):
         client = SupersetClient(s.url).login(user, s.user_password)
         visible = {d["table_name"] for d in client.list_all("dataset")}
         assert not visible & {"quarantine_summary", "audit_log"}, user
@@ -392,9 +412,6 @@ def test_the_operations_dashboard_and_its_datasets_are_for_admins_only(superset_
         with pytest.raises(SupersetAPIError) as err:
             client.get("/api/v1/dashboard/betrieb")
         assert err.value.status in (403, 404), user
-    # Analysts read the marts schema (SQL Lab): counts and events, no personal data - documented.
-    analyst = SupersetClient(s.url).login(directory.analysts[0], s.user_password)
-    assert {"quarantine_summary", "audit_log"} <= {d["table_name"] for d in analyst.list_all("dataset")}
 
 
 def admin_role_id(client: SupersetClient) -> int:

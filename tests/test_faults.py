@@ -365,7 +365,7 @@ def test_chart_data_requests_see_no_error_while_publishes_swap_the_served_file(
 
     def ask() -> None:
         client = SupersetClient(superset_server.url).login(analyst, superset_server.user_password)
-        (ds,) = list(client.list_all("dataset", [("table_name", "eq", "fct_inbound_calls")]))
+        (ds,) = list(client.list_all("dataset", [("table_name", "eq", "dashboard_inbound_calls")]))
         query = {
             "datasource": {"id": ds["id"], "type": "table"},
             "force": True,  # past Superset's result cache: every request opens the served file

@@ -79,7 +79,7 @@ def test_nightly_run_publishes_a_warehouse_and_reruns_identically(site: Site) ->
     assert (first.first.isoformat(), first.last.isoformat()) == (lo, hi)
     assert served(site, "SELECT count(*) FROM marts.fct_calls") == [(n_source,)]
     schemas = {r[0] for r in served(site, "SELECT DISTINCT table_schema FROM information_schema.tables")}
-    assert schemas == {"marts", "security"}, "raw and staging are never served"
+    assert schemas == {"marts", "security", "analyst"}, "raw and staging are never served"
     # every directory user sees at least their own calls
     assert (
         served(site, "SELECT count(*) FROM security.viewer_agents WHERE viewer_username = agent_username")[0][0] == 20

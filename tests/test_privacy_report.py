@@ -121,3 +121,29 @@ def test_without_a_warehouse_the_counts_come_from_the_directory(site: Site, tmp_
     # a leader of a group visible to its leader sees the whole group
     group = next(g for g in directory.groups if g.journal_visible_to_leader and g.leaders)
     assert expected[group.leaders[0]] >= len(set(group.members) | set(group.leaders) | set(group.deputies))
+
+
+def test_the_record_states_the_works_council_mode_in_force(site: Site, tmp_path: Path) -> None:
+    import yaml
+
+    out = tmp_path / "record.md"
+    assert main(["privacy-report", "--output", str(out)]) == 0
+    text = out.read_text(encoding="utf-8").split("## Works-council mode")[1].split("\n## ")[0]
+    assert "Minimum group size: off" in text and "Pseudonyms for analysts: off" in text
+
+    directory = load_directory(site.settings.effective_directory_path)
+    sizes = {g.name: len(set(g.members) | set(g.leaders) | set(g.deputies)) for g in directory.groups}
+    k = max(sizes.values())
+    path = site.settings.effective_policy_path
+    policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+    policy["works_council"] = {"min_group_size": k, "pseudonymize_agents_for_analysts": True}
+    path.write_text(yaml.safe_dump(policy), encoding="utf-8")
+    assert main(["privacy-report", "--output", str(out)]) == 0
+    text = out.read_text(encoding="utf-8").split("## Works-council mode")[1].split("\n## ")[0]
+    merged = sorted(n for n, size in sizes.items() if size < k)
+    assert f"Minimum group size: {k}." in text and f"groups merged: {', '.join(merged)}." in text
+    shown = {
+        u for g in directory.groups if sizes[g.name] >= k for u in set(g.members) | set(g.leaders) | set(g.deputies)
+    }
+    assert f"Now shown one by one: {len(shown)} of {len(directory.users)} people" in text
+    assert "stable pseudonyms" in text and "CALLSIGHT_PSEUDONYM_KEY" in text

@@ -19,7 +19,12 @@ from .conftest import SupersetServer
 pytestmark = pytest.mark.superset
 
 
-FACTS = {"fct_calls": "count", "fct_inbound_calls": "anrufe", "fct_callbacks": "verpasst_extern"}
+# mart -> (the dataset viewers read it through, metric counting its rows)
+FACTS = {
+    "fct_calls": ("dashboard_calls", "count"),
+    "fct_inbound_calls": ("dashboard_inbound_calls", "anrufe"),
+    "fct_callbacks": ("dashboard_callbacks", "verpasst_extern"),
+}
 
 
 def expected_counts(server: SupersetServer, viewer: str | None, table: str = "fct_calls") -> dict[str, int]:
@@ -42,10 +47,10 @@ def expected_counts(server: SupersetServer, viewer: str | None, table: str = "fc
     return {a: n for a, n in rows.items() if a in visible}
 
 
-def chart_counts(client: SupersetClient, table: str = "fct_calls") -> dict[str, int]:
+def chart_counts(client: SupersetClient, mart: str = "fct_calls") -> dict[str, int]:
+    table, metric = FACTS[mart]
     (ds,) = list(client.list_all("dataset", [("table_name", "eq", table)]))
     assert ds["table_name"] == table
-    metric = FACTS[table]
     data = client.chart_data(
         {
             "datasource": {"id": ds["id"], "type": "table"},
@@ -125,18 +130,19 @@ def test_viewers_have_no_sql_lab_and_no_raw_tables(superset_server: SupersetServ
     shipped = {
         (c["schema"], c["table_name"])
         for n, c in load_assets().items()
-        if n.startswith("datasets/") and not c.get("admin_only")
+        if n.startswith("datasets/") and not c.get("admin_only") and c["schema"] == "marts"
     }
-    assert set(FACTS) <= {t for _, t in datasets}
-    assert datasets == shipped, "viewers see our datasets and nothing else"
-    assert {schema for schema, _ in datasets} == {"marts"}, "no raw, staging or security tables"
+    assert {t for t, _ in FACTS.values()} <= {t for _, t in datasets}
+    assert datasets == shipped, "viewers see the dashboard datasets and nothing else"
+    assert {schema for schema, _ in datasets} == {"marts"}, "no raw, staging, security or analyst tables"
+    assert not {t for _, t in datasets} & set(FACTS), "the marts with real usernames are for admins"
 
 
 def test_csv_export_carries_only_permitted_rows(superset_server: SupersetServer) -> None:
     directory = load_directory(superset_server.site.settings.effective_directory_path)
     for user in directory.users:
         client = SupersetClient(superset_server.url).login(user.username, superset_server.user_password)
-        (ds,) = list(client.list_all("dataset", [("table_name", "eq", "fct_calls")]))
+        (ds,) = list(client.list_all("dataset", [("table_name", "eq", "dashboard_calls")]))
         r = client.session.post(
             f"{superset_server.url}/api/v1/chart/data",
             json={
@@ -177,14 +183,15 @@ def sql_lab(client: SupersetClient, database_id: int, sql: str) -> dict:
     )
 
 
-def test_sql_lab_for_analysts_marts_only_no_files(superset_server: SupersetServer) -> None:
+def test_sql_lab_for_analysts_analyst_schema_only_no_files(superset_server: SupersetServer) -> None:
     directory = load_directory(superset_server.site.settings.effective_directory_path)
     analyst = SupersetClient(superset_server.url).login(directory.analysts[0], superset_server.user_password)
     (db,) = [d for d in analyst.list_all("database") if d["database_name"] == "callsight"]
-    ok = sql_lab(analyst, db["id"], "SELECT count(*) AS n FROM marts.fct_calls")
+    ok = sql_lab(analyst, db["id"], "SELECT count(*) AS n FROM analyst.calls")
     total = sum(expected_counts(superset_server, None).values())
     assert ok.get("data") == [{"n": total}], ok
     for forbidden in (
+        "SELECT agent_username FROM marts.fct_calls",
         "SELECT * FROM security.viewer_agents",
         "SELECT * FROM read_csv('/etc/passwd')",
         "SELECT * FROM read_text('/etc/hostname')",
@@ -270,12 +277,38 @@ def test_removed_and_foreign_callsight_users_are_deactivated_by_the_next_nightly
             with pytest.raises(SupersetAPIError) as err:
                 SupersetClient(superset_server.url).login(user, pw)
             assert err.value.status == 401, user
+        # The audit log records both deactivations, and the leaver's group changes nobody else's account.
+        changes = provisioning_entries(settings)
+        assert changes[f"user:{leaver}"]["change"] == "deactivated"
+        assert changes[f"user:{stranger}"]["change"] == "deactivated"
     finally:
         # put the directory back and rebuild: later tests expect the original warehouse mapping
         path.write_text(original, encoding="utf-8")
         assert run_nightly(settings.__class__.from_env()).success
         provision(settings, superset_server.url, superset_server.admin_password, superset_server.user_password)
     SupersetClient(superset_server.url).login(leaver, superset_server.user_password)  # back in, back active
+    assert provisioning_entries(settings)[f"user:{leaver}"] == {"change": "updated", "reactivated": 1}
+    # Provisioning again changes nothing and records nothing.
+    before = len(provisioning_entries(settings, latest_only=False))
+    provision(settings, superset_server.url, superset_server.admin_password, superset_server.user_password)
+    assert len(provisioning_entries(settings, latest_only=False)) == before
+
+
+def provisioning_entries(settings, latest_only: bool = True) -> dict:
+    """subject -> detail of the provisioning entries in the site's audit log (the latest per subject), or
+    all entries in order when latest_only is False. The hash chain must hold."""
+    from callsight.audit import read_entries, verify_chain
+
+    con = duckdb.connect(str(settings.raw_db), read_only=True)
+    try:
+        entries = read_entries(con)
+    finally:
+        con.close()
+    assert verify_chain(entries) == []
+    mine = [e for e in entries if e.kind == "provisioning"]
+    if not latest_only:
+        return {i: e for i, e in enumerate(mine)}
+    return {e.subject: json.loads(e.detail) for e in mine}
 
 
 def test_the_demo_readiness_check_reads_the_leaders_calls(superset_server: SupersetServer) -> None:

@@ -22,6 +22,7 @@ from .freshness import judge, read_served_state
 from .halt import halt_point
 from .org_store import SITE_TABLES, store_site
 from .provision import provision_superset
+from .pseudonyms import PseudonymKeyError, pseudonym_key
 from .publish import kept_builds, prepare_build, prune_build, publish, stored_fingerprint
 from .quality import QualityReport, SuiteSpec, load_suites, run_suites
 from .retention import RUN_DATE_TAG, prune_expired_builds, resolve_run_date, retention_cutoff
@@ -145,8 +146,13 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
             record_audit(s, "run", context.run.run_id, started)
         directory = load_directory(s.effective_directory_path)
         policy = load_policy(s.effective_policy_path)  # refuse a bad policy before anything is written
+        try:
+            key = pseudonym_key(s, policy)
+        except PseudonymKeyError as exc:
+            raise dg.Failure(description=str(exc)) from exc
         this_year = datetime.now(policy.tz).year
-        counts = store_site(s.raw_db, directory, policy.calendar, range(PARTITIONS_START_YEAR, this_year + 2))
+        years = range(PARTITIONS_START_YEAR, this_year + 2)
+        counts = store_site(s.raw_db, directory, policy.calendar, years, pseudonym_key=key)
         for table, n in counts.items():
             yield dg.MaterializeResult(asset_key=["raw", table], metadata={"rows": dg.MetadataValue.int(n)})
 

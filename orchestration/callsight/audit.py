@@ -18,7 +18,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -136,13 +136,34 @@ def record_audit(settings: Settings, kind: str, subject: str, detail: Mapping[st
     """Append one entry to the audit log of the site.
 
     kind: what happened, e.g. "provisioning"; subject: to what, e.g. "rls" or a run id; detail: flat
-    values (counts, names of roles or objects, hashes, ISO dates). No personal data: no user names,
-    phone numbers or e-mail addresses (e-mail addresses are refused). Waits up to a minute while a
-    nightly run holds the raw store."""
+    values (counts, names of roles or objects, hashes, ISO dates). No call data: no phone numbers, callers
+    or e-mail addresses (e-mail addresses are refused); staff logins only where access rights changed
+    (provisioning). Waits up to a minute while a nightly run holds the raw store."""
     validate(kind, subject, detail)
     con = connect_raw_store(settings)
     try:
         return append(con, kind, subject, detail)
+    finally:
+        con.close()
+
+
+def record_audit_entries(
+    settings: Settings, kind: str, entries: Sequence[tuple[str, Mapping[str, Scalar]]]
+) -> list[AuditEntry]:
+    """Append several (subject, detail) entries of one kind in one transaction (all or none)."""
+    for subject, detail in entries:
+        validate(kind, subject, detail)
+    if not entries:
+        return []
+    con = connect_raw_store(settings)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        out = [append(con, kind, subject, detail) for subject, detail in entries]
+        con.execute("COMMIT")
+        return out
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     finally:
         con.close()
 

@@ -31,8 +31,9 @@ DEMO_SECRET_NAMES = (
     "SUPERSET_ADMIN_PASSWORD",
     "CALLSIGHT_DEMO_PASSWORD",
     "CALLSIGHT_ERASURE_KEY",
+    "CALLSIGHT_PSEUDONYM_KEY",
 )
-LONG_SECRETS = ("SUPERSET_SECRET_KEY", "CALLSIGHT_ERASURE_KEY")
+LONG_SECRETS = ("SUPERSET_SECRET_KEY", "CALLSIGHT_ERASURE_KEY", "CALLSIGHT_PSEUDONYM_KEY")
 DASHBOARD_SLUGS = ("management-summary", "agenten", "kunden", "projekte")
 
 
@@ -194,7 +195,7 @@ def check_ready(url: str, username: str, password: str) -> int:
     from .superset_api import SupersetClient
 
     client = SupersetClient(url).login(username, password)
-    (ds,) = list(client.list_all("dataset", [("table_name", "eq", "fct_inbound_calls")]))
+    (ds,) = list(client.list_all("dataset", [("table_name", "eq", "dashboard_inbound_calls")]))
     data = client.chart_data(
         {
             "datasource": {"id": ds["id"], "type": "table"},
@@ -248,7 +249,8 @@ def serve(
             "CALLSIGHT_SUPERSET_URL": url,
             "SUPERSET_ADMIN_PASSWORD": admin_password,
         }
-        for name in ("CALLSIGHT_DEMO_PASSWORD", "CALLSIGHT_ERASURE_KEY"):  # the demo's come from its secrets file
+        # the demo's come from its secrets file
+        for name in ("CALLSIGHT_DEMO_PASSWORD", "CALLSIGHT_ERASURE_KEY", "CALLSIGHT_PSEUDONYM_KEY"):
             if settings.secret(name):
                 dagster_env[name] = settings.secret(name)
         dagster = subprocess.Popen(
@@ -402,6 +404,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     # The nightly run below reads its settings from the process environment: it needs the erasure key
     # once `callsight erase` has been used on the demo.
     os.environ.setdefault("CALLSIGHT_ERASURE_KEY", values["CALLSIGHT_ERASURE_KEY"])
+    os.environ.setdefault("CALLSIGHT_PSEUDONYM_KEY", values["CALLSIGHT_PSEUDONYM_KEY"])  # for works-council mode
     settings = Settings.from_env({**env, **demo_reports_profile(settings)})
     if settings.is_demo_journal() and not settings.demo_journal_path.exists():
         rc = cmd_demo_data(settings, argparse.Namespace(seed=42, days=90, users=60, end=None, force=False))

@@ -180,6 +180,8 @@ class Policy(_Strict):
             "short_abandon_seconds": self.service_level.short_abandon_seconds,
             "callback_window_hours": self.callback.window_hours,
             "retention_days": self.retention.journal_days,
+            "min_group_size": self.works_council.min_group_size,
+            "pseudonymize_agents_for_analysts": self.works_council.pseudonymize_agents_for_analysts,
         }
 
 

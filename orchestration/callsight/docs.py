@@ -17,7 +17,7 @@ from .publish import prepare_build
 from .settings import REPO_ROOT, Settings
 
 SCHEMA_DOC = REPO_ROOT / "docs" / "warehouse-schema.md"
-DOCUMENTED_FOLDERS = (("marts", "marts"), ("security", "security"))
+DOCUMENTED_FOLDERS = (("analyst", "analyst"), ("marts", "marts"), ("security", "security"))
 
 
 def schema_markdown(project_dir: Path = DBT_PROJECT_DIR) -> str:
@@ -25,8 +25,12 @@ def schema_markdown(project_dir: Path = DBT_PROJECT_DIR) -> str:
         "# Warehouse schema (for analysts)",
         "",
         "Generated from the dbt models' YAML by `callsight schema-doc`; do not edit by hand.",
-        "SQL Lab shows the `marts` schema. Every row is masked per the privacy policy before it lands;",
-        "row-level security limits what each viewer sees (analysts and admins see all masked calls).",
+        "SQL Lab shows analysts the `analyst` schema: views of the marts below in which the agent is a",
+        "column `agent` (and `answered_by`, `callback_by`) under the analysts' label - the name, or in",
+        "works-council mode a pseudonym or the agent's group - instead of usernames. Every row is masked",
+        "per the privacy policy before it lands; row-level security limits what each viewer sees",
+        "(analysts and admins see all masked calls). The marts and security tables are documented for",
+        "admins and for the definitions of the columns.",
         "For lineage and the SQL of each model, run `make dbt-docs`.",
         "",
     ]
@@ -34,8 +38,9 @@ def schema_markdown(project_dir: Path = DBT_PROJECT_DIR) -> str:
         for yml in sorted((project_dir / "models" / folder).glob("_*__models.yml")):
             doc = yaml.safe_load(yml.read_text(encoding="utf-8"))
             for model in doc.get("models", []):
+                name = model["name"].removeprefix(f"{folder}__")  # analyst__calls is analyst.calls
                 lines += [
-                    f"## `{schema}.{model['name']}`",
+                    f"## `{schema}.{name}`",
                     "",
                     " ".join(model.get("description", "").split()),
                     "",

@@ -8,11 +8,13 @@ import duckdb
 import pandas as pd
 
 from .config import Calendar, Directory
+from .pseudonyms import pseudonyms
 
 DIRECTORY_TABLES = ("directory_users", "directory_groups", "directory_memberships", "directory_staff")
 SITE_TABLES = (*DIRECTORY_TABLES, "public_holidays")
 DDL = """
-CREATE OR REPLACE TABLE directory_users (username VARCHAR PRIMARY KEY, display_name VARCHAR NOT NULL);
+CREATE OR REPLACE TABLE directory_users (username VARCHAR PRIMARY KEY, display_name VARCHAR NOT NULL,
+    pseudonym VARCHAR UNIQUE);
 CREATE OR REPLACE TABLE directory_groups (group_name VARCHAR PRIMARY KEY,
     journal_visible_to_group BOOLEAN NOT NULL, journal_visible_to_leader BOOLEAN NOT NULL);
 CREATE OR REPLACE TABLE directory_memberships (group_name VARCHAR NOT NULL, username VARCHAR NOT NULL,
@@ -22,10 +24,17 @@ CREATE OR REPLACE TABLE public_holidays (holiday_date DATE PRIMARY KEY, holiday_
 """
 
 
-def directory_frames(directory: Directory) -> dict[str, pd.DataFrame]:
-    """Pure: the directory as four relations. Leaders and deputies count as members of their group."""
+def directory_frames(directory: Directory, pseudonym_key: str | None = None) -> dict[str, pd.DataFrame]:
+    """Pure: the directory as four relations. Leaders and deputies count as members of their group.
+    With a pseudonym key every user gets a stable pseudonym (works-council mode), otherwise none."""
+    names = [u.username for u in directory.users]
+    aliases = pseudonyms(pseudonym_key, names) if pseudonym_key else {}
     users = pd.DataFrame(
-        {"username": [u.username for u in directory.users], "display_name": [u.name for u in directory.users]}
+        {
+            "username": names,
+            "display_name": [u.name for u in directory.users],
+            "pseudonym": pd.Series([aliases.get(n) for n in names], dtype="object"),
+        }
     )
     groups = pd.DataFrame(
         {
@@ -66,10 +75,12 @@ def holiday_frame(calendar: Calendar, years: range) -> pd.DataFrame:
     return pd.DataFrame({"holiday_date": [d for d, _ in rows], "holiday_name": [n for _, n in rows]})
 
 
-def store_site(raw_db: Path, directory: Directory, calendar: Calendar, years: range) -> dict[str, int]:
+def store_site(
+    raw_db: Path, directory: Directory, calendar: Calendar, years: range, pseudonym_key: str | None = None
+) -> dict[str, int]:
     """Directory relations and the holiday calendar, replaced in one transaction."""
     raw_db.parent.mkdir(parents=True, exist_ok=True)
-    frames = {**directory_frames(directory), "public_holidays": holiday_frame(calendar, years)}
+    frames = {**directory_frames(directory, pseudonym_key), "public_holidays": holiday_frame(calendar, years)}
     con = duckdb.connect(str(raw_db))
     try:
         con.execute("BEGIN TRANSACTION")

@@ -371,12 +371,13 @@ def document(facts: Facts) -> list[Block]:
                 "a different number of agents after the next nightly run.",
             )
         )
+    blocks += [("h2", "Works-council mode"), ("ul", _works_council_lines(facts))]
     blocks += [
         ("h2", "Analysts and admins"),
         (
             "ul",
             [
-                f"Analysts (all masked calls, SQL Lab on the marts): {_people(d, d.analysts)}",
+                f"Analysts (all masked calls, SQL Lab on the analyst schema): {_people(d, d.analysts)}",
                 f"Admins (everything in Superset): {_people(d, d.admins)}",
             ],
         ),
@@ -402,6 +403,30 @@ def document(facts: Facts) -> list[Block]:
         ),
     ]
     return blocks
+
+
+def _works_council_lines(facts: Facts) -> list[str]:
+    """Pure: what min_group_size and the analysts' pseudonyms mean for this directory."""
+    wc, d = facts.policy.works_council, facts.directory
+    k = wc.min_group_size
+    if k == 0:
+        lines = ["Minimum group size: off - leaders, members and analysts see figures per agent."]
+    else:
+        sizes = {g.name: len(set(g.members) | set(g.leaders) | set(g.deputies)) for g in d.groups}
+        large = {n for n, size in sizes.items() if size >= k}
+        shown = {u for g in d.groups if g.name in large for u in set(g.members) | set(g.leaders) | set(g.deputies)}
+        merged = sorted(n for n in sizes if n not in large)
+        lines = [
+            f"Minimum group size: {k}. Everybody but admins sees an agent's figures one by one only for members "
+            f"of a group of at least {k}; other agents' calls are merged under their group. Now shown one by "
+            f"one: {len(shown)} of {len(d.users)} people; groups merged: {', '.join(merged) or 'none'}."
+        ]
+    lines.append(
+        "Analysts see stable pseudonyms instead of names (keyed hash, CALLSIGHT_PSEUDONYM_KEY)."
+        if wc.pseudonymize_agents_for_analysts
+        else "Pseudonyms for analysts: off - analysts see agents' names."
+    )
+    return lines
 
 
 def _people(d: Directory, usernames: Iterable[str]) -> str:

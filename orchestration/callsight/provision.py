@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .audit import record_audit_entries
 from .config import Directory, Policy, load_directory, load_policy
+from .publish import served_build_id
 from .reports import WEEKLY_CSV_CHART, ReportSync, ReportSyncResult, report_specs
 from .settings import Settings
 from .superset_api import SupersetAPIError, SupersetClient
@@ -24,6 +26,7 @@ ROLE_ADMIN = "Admin"  # built-in; admins are exempt from RLS and see all masked 
 CALLSIGHT_ROLES = (ROLE_VIEWER, ROLE_ANALYST)
 DATABASE_NAME = "callsight"
 MARTS_SCHEMA = "marts"
+ANALYST_SCHEMA = "analyst"  # views of the marts with agents under the analysts' labels (SQL Lab)
 
 RLS_VIEWER_NAME = "callsight: calls the viewer may see"
 RLS_DENY_NAME = "callsight: default deny"
@@ -128,6 +131,16 @@ class ProvisionReport:
     rls_rules: list[str] = field(default_factory=list)
     missing_permissions: list[str] = field(default_factory=list)
     reports: ReportSyncResult | None = None  # None: not provisioned (no production profile)
+    # What this run changed, for the audit log: (subject, detail) - users, roles, RLS rules, reports.
+    changes: list[tuple[str, dict[str, str | int]]] = field(default_factory=list)
+
+    def audit_entries(self) -> list[tuple[str, dict[str, str | int]]]:
+        """Pure: the changes plus those of the report sync, one audit entry each."""
+        out = list(self.changes)
+        if self.reports is not None:
+            for kind in ("created", "updated", "deleted"):
+                out += [(f"report:{name}"[:200], {"change": kind}) for name in getattr(self.reports, kind)]
+        return out
 
 
 def role_for(directory: Directory, username: str) -> str:
@@ -136,6 +149,43 @@ def role_for(directory: Directory, username: str) -> str:
     if username in directory.analysts:
         return ROLE_ANALYST
     return ROLE_VIEWER
+
+
+def user_change(existing: dict, payload: dict, roles: dict[str, int]) -> dict[str, str | int]:
+    """Pure: what provisioning would change on an existing Superset user (empty: nothing), for the audit
+    log - the role by name, the rest as flags (no names or addresses)."""
+    names = {v: k for k, v in roles.items()}
+    have = sorted(
+        names.get(r["id"], str(r["id"])) if isinstance(r, dict) else str(r) for r in existing.get("roles", [])
+    )
+    want = sorted(names.get(r, str(r)) for r in payload["roles"])
+    change: dict[str, str | int] = {}
+    if have != want:
+        change["role"] = ", ".join(want)
+        change["previous_role"] = ", ".join(have) or "-"
+    if not existing.get("active", True):
+        change["reactivated"] = 1
+    if any(existing.get(k) != payload[k] for k in ("first_name", "last_name", "email")):
+        change["profile_updated"] = 1
+    if change:
+        change["change"] = "updated"
+    return change
+
+
+def rls_differs(existing: dict, wanted: dict) -> bool:
+    """Pure: does an RLS rule as listed by Superset differ from the wanted payload? (The list carries no
+    description; a changed description alone is not a change of access.)"""
+
+    def ids(items: list) -> list[int]:
+        return sorted(i["id"] if isinstance(i, dict) else i for i in items)
+
+    return (
+        existing.get("clause") != wanted["clause"]
+        or existing.get("filter_type") != wanted["filter_type"]
+        or existing.get("group_key") != wanted["group_key"]
+        or ids(existing.get("tables", [])) != sorted(wanted["tables"])
+        or ids(existing.get("roles", [])) != sorted(wanted["roles"])
+    )
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -166,13 +216,17 @@ class Provisioner:
     # ---- assets -------------------------------------------------------------------------------
     def import_assets(self) -> None:
         assets = load_assets()
-        self.c.import_assets(bundle(render(assets, self.served_db)))
+        self.c.import_assets(bundle(render(assets, self.served_db, served_build_id(self.served_db))))
         wanted = uuids_of(assets, "datasets")
-        # Datasets over call data carry the viewer's row filter: those with an agent_username column.
+        # Marts over call data carry the viewer's row filter: the physical datasets with an agent_username
+        # column. Superset applies it inside every virtual dataset reading them; the dashboard datasets'
+        # agent_username holds labels in works-council mode and filters the viewer's agents itself.
         self.report.call_datasets = sorted(
             f"{c['schema']}.{c['table_name']}"
             for n, c in assets.items()
-            if n.startswith("datasets/") and any(col["column_name"] == "agent_username" for col in c["columns"])
+            if n.startswith("datasets/")
+            and not c.get("sql")
+            and any(col["column_name"] == "agent_username" for col in c["columns"])
         )
         for ds in self.c.list_all("dataset"):
             detail = self.c.get(f"/api/v1/dataset/{ds['id']}")["result"]
@@ -236,6 +290,10 @@ class Provisioner:
     def _role_ids(self) -> dict[str, int]:
         return {r["name"]: r["id"] for r in self.c.list_all("security/roles")}
 
+    def _role_permission_ids(self, role_id: int) -> set[int]:
+        result = self.c.get(f"/api/v1/security/roles/{role_id}/permissions/")["result"]
+        return {p["id"] for p in result}
+
     def ensure_roles(self) -> dict[str, int]:
         roles = self._role_ids()
         for name in CALLSIGHT_ROLES:
@@ -243,16 +301,24 @@ class Provisioner:
                 roles[name] = self.c.post("/api/v1/security/roles/", {"name": name})["id"]
         index = self._pvm_index()
         db_name = DATABASE_NAME
-        # datasource_access views look like "[callsight].[fct_calls](id:3)"; admin-only datasets
-        # (quarantine, audit log) are left out: only the Admin role reads them.
+        # datasource_access views look like "[callsight].[fct_calls](id:3)"; admin-only datasets (the marts
+        # with real usernames, quarantine, audit log) are left out: only the Admin role reads them. Viewers
+        # get the dashboard datasets, analysts also the analyst schema.
         hidden = admin_only(load_assets(), "datasets")
-        datasets = {name.split(".", 1)[1] for name in self.report.datasets} - hidden
-        datasource_perms = [
-            k
-            for k in index
-            if k[0] == "datasource_access" and any(k[1].startswith(f"[{db_name}].[{t}]") for t in datasets)
-        ]
-        schema_perm = ("schema_access", f"[{db_name}].[{MARTS_SCHEMA}]")
+        open_datasets = {k: v for k, v in self.report.datasets.items() if k.split(".", 1)[1] not in hidden}
+
+        def access(schemas: set[str]) -> list[tuple[str, str]]:
+            tables = {k.split(".", 1)[1] for k in open_datasets if k.split(".", 1)[0] in schemas}
+            return [
+                k
+                for k in index
+                if k[0] == "datasource_access" and any(k[1].startswith(f"[{db_name}].[{t}]") for t in tables)
+            ]
+
+        viewer_datasets = access({MARTS_SCHEMA})
+        analyst_datasets = access({MARTS_SCHEMA, ANALYST_SCHEMA})
+        datasource_perms = analyst_datasets
+        schema_perm = ("schema_access", f"[{db_name}].[{ANALYST_SCHEMA}]")
 
         def ids(perms: Iterable[tuple[str, str]]) -> list[int]:
             out = []
@@ -263,13 +329,26 @@ class Provisioner:
                     self.report.missing_permissions.append(f"{p[0]} on {p[1]}")
             return sorted(set(out))
 
-        viewer = ids([*VIEWER_PERMISSIONS, *datasource_perms])
-        analyst = ids([*VIEWER_PERMISSIONS, *ANALYST_PERMISSIONS, *datasource_perms, schema_perm])
+        viewer = ids([*VIEWER_PERMISSIONS, *viewer_datasets])
+        analyst = ids([*VIEWER_PERMISSIONS, *ANALYST_PERMISSIONS, *analyst_datasets, schema_perm])
         if schema_perm not in index:
             raise RuntimeError(f"permission {schema_perm} not found: was the warehouse imported?")
         # POST .../permissions REPLACES the role's permissions: exactly this set, nothing stale.
-        self.c.post(f"/api/v1/security/roles/{roles[ROLE_VIEWER]}/permissions", {"permission_view_menu_ids": viewer})
-        self.c.post(f"/api/v1/security/roles/{roles[ROLE_ANALYST]}/permissions", {"permission_view_menu_ids": analyst})
+        for role, wanted in ((ROLE_VIEWER, viewer), (ROLE_ANALYST, analyst)):
+            before = self._role_permission_ids(roles[role])
+            if set(wanted) == before:
+                continue
+            self.c.post(f"/api/v1/security/roles/{roles[role]}/permissions", {"permission_view_menu_ids": wanted})
+            self.report.changes.append(
+                (
+                    f"role:{role}",
+                    {
+                        "permissions_added": len(set(wanted) - before),
+                        "permissions_removed": len(before - set(wanted)),
+                        "permissions": len(wanted),
+                    },
+                )
+            )
         self.report.roles = {k: roles[k] for k in (*CALLSIGHT_ROLES, ROLE_ADMIN) if k in roles}
         return roles
 
@@ -288,14 +367,20 @@ class Provisioner:
                 "roles": [roles[role_for(self.directory, username)]],
             }
             if username in existing:
-                self.c.put(f"/api/v1/security/users/{existing[username]['id']}", payload)
-                self.report.users_updated.append(username)
+                change = user_change(existing[username], payload, roles)
+                if change:
+                    self.c.put(f"/api/v1/security/users/{existing[username]['id']}", payload)
+                    self.report.users_updated.append(username)
+                    self.report.changes.append((f"user:{username}", change))
             else:
                 # Without a demo password, users get an unguessable one: production logins go through
                 # the company's identity provider or a password reset by the admin.
                 payload["password"] = self.user_password or secrets.token_urlsafe(32)
                 self.c.post("/api/v1/security/users/", payload)
                 self.report.users_created.append(username)
+                self.report.changes.append(
+                    (f"user:{username}", {"change": "created", "role": role_for(self.directory, username)})
+                )
         callsight_role_ids = {roles[r] for r in CALLSIGHT_ROLES} | {roles[ROLE_ADMIN]}
         for username, u in existing.items():
             if username in wanted or username == self.bootstrap_admin:
@@ -305,6 +390,7 @@ class Provisioner:
             if role_ids & callsight_role_ids and detail.get("active", True):
                 self.c.put(f"/api/v1/security/users/{u['id']}", {"active": False})
                 self.report.users_deactivated.append(username)
+                self.report.changes.append((f"user:{username}", {"change": "deactivated"}))
 
     # ---- row-level security -------------------------------------------------------------------
     def ensure_rls(self, roles: dict[str, int]) -> None:
@@ -332,9 +418,12 @@ class Provisioner:
         for name, rule in rules.items():
             payload = {"name": name, **rule}
             if name in existing:
-                self.c.put(f"/api/v1/rowlevelsecurity/{existing[name]['id']}", payload)
+                if rls_differs(existing[name], payload):
+                    self.c.put(f"/api/v1/rowlevelsecurity/{existing[name]['id']}", payload)
+                    self.report.changes.append((f"rls:{name}", {"change": "updated", "tables": len(rule["tables"])}))
             else:
                 self.c.post("/api/v1/rowlevelsecurity/", payload)
+                self.report.changes.append((f"rls:{name}", {"change": "created", "tables": len(rule["tables"])}))
             self.report.rls_rules.append(name)
 
     # ---- e-mail reports -----------------------------------------------------------------------
@@ -375,11 +464,12 @@ class Provisioner:
 
 
 def provision_superset(settings: Settings, url: str, admin_password: str, user_password: str | None) -> ProvisionReport:
-    """Log in as the bootstrap admin and provision everything from the directory (idempotent)."""
+    """Log in as the bootstrap admin and provision everything from the directory (idempotent); every
+    change to users, roles, RLS and reports goes into the site's audit log."""
     directory = load_directory(settings.effective_directory_path)
     policy = load_policy(settings.effective_policy_path)
     client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
-    return Provisioner(
+    report = Provisioner(
         client,
         directory,
         settings.served_db,
@@ -388,6 +478,8 @@ def provision_superset(settings: Settings, url: str, admin_password: str, user_p
         policy=policy,
         with_reports=settings.reports_profile,
     ).run()
+    record_audit_entries(settings, "provisioning", report.audit_entries())
+    return report
 
 
 __all__ = ["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ProvisionReport", "Provisioner", "SupersetAPIError"]

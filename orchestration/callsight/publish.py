@@ -21,7 +21,7 @@ from .compaction import compact
 
 # Schemas that Superset may see in the served file. Everything else (staging views over the raw
 # store, intermediate tables) is dropped from the build before it is published.
-SERVED_SCHEMAS = ("marts", "security")
+SERVED_SCHEMAS = ("marts", "security", "analyst")
 REQUIRED_TABLES = (
     ("marts", "fct_calls"),
     ("marts", "fct_inbound_calls"),
@@ -29,6 +29,8 @@ REQUIRED_TABLES = (
     ("marts", "dim_agent"),
     ("marts", "dim_date"),
     ("security", "viewer_agents"),
+    ("security", "agent_labels"),
+    ("analyst", "calls"),
 )
 
 
@@ -156,14 +158,24 @@ def model_fingerprint(dbt_vars: dict, project_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def stored_fingerprint(path: Path) -> str | None:
-    """The fingerprint a warehouse file was built with, None for a new or foreign file."""
+def _build_info(path: Path, column: str) -> str | None:
+    """One value of marts.build_info, None for a new or foreign file."""
     if not path.exists():
         return None
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute("SELECT build_fingerprint FROM marts.build_info").fetchone()[0]
+        return con.execute(f"SELECT {column} FROM marts.build_info").fetchone()[0]
     except duckdb.Error:
         return None
     finally:
         con.close()
+
+
+def served_build_id(path: Path) -> str | None:
+    """The id of the dbt build a warehouse file holds (unique per build)."""
+    return _build_info(path, "dbt_invocation_id")
+
+
+def stored_fingerprint(path: Path) -> str | None:
+    """The fingerprint a warehouse file was built with, None for a new or foreign file."""
+    return _build_info(path, "build_fingerprint")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,16 @@ def load_assets(assets_dir: Path = ASSETS_DIR) -> dict[str, dict]:
     return expand(read_assets(assets_dir))
 
 
-def render(assets: dict[str, dict], served_db: Path) -> dict[str, dict]:
-    """Inject the served warehouse path; refuse a database definition that could write or read files."""
+def render(assets: dict[str, dict], served_db: Path, build_id: str | None = None) -> dict[str, dict]:
+    """Inject the served warehouse path; refuse a database definition that could write or read files.
+
+    With the served build's id every dataset's `extra` names that build: the import then changes each
+    dataset, and Superset's result caches (keyed on the dataset's change time) no longer answer from an
+    older build - calls removed by retention or erasure are gone from the charts at once."""
     rendered: dict[str, dict] = {}
     for name, config in assets.items():
+        if name.startswith("datasets/") and build_id:
+            config = {**config, "extra": {**(config.get("extra") or {}), "callsight_build": build_id}}
         if name.startswith("databases/"):
             config = dict(config)
             if WAREHOUSE_PLACEHOLDER not in config["sqlalchemy_uri"]:
@@ -147,15 +154,71 @@ def _by_kind(assets: dict[str, dict], kind: str) -> dict[str, tuple[str, dict]]:
     return {c["uuid"]: (n, c) for n, c in assets.items() if n.startswith(f"{kind}/")}
 
 
+# Who is looking, for the datasets' SQL (Superset's Jinja): admins, analysts or everybody else.
+AUDIENCE_JINJA = (
+    "{%- set callsight_roles = current_user_roles() or [] -%}\n"
+    "{%- set callsight_audience = 'admin' if 'Admin' in callsight_roles else "
+    "('analyst' if 'callsight_analyst' in callsight_roles else 'viewer') -%}"
+)
+_AGENT_MACRO = re.compile(r"@@(audience|agent_key|agent_name|visible)(?:\(([A-Za-z_][\w.]*)\))?@@")
+
+
+def agent_sql(macro: str, column: str | None) -> str:
+    """Pure: the SQL of one agent macro in a dataset's `sql` (works-council mode, security.agent_labels).
+
+    @@audience@@ (first line of the SQL) decides who is looking; @@agent_key(col)@@ is the agent as the
+    audience may group by it (the username, or a pseudonym or group label); @@agent_name(col)@@ the name
+    shown; @@visible(col)@@ the viewer's own and granted agents (security.viewer_agents) - analysts and
+    admins see all agents. Superset also applies the marts' row-level security inside this SQL."""
+    if macro == "audience":
+        return AUDIENCE_JINJA
+    if column is None:
+        raise AssetError(f"@@{macro}@@ needs a column, e.g. @@{macro}(c.agent_username)@@")
+    label = "SELECT {col} FROM security.agent_labels AS l WHERE l.agent_username = " + column
+    if macro == "agent_key":
+        return (
+            f"{{% if callsight_audience == 'admin' %}}{column}{{% else %}}CASE WHEN {column} IS NULL THEN NULL "
+            f"ELSE COALESCE(({label.format(col='{{ callsight_audience }}_key')}), 'Unbekannt') END{{% endif %}}"
+        )
+    if macro == "agent_name":
+        return (
+            f"{{% if callsight_audience == 'admin' %}}COALESCE(({label.format(col='agent_name')}), {column})"
+            f"{{% else %}}CASE WHEN {column} IS NULL THEN NULL "
+            f"ELSE COALESCE(({label.format(col='{{ callsight_audience }}_label')}), 'Unbekannt') END{{% endif %}}"
+        )
+    return (
+        f"{{% if callsight_audience == 'viewer' %}}{column} IN (SELECT agent_username FROM security.viewer_agents "
+        "WHERE viewer_username = '{{ current_username() }}'){% else %}TRUE{% endif %}"
+    )
+
+
+def expand_agent_macros(name: str, sql: str) -> str:
+    """Pure: every @@macro(col)@@ of a dataset's SQL replaced; the audience must come first."""
+    used = _AGENT_MACRO.findall(sql)
+    if used and used[0][0] != "audience":
+        raise AssetError(f"{name}: a dataset using agent macros must start with @@audience@@")
+    if "@@" in _AGENT_MACRO.sub("", sql):
+        raise AssetError(f"{name}: unknown @@macro@@ in sql")
+    return _AGENT_MACRO.sub(lambda m: agent_sql(m.group(1), m.group(2)), sql)
+
+
 def expand_dataset(name: str, config: dict, assets: dict[str, dict]) -> dict:
-    out = {**DATASET_DEFAULTS, **{k: v for k, v in config.items() if k not in ("extends", "add_columns")}}
+    own_keys = ("extends", "add_columns", "drop_columns")
+    out = {**DATASET_DEFAULTS, **{k: v for k, v in config.items() if k not in own_keys}}
+    if out.get("sql"):
+        out["sql"] = expand_agent_macros(name, out["sql"])
     if "extends" in config:
         bases = [c for n, c in assets.items() if n.startswith("datasets/") and c["table_name"] == config["extends"]]
         if len(bases) != 1:
             raise AssetError(f"{name}: extends unknown dataset {config['extends']!r}")
         base = bases[0]
         out.setdefault("metrics", copy.deepcopy(base["metrics"]))
-        out["columns"] = copy.deepcopy(base["columns"]) + list(config.get("columns", []))
+        dropped = set(config.get("drop_columns", []))
+        unknown = dropped - {c["column_name"] for c in base["columns"]}
+        if unknown:
+            raise AssetError(f"{name}: drop_columns not in {config['extends']}: {sorted(unknown)}")
+        kept = [c for c in base["columns"] if c["column_name"] not in dropped]
+        out["columns"] = copy.deepcopy(kept) + list(config.get("columns", []))
         out.setdefault("main_dttm_col", base.get("main_dttm_col"))
     out["columns"] = [{**COLUMN_DEFAULTS, **c} for c in out.get("columns", []) + config.get("add_columns", [])]
     names = [c["column_name"] for c in out["columns"]]
