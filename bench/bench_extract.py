@@ -1,10 +1,15 @@
 """Extract throughput and peak memory at scale: SQLite and PostgreSQL journals of N rows.
 
-    .venv/bin/python bench/bench_extract.py [--rows 1000000] [--out bench-results/extract.json]
+    .venv/bin/python bench/bench_extract.py [--rows 1000000] [--sources sqlite,postgresql] [--rerun]
+                                            [--out bench-results/extract.json]
 
 Builds the journals by replicating a generated demo journal (new IDs and TrackerIDs per copy), then
-runs one extract of the whole window per source in a child process and reports rows/s and the
-child's peak RSS. PostgreSQL is the loopback server (database `test`); it is skipped when missing.
+runs one extract of the whole window per source in a child process and reports rows/s, the child's
+CPU seconds (all its threads; the PostgreSQL server's are not counted) and peak RSS, and the load
+average when it finished: on a shared machine rows/s follows the load, CPU seconds much less.
+With --rerun the same window is extracted a second time into the same raw store (the nightly case:
+every row compared, nothing changed). PostgreSQL is the loopback server (database `test`); it is
+skipped when missing.
 """
 
 from __future__ import annotations
@@ -29,21 +34,26 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 END = date(2026, 10, 30)
 
 RUNNER = """
-import sys, json, time, resource
+import sys, json, os, time, resource
 from datetime import datetime
 from pathlib import Path
 from callsight.config import load_directory, load_policy
 from callsight.extract import Window, extract
 from callsight.sources import Source
-url, table, raw, demo = sys.argv[1:5]
+url, table, raw, demo, run_id = sys.argv[1:6]
 src = Source(url, table)
 w = Window(datetime(2026, 7, 1), datetime(2026, 11, 1))  # the generated journal spans 120 days up to END
 s = extract(src, Path(raw), w, load_directory(Path(demo) / "directory.yaml"),
-            load_policy(Path(demo) / "policy.yaml"), "bench")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            load_policy(Path(demo) / "policy.yaml"), run_id)
+usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"rows": s.source_rows, "loaded": s.loaded_rows, "seconds": s.seconds, "reader": s.reader,
-                  "peak_rss_mib": peak}))
+                  "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
+                  "load_1min": os.getloadavg()[0]}))
 """
+
+
+class SkipSource(Exception):
+    """The source was not asked for."""
 
 
 def build_sqlite(demo: Path, target: Path, rows: int) -> int:
@@ -113,10 +123,13 @@ def build_postgres(sqlite_path: Path, table: str) -> int:
     return n
 
 
-def measure(url: str, table: str, raw: Path, demo: Path) -> dict:
+def measure(url: str, table: str, raw: Path, demo: Path, run_id: str = "bench") -> dict:
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", RUNNER, url, table, str(raw), str(demo)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", RUNNER, url, table, str(raw), str(demo), run_id],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     wall = time.perf_counter() - t0
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -127,8 +140,11 @@ def measure(url: str, table: str, raw: Path, demo: Path) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--sources", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    p.add_argument("--rerun", action="store_true", help="also extract the same window again (nothing changed)")
     p.add_argument("--out", default="bench-results/extract.json")
     args = p.parse_args()
+    sources = set(args.sources.split(","))
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -136,15 +152,23 @@ def main() -> int:
         t0 = time.perf_counter()
         n = build_sqlite(work / "demo", work / "big.sqlite", args.rows)
         print(f"built SQLite journal: {n} rows in {time.perf_counter() - t0:.1f} s", flush=True)
-        results["sqlite"] = measure(
-            f"sqlite:///{work / 'big.sqlite'}", "journal", work / "raw-sqlite.duckdb", work / "demo"
-        )
+        if "sqlite" in sources:
+            url = f"sqlite:///{work / 'big.sqlite'}"
+            results["sqlite"] = measure(url, "journal", work / "raw-sqlite.duckdb", work / "demo")
+            if args.rerun:
+                results["sqlite rerun"] = measure(url, "journal", work / "raw-sqlite.duckdb", work / "demo", "again")
         table = f"bench_journal_{uuid.uuid4().hex[:8]}"
         try:
+            if "postgresql" not in sources:
+                raise SkipSource
             t0 = time.perf_counter()
             build_postgres(work / "big.sqlite", table)
             print(f"built PostgreSQL journal in {time.perf_counter() - t0:.1f} s", flush=True)
             results["postgresql"] = measure(PG_URL, table, work / "raw-pg.duckdb", work / "demo")
+            if args.rerun:
+                results["postgresql rerun"] = measure(PG_URL, table, work / "raw-pg.duckdb", work / "demo", "again")
+        except SkipSource:
+            pass
         except sa.exc.OperationalError as exc:
             print(f"PostgreSQL skipped: {exc.orig}")
         finally:
@@ -155,11 +179,12 @@ def main() -> int:
                 engine.dispose()
             except sa.exc.OperationalError:
                 pass
-    print(f"\n{'source':<12}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'peak RSS MiB':>15}  reader")
+    header = f"{'source':<18}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'CPU s':>8}{'peak RSS MiB':>14}{'load':>6}"
+    print(f"\n{header}  reader")
     for name, r in results.items():
         print(
-            f"{name:<12}{r['rows']:>12,}{r['seconds']:>10.2f}{r['rows_per_second']:>14,.0f}"
-            f"{r['peak_rss_mib']:>15,.0f}  {r['reader']}"
+            f"{name:<18}{r['rows']:>12,}{r['seconds']:>10.2f}{r['rows_per_second']:>12,.0f}{r['cpu_seconds']:>8.1f}"
+            f"{r['peak_rss_mib']:>14,.0f}{r['load_1min']:>6.1f}  {r['reader']}"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -223,3 +223,70 @@ def test_dst_partitions_cover_the_local_day() -> None:
         assert first == last == date.fromisoformat(key)
         w = Window.for_days(first, last, lookback_days=1)
         assert (w.start, w.end) == (datetime.fromisoformat(key), datetime.fromisoformat(key) + timedelta(days=1))
+
+
+def store_contents(raw_db: Path) -> tuple[list[tuple], list[tuple]]:
+    journal = raw(raw_db, "SELECT * EXCLUDE (_run_id, _extracted_at) FROM journal ORDER BY ID")
+    quarantine = raw(
+        raw_db, "SELECT source_id, reason, row_json, _is_private FROM quarantine ORDER BY source_id, reason, row_json"
+    )
+    return journal, quarantine
+
+
+def test_batches_give_the_same_raw_store_as_one_pass(tmp_path: Path) -> None:
+    """The window is streamed in batches (memory holds a batch, not the window): however small the
+    batches, quarantine, duplicates, edits and deletions come out as in one pass."""
+    rows = [row(i, f"2026-03-{1 + i % 28:02d} 09:{i % 60:02d}:00") for i in range(1, 41)]
+    rows[4] = row(5, "2026-03-05 09:00:00", DurationTotal=-1)  # malformed
+    rows[30] = row(31, "2026-03-20 09:00:00", PrivateCall=1, Outbound=9)  # malformed and private
+    rows.append(row(3, "2026-03-25 10:00:00"))  # ID 3 twice, far apart: both copies quarantined
+    rows.append(row(7, "2026-03-26 10:00:00", DurationTotal=-2))  # ID 7 twice, the copy malformed
+    rows.append(row(99, "2026-02-10 10:00:00"))  # before the window
+    path = tmp_path / "j.sqlite"
+    source = write_journal(path, rows)
+    fallback = Source(f"sqlite:///{path}", "journal", reader="sqlalchemy")
+    runs = {
+        "one pass": lambda db, r: extract(source, db, WIN, DIRECTORY, Policy(), r, batch_rows=10**6),
+        "batches of 3": lambda db, r: extract(source, db, WIN, DIRECTORY, Policy(), r, batch_rows=3),
+        "batches of 1": lambda db, r: extract(source, db, WIN, DIRECTORY, Policy(), r, batch_rows=1),
+        "fallback chunks of 2": lambda db, r: extract(fallback, db, WIN, DIRECTORY, Policy(), r, chunk_rows=2),
+    }
+    first = {name: run(tmp_path / f"{i}.duckdb", "r1") for i, (name, run) in enumerate(runs.items())}
+    assert {(s.source_rows, s.loaded_rows, s.quarantined_rows) for s in first.values()} == {(42, 36, 6)}
+    reference = store_contents(tmp_path / "0.duckdb")
+    reasons = sorted((sid, why) for sid, why, *_ in reference[1])
+    assert reasons == [
+        ("3", "ID duplicated in source"),
+        ("3", "ID duplicated in source"),
+        ("31", "Outbound not 0/1"),
+        ("5", "DurationTotal negative"),
+        ("7", "DurationTotal negative"),
+        ("7", "ID duplicated in source"),
+    ]
+    for i, name in enumerate(runs):
+        assert store_contents(tmp_path / f"{i}.duckdb") == reference, name
+    # edits, deletions and a repaired row cross batch borders the same way
+    con = sqlite3.connect(path)
+    con.execute("UPDATE journal SET ContactCompany = 'Nachgetragen AG' WHERE ID IN (2, 17, 40)")
+    con.execute("DELETE FROM journal WHERE ID IN (1, 12, 13, 38) OR (ID = 3 AND StartTime LIKE '2026-03-25%')")
+    con.execute("UPDATE journal SET DurationTotal = 30 WHERE ID = 5")
+    con.commit()
+    con.close()
+    second = {name: run(tmp_path / f"{i}.duckdb", "r2") for i, (name, run) in enumerate(runs.items())}
+    assert {(s.source_rows, s.loaded_rows, s.quarantined_rows) for s in second.values()} == {(37, 34, 3)}
+    reference = store_contents(tmp_path / "0.duckdb")
+    ids = [r[0] for r in reference[0]]
+    assert 1 not in ids and 12 not in ids and 38 not in ids and 3 in ids and 5 in ids and 99 not in ids
+    assert sorted((sid, why) for sid, why, *_ in reference[1]) == [
+        ("31", "Outbound not 0/1"),
+        ("7", "DurationTotal negative"),
+        ("7", "ID duplicated in source"),
+    ]
+    for i, name in enumerate(runs):
+        assert store_contents(tmp_path / f"{i}.duckdb") == reference, name
+        stamps = raw(tmp_path / f"{i}.duckdb", "SELECT ID, _run_id FROM journal WHERE ID IN (2, 4, 17) ORDER BY ID")
+        assert stamps == [(2, "r2"), (4, "r1"), (17, "r2")], name  # unchanged rows keep their stamp
+    # the same window again changes nothing, stamps included
+    before = raw(tmp_path / "1.duckdb", "SELECT * FROM journal ORDER BY ID")
+    runs["batches of 3"](tmp_path / "1.duckdb", "r3")
+    assert raw(tmp_path / "1.duckdb", "SELECT * FROM journal ORDER BY ID") == before

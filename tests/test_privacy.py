@@ -1,5 +1,7 @@
 """The masking rules, evaluated by DuckDB exactly as the extract runs them."""
 
+import random
+
 import duckdb
 import pandas as pd
 import pytest
@@ -74,3 +76,30 @@ def test_keep_mode_stores_like_any_other(mode: str) -> None:
     out = run(mode)
     assert out.loc[0, "ContactName"] == "Eva Privat" and out.loc[0, "PhoneNumber"] == "+49 89 1234567"
     assert bool(out.loc[0, "_p"])
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["+49 8151 3680-199", "089 1234"],
+        ["7", "0 7", "49", "0"],
+        ["0000 5", "+49 7"],  # a line that still starts with 00 after normalising: the plain comparison
+    ],
+)
+def test_private_line_match_says_what_normalize_number_says(lines: list[str]) -> None:
+    """The extract matches private lines with one regular expression; it must agree with
+    normalize_number on every way of writing a number (and on what is no number)."""
+    rng = random.Random(7)
+    candidates: list[str | None] = [None, "", "x", "+", "00", "000", "0000"]
+    for line in lines:
+        digits = normalize_number(line)
+        candidates += [line, digits, "+" + digits, "00" + digits, "000" + digits, "0" + digits, digits + "0"]
+        candidates += [" ".join(digits), f"({digits[:2]}) {digits[2:]}-", digits[:-1], "1" + digits, "tel:" + digits]
+    candidates += ["".join(rng.choice("0079 +-()x") for _ in range(rng.randint(0, 9))) for _ in range(3000)]
+    frame = pd.DataFrame({"LineNumber": candidates, "PrivateCall": ["0"] * len(candidates)}).astype("object")
+    con = duckdb.connect()
+    con.register("src", frame)
+    got = [r[0] for r in con.execute(f"SELECT {private_sql(lines)} FROM src").fetchall()]
+    wanted = {normalize_number(n) for n in lines} - {""}
+    assert got == [normalize_number(c) in wanted for c in candidates]
+    assert any(got) and not all(got)

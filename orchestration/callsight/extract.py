@@ -1,22 +1,25 @@
 """Nightly journal extract: read a window of the source journal, mask, validate, mirror.
 
-One INSERT ... SELECT per source (or per chunk, for the SQLAlchemy fallback) reads the source rows as
-text, masks private calls (privacy.py) and types and validates every row in DuckDB; nothing but masked
-rows is written. Malformed rows go to the quarantine table with their reason. The window is then
-mirrored into the raw store in the same transaction: rows deleted in the source disappear, edited rows
-are replaced, unchanged rows keep their extraction stamp (dbt's incremental models build on that).
+One streaming SELECT per source (one per chunk, for the SQLAlchemy fallback) reads the source rows,
+masks private calls (privacy.py) and types and validates every row in DuckDB; nothing but masked rows
+leaves it. Its result is taken in batches of whole row groups, and each batch is mirrored into the raw
+store at once: edited rows are replaced, new rows inserted, unchanged rows keep their extraction stamp
+(dbt's incremental models build on that); malformed rows go to the quarantine table with their reason.
+Rows deleted in the source disappear when the stream is done. All of it is one transaction, and memory
+holds a batch, not the window: every row is written once, straight into the raw journal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from .audit import ensure_audit_log
 from .compaction import compact
@@ -53,6 +56,12 @@ MAX_TEXT = {"Subject": 4000}
 DEFAULT_MAX_TEXT = 1000
 MAX_DURATION_SECONDS = 24 * 3600
 CHUNK_ROWS = 100_000
+# Rows per batch streamed into the raw store: one row group. Memory holds about one batch.
+BATCH_ROWS = 122_880
+DUPLICATES_TABLE = "window_duplicate_ids"
+# DuckDB's memory cap for the extract. Without one it keeps every block it wrote cached, up to 80 % of
+# the machine's memory; what it needs to hold (a batch, the window's IDs) is far less.
+MEMORY_LIMIT = "1GB"
 CONTROL_CHARS = r"[\x00-\x08\x0a-\x1f\x7f]"
 
 JOURNAL_TYPES = {
@@ -164,24 +173,33 @@ def _reasons(types: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def _reason_sql(types: dict[str, str]) -> str:
+def _reason_sql(types: dict[str, str], duplicates: str | None = None) -> str:
     whens = " ".join(f"WHEN {cond} THEN '{why}'" for cond, why in _reasons(types))
     # One regular expression over all text columns per row; only rows that match look column by column.
     all_text = "concat(" + ", ".join(f'"{c}"' for c in TEXT_COLUMNS) + ")"
     per_column = " ".join(
         f"WHEN regexp_matches(\"{c}\", '{CONTROL_CHARS}') THEN '{c} contains control characters'" for c in TEXT_COLUMNS
     )
-    return f"CASE {whens} WHEN regexp_matches({all_text}, '{CONTROL_CHARS}') THEN CASE {per_column} END END"
+    # A well-formed row whose ID occurs more than once in the window (IDs in the table `duplicates`).
+    dup = f"WHEN _v_ID IN (SELECT \"ID\" FROM {duplicates}) THEN 'ID duplicated in source' " if duplicates else ""
+    return f"CASE {whens} WHEN regexp_matches({all_text}, '{CONTROL_CHARS}') THEN CASE {per_column} END {dup}END"
 
 
 def staged_select(
-    relation: str, policy: Policy, private_lines: list[str], types: dict[str, str], erasure: bool = False
+    relation: str,
+    policy: Policy,
+    private_lines: list[str],
+    types: dict[str, str],
+    erasure: bool = False,
+    duplicates: str | None = None,
 ) -> str:
     """SQL turning source rows into masked, typed rows with a reason for malformed ones.
 
     `types` are the DuckDB types of the relation's columns (VARCHAR for text sources). With `erasure`,
     rows whose source numbers or contact name match the erasure register (see erasure.prepare_matching)
-    lose their personal fields (_is_erased); the match is made on the source values, before masking."""
+    lose their personal fields (_is_erased); the match is made on the source values, before masking.
+    `duplicates` names a table of IDs that occur more than once in the window: such rows, when nothing
+    else is wrong with them, are quarantined as duplicated."""
     types = {
         c: ("VARCHAR" if types.get(c, "VARCHAR").upper().startswith("VARCHAR") else types[c]) for c in JOURNAL_COLUMNS
     }
@@ -210,7 +228,7 @@ def staged_select(
         masked AS (SELECT * {f"REPLACE ({replace})" if replace else ""} FROM flagged),
         erased AS (SELECT * {f"REPLACE ({suppressed})" if erasure else ""} FROM masked),
         parsed AS (SELECT *, {parsed} FROM erased),
-        checked AS (SELECT *, {_reason_sql(types)} AS _reason FROM parsed)
+        checked AS (SELECT *, {_reason_sql(types, duplicates)} AS _reason FROM parsed)
         SELECT {", ".join(typed)}, _p AS _is_private, _e AS _is_erased, _reason,
                CASE WHEN _reason IS NULL THEN hash({", ".join(typed_values)}, _p) END AS _row_hash,
                CASE WHEN _reason IS NOT NULL THEN {as_json} END AS _row_json,
@@ -220,6 +238,77 @@ def staged_select(
 
 
 # ---- the extract ---------------------------------------------------------------------------------
+COUNTS_SQL = "SELECT count(*), count(_reason), count(*) FILTER (WHERE _is_erased) FROM batch"
+
+
+def _mirror_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, run_id: str, now: datetime) -> tuple[int, int, int]:
+    """Mirror a batch of staged rows into the raw store; returns (rows, quarantined, erased).
+
+    The SQL reads `batch` by its Python name (DuckDB's replacement scan). Not con.register(): the view
+    it creates stays in the open transaction with its batch until the commit, so memory would grow
+    with the window again.
+
+    Well-formed rows: a stored row with the same ID and another row hash is replaced, a new ID is
+    inserted, an unchanged row is left alone. Their IDs are remembered (window_ids) for the deletion
+    of vanished rows; malformed rows wait in window_quarantine until the stream is done, and earlier
+    quarantine entries of the batch's IDs are superseded."""
+    con.execute("DELETE FROM store.quarantine WHERE source_id IN (SELECT _source_id FROM batch)")
+    con.execute(
+        "INSERT INTO window_quarantine SELECT _source_id, _start_text, _reason, _row_json, _is_private, ?, ? "
+        "FROM batch WHERE _reason IS NOT NULL",
+        [run_id, now],
+    )
+    con.execute('INSERT INTO window_ids SELECT "ID" FROM batch WHERE _reason IS NULL')
+    con.execute(
+        'DELETE FROM store.journal WHERE "ID" IN (SELECT b."ID" FROM batch b JOIN store.journal j ON b."ID" = j."ID" '
+        "WHERE b._reason IS NULL AND b._row_hash IS DISTINCT FROM j._row_hash)"
+    )
+    columns = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS)
+    con.execute(
+        f"INSERT INTO store.journal SELECT {columns}, _is_private, _row_hash, ?, ? FROM batch b "
+        'WHERE _reason IS NULL AND NOT EXISTS (SELECT 1 FROM store.journal j WHERE j."ID" = b."ID")',
+        [run_id, now],
+    )
+    rows, quarantined, erased = con.execute(COUNTS_SQL).fetchone()
+    return int(rows), int(quarantined), int(erased)
+
+
+def _staged_batches(
+    source: Source,
+    reader: duckdb.DuckDBPyConnection,
+    window: Window,
+    sql_for: Callable[[str, dict[str, str]], str],
+    chunk_rows: int,
+    batch_rows: int,
+) -> Iterator[pa.Table]:
+    """The window's staged (masked, typed, checked) rows in batches, read on `reader`. Tables, not
+    record batches: DuckDB scans a table as often as asked, a record batch only once."""
+    if source.kind == "sqlalchemy":
+        for chunk in source.chunks(window, chunk_rows):
+            reader.register("chunk_df", chunk)
+            # all text, also a column that is empty throughout the chunk (pandas cannot tell its type)
+            relation = "SELECT CAST(COLUMNS(*) AS VARCHAR) FROM chunk_df"
+            yield reader.execute(sql_for(relation, {})).fetch_arrow_table()
+            reader.unregister("chunk_df")
+        return
+    relation = source.relation_sql(window)
+    types = {name: str(kind) for name, kind, *_ in reader.execute(f"DESCRIBE {relation}").fetchall()}
+    for batch in reader.execute(sql_for(relation, types)).fetch_record_batch(batch_rows):
+        yield pa.Table.from_batches([batch])
+
+
+def _find_duplicates(source: Source, reader: duckdb.DuckDBPyConnection, window: Window) -> None:
+    """The window's duplicated IDs into the temporary table DUPLICATES_TABLE on `reader`."""
+    if source.kind == "sqlalchemy":
+        reader.execute(
+            f'CREATE OR REPLACE TEMP TABLE {DUPLICATES_TABLE} AS SELECT DISTINCT TRY_CAST(v AS BIGINT) AS "ID" '
+            "FROM unnest(CAST(? AS VARCHAR[])) t(v)",
+            [source.duplicate_ids(window)],
+        )
+    else:
+        reader.execute(f"CREATE OR REPLACE TEMP TABLE {DUPLICATES_TABLE} AS {source.duplicate_ids_sql(window)}")
+
+
 def extract(
     source: Source,
     raw_db: Path,
@@ -232,6 +321,7 @@ def extract(
     cutoff: datetime | None = None,
     erasure_key: str | None = None,
     before_commit: Callable[[], None] = lambda: None,
+    batch_rows: int = BATCH_ROWS,
 ) -> ExtractStats:
     """Replace `window` in the raw store with the masked, validated source rows.
 
@@ -239,7 +329,8 @@ def extract(
     deleted from the raw store (retention.purge_store), which is then compacted. Rows matching the
     erasure register land without their personal fields; a non-empty register needs `erasure_key`.
     `before_commit` runs when everything is written and the transaction is about to commit (the fault
-    tests halt a run there, see halt.py)."""
+    tests halt a run there, see halt.py). `batch_rows` (DuckDB readers) and `chunk_rows` (SQLAlchemy
+    fallback) bound the rows held in memory at once; the result does not depend on them."""
     t0 = time.perf_counter()
     if cutoff is not None:
         window = clip_window(window, cutoff)
@@ -253,63 +344,49 @@ def extract(
     now = datetime.now()
     con = memory_connection()
     try:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         source.attach(con)
         con.execute(f"ATTACH {quote_literal(str(raw_db))} AS store")
         ensure_raw_store(con, "store")
         erasure = check_key(con, erasure_key, "store") > 0
+        # The source is read on a cursor of its own (same database instance, own session): its streaming
+        # result is consumed batch by batch while `con` writes the raw store in one transaction.
+        reader = con.cursor()
+        source.configure(reader)
         if erasure:
-            prepare_matching(con, erasure_key or "", "store")
+            prepare_matching(reader, erasure_key or "", "store")
+        _find_duplicates(source, reader, window)
+
+        def sql_for(relation: str, types: dict[str, str]) -> str:
+            return staged_select(relation, policy, directory.private_lines, types, erasure, DUPLICATES_TABLE)
+
+        # Inserts that keep their order fill the raw journal's row groups one after the other and write
+        # each to the file when it is full, while the transaction is still open. Unordered (parallel)
+        # inserts of batches smaller than a row group would each leave their rows in memory until the
+        # commit, so memory would grow with the window.
+        con.execute("SET SESSION preserve_insertion_order = true")
         con.execute("BEGIN TRANSACTION")
-        empty = "SELECT " + ", ".join(f'CAST(NULL AS VARCHAR) AS "{c}"' for c in JOURNAL_COLUMNS) + " LIMIT 0"
-        con.execute("CREATE OR REPLACE TABLE store.incoming AS " + staged_select(empty, policy, [], {}))
-        if source.kind == "sqlalchemy":
-            for chunk in source.chunks(window, chunk_rows):
-                con.register("chunk_df", chunk)
-                sql = staged_select("SELECT * FROM chunk_df", policy, directory.private_lines, {}, erasure)
-                con.execute("INSERT INTO store.incoming BY NAME " + sql)
-                con.unregister("chunk_df")
-                log(f"extract: {len(chunk)} rows streamed")
-        else:
-            relation = source.relation_sql(window)
-            types = {name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
-            sql = staged_select(relation, policy, directory.private_lines, types, erasure)
-            con.execute("INSERT INTO store.incoming BY NAME " + sql)
-        con.execute(
-            "UPDATE store.incoming SET _reason = 'ID duplicated in source' WHERE _reason IS NULL AND \"ID\" IN "
-            '(SELECT "ID" FROM store.incoming GROUP BY 1 HAVING count(*) > 1)'
-        )
-        source_rows, quarantined, erased = con.execute(
-            "SELECT count(*), count(_reason), count(*) FILTER (WHERE _is_erased) FROM store.incoming"
-        ).fetchone()
+        con.execute('CREATE TEMP TABLE window_ids ("ID" BIGINT)')
+        con.execute("CREATE TEMP TABLE window_quarantine AS FROM store.quarantine LIMIT 0")
         params = [window.start, window.end]
         # A rerun of the window supersedes what earlier runs quarantined for the same rows.
         con.execute(
-            "DELETE FROM store.quarantine WHERE source_id IN (SELECT _source_id FROM store.incoming) OR "
-            "(TRY_CAST(start_time_text AS TIMESTAMP) >= ? AND TRY_CAST(start_time_text AS TIMESTAMP) < ?)",
+            "DELETE FROM store.quarantine WHERE "
+            "TRY_CAST(start_time_text AS TIMESTAMP) >= ? AND TRY_CAST(start_time_text AS TIMESTAMP) < ?",
             params,
         )
-        con.execute(
-            "INSERT INTO store.quarantine SELECT _source_id, _start_text, _reason, _row_json, _is_private, ?, ? "
-            "FROM store.incoming WHERE _reason IS NOT NULL",
-            [run_id, now],
-        )
-        con.execute("DELETE FROM store.incoming WHERE _reason IS NOT NULL")
+        source_rows = quarantined = erased = 0
+        for batch in _staged_batches(source, reader, window, sql_for, chunk_rows, batch_rows):
+            rows, bad, gone = _mirror_batch(con, batch, run_id, now)
+            source_rows, quarantined, erased = source_rows + rows, quarantined + bad, erased + gone
+            log(f"extract: {source_rows} rows streamed")
+        reader.close()
+        con.execute("INSERT INTO store.quarantine FROM window_quarantine")
         con.execute(
             'DELETE FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ? '
-            'AND "ID" NOT IN (SELECT "ID" FROM store.incoming)',
+            'AND "ID" NOT IN (SELECT "ID" FROM window_ids)',
             params,
         )
-        con.execute(
-            'DELETE FROM store.journal WHERE "ID" IN (SELECT i."ID" FROM store.incoming i '
-            'JOIN store.journal j ON i."ID" = j."ID" WHERE i._row_hash IS DISTINCT FROM j._row_hash)'
-        )
-        columns = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS)
-        con.execute(
-            f"INSERT INTO store.journal SELECT {columns}, _is_private, _row_hash, ?, ? FROM store.incoming i "
-            'WHERE NOT EXISTS (SELECT 1 FROM store.journal j WHERE j."ID" = i."ID")',
-            [run_id, now],
-        )
-        con.execute("DROP TABLE store.incoming")
         before = con.execute(
             'SELECT count(*) FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ?', params
         ).fetchone()[0]

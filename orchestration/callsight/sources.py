@@ -79,6 +79,17 @@ def window_select(table: str, window: Window, as_text: bool) -> sa.Select:
     return sa.select(*cols).where(src.c.StartTime >= window.start, src.c.StartTime < window.end)
 
 
+def duplicate_ids_select(table: str, window: Window) -> sa.Select:
+    """IDs that occur more than once in the window (also compiled for MSSQL in the tests)."""
+    src = sa.table(table, sa.column("ID"), sa.column("StartTime", sa.DateTime))
+    return (
+        sa.select(src.c.ID)
+        .where(src.c.StartTime >= window.start, src.c.StartTime < window.end)
+        .group_by(src.c.ID)
+        .having(sa.func.count() > 1)
+    )
+
+
 def first_start_select(table: str) -> sa.Select:
     """Earliest StartTime of the journal: where an initial load begins."""
     src = sa.table(table, sa.column("StartTime", sa.DateTime))
@@ -151,8 +162,8 @@ class Source:
         if self.kind == "sqlalchemy":
             return
         con.execute(f"LOAD {self.kind}")
+        self.configure(con)
         if self.kind == "sqlite":
-            con.execute("SET sqlite_all_varchar = true")
             target = self.url.database or ""
         elif self.kind == "postgres":
             target = self._conninfo(5432, "dbname")
@@ -164,6 +175,17 @@ class Source:
             # never let the connection string (with its password) reach a log
             message = str(exc).replace(self.url.password or "\0", "***")
             raise SourceUnavailableError(f"cannot attach the journal database {self.display_url}: {message}") from None
+
+    def configure(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Session settings the reader needs, on every connection (cursor) that reads the source."""
+        if self.kind == "sqlite":
+            con.execute("SET sqlite_all_varchar = true")
+
+    def _pass_through(self, query: sa.Select) -> str:
+        """A query run by the source server itself (PostgreSQL, MySQL/MariaDB)."""
+        sql = str(query.compile(dialect=self.engine().dialect, compile_kwargs={"literal_binds": True}))
+        func = "postgres_query" if self.kind == "postgres" else "mysql_query"
+        return f"SELECT * FROM {func}('journal_src', {quote_literal(sql)})"
 
     def relation_sql(self, window: Window) -> str:
         """SQL over the attached source yielding the window's rows (text for SQLite and MySQL/MariaDB)."""
@@ -177,13 +199,27 @@ class Source:
             )
         # PostgreSQL, MySQL/MariaDB: a pass-through query. MySQL values come as text (zero dates and the
         # like); PostgreSQL keeps its types.
-        query = str(
-            window_select(self.table, window, as_text=self.kind == "mysql").compile(
-                dialect=self.engine().dialect, compile_kwargs={"literal_binds": True}
-            )
-        )
-        func = "postgres_query" if self.kind == "postgres" else "mysql_query"
-        return f"SELECT * FROM {func}('journal_src', {quote_literal(query)})"
+        return self._pass_through(window_select(self.table, window, as_text=self.kind == "mysql"))
+
+    def duplicate_ids_sql(self, window: Window) -> str:
+        """DuckDB SQL yielding the IDs (parsed as BIGINT, as the extract parses them) that occur more than
+        once in the window. One cheap pass before the rows are streamed: a duplicate is quarantined
+        wherever its copies fall. Servers group themselves; SQLite's IDs come as text and are parsed
+        first (' 5' and '5' are the same ID)."""
+        if self.kind == "sqlite":
+            parsed = f'SELECT TRY_CAST("ID" AS BIGINT) AS "ID" FROM ({self.relation_sql(window)})'
+            return f'SELECT "ID" FROM ({parsed}) WHERE "ID" IS NOT NULL GROUP BY 1 HAVING count(*) > 1'
+        ids = self._pass_through(duplicate_ids_select(self.table, window))
+        return f'SELECT DISTINCT TRY_CAST("ID" AS BIGINT) AS "ID" FROM ({ids}) WHERE "ID" IS NOT NULL'
+
+    def duplicate_ids(self, window: Window) -> list[str]:
+        """SQLAlchemy fallback: the IDs that occur more than once in the window, as text."""
+        engine = self.engine()
+        try:
+            with engine.connect() as conn:
+                return [str(r[0]) for r in conn.execute(duplicate_ids_select(self.table, window)) if r[0] is not None]
+        finally:
+            engine.dispose()
 
     def chunks(self, window: Window, rows: int) -> Iterator[pd.DataFrame]:
         """SQLAlchemy fallback: stream the window in chunks, values as text."""
