@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def test_peak_rss_and_wall_time_of_a_child(tmp_path: Path) -> None:
     assert r.seconds >= 0.3
 
 
+def test_peak_rss_is_the_childs_even_when_this_process_is_large(tmp_path: Path) -> None:
+    """Linux counts the image a child is forked from in its ru_maxrss; the measure must not."""
+    ballast = bytearray(700 * 1024 * 1024)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    r = run_child("alloc", [sys.executable, "-c", ALLOCATE.format(n=300, s=0)], log=tmp_path / "a.log")
+    assert r.ok and 300 <= r.peak_rss_mib < 600, r.peak_rss_mib
+    del ballast
+
+
 def test_peak_rss_counts_grandchildren(tmp_path: Path) -> None:
     grandchild = ALLOCATE.format(n=400, s=0)
     code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}], check=True)"
@@ -41,8 +51,12 @@ def test_a_failing_child_reports_its_exit_code_and_log(tmp_path: Path) -> None:
 
 
 def test_timeout_kills_the_child(tmp_path: Path) -> None:
-    r = run_child("slow", [sys.executable, "-c", "import time; time.sleep(60)"], log=tmp_path / "s.log", timeout=1)
+    late = tmp_path / "late"
+    code = f"import time, pathlib; time.sleep(3); pathlib.Path({str(late)!r}).write_text('still running')"
+    r = run_child("slow", [sys.executable, "-c", code], log=tmp_path / "s.log", timeout=1)
     assert not r.ok and r.seconds < 30
+    time.sleep(4)
+    assert not late.exists(), "the command died with its stage"
 
 
 def test_python_stage_writes_its_detail(tmp_path: Path) -> None:

@@ -2,14 +2,16 @@
 
 The peak RSS comes from the kernel's high-water marks, no polling, nothing missed between two samples:
 a Python stage reports its own (VmHWM, and ru_maxrss of the children it waited for: dbt started by the
-Dagster run counts); for any other command it is ru_maxrss from `os.wait4`, which on Linux also
-counts the image of this process the child was forked from (an upper bound).
+Dagster run counts); for any other command it is ru_maxrss from `os.wait4`, taken by a small shim
+process between this one and the command: Linux counts the image a child was forked from in its
+ru_maxrss, so waiting for the command directly would report this (possibly large) process's size.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +22,15 @@ from typing import Any
 
 MIB = 1024 * 1024
 PEAK_KEY = "_peak_rss_mib"  # where a stage reports its own peak in its result JSON
+# Runs argv[2:], waits for it and writes its ru_maxrss (KiB) to argv[1]; exits with its exit code.
+_SHIM = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "code = os.waitstatus_to_exitcode(status)\n"
+    "sys.exit(code if code >= 0 else 128 - code)\n"
+)
 
 
 @dataclass
@@ -51,22 +62,27 @@ def run_child(
     log.parent.mkdir(parents=True, exist_ok=True)
     if result_file is not None:
         result_file.unlink(missing_ok=True)
+    peak_file = log.with_name(log.name + ".maxrss")
+    peak_file.unlink(missing_ok=True)
     with log.open("wb") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(env or os.environ))
-        deadline = None if timeout is None else t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SHIM, str(peak_file), *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env or os.environ),
+            start_new_session=True,  # a timeout kills the shim and the command together
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except BaseException as exc:  # timeout, or Ctrl-C: the command must not outlive the benchmark
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
         seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    peak = usage.ru_maxrss * 1024 / MIB  # Linux reports KiB
+    peak = int(peak_file.read_text()) * 1024 / MIB if peak_file.exists() else 0.0  # Linux reports KiB
+    peak_file.unlink(missing_ok=True)
     detail: dict[str, Any] = {}
     if result_file is not None and result_file.exists():
         detail = json.loads(result_file.read_text(encoding="utf-8"))
