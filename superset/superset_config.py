@@ -152,3 +152,27 @@ SMTP_MAIL_FROM = os.environ.get("SMTP_MAIL_FROM", "callsight@localhost")
 EMAIL_REPORTS_SUBJECT_PREFIX = "[callsight] "
 
 LOG_LEVEL = os.environ.get("CALLSIGHT_SUPERSET_LOG_LEVEL", "INFO")
+
+
+def serialise_time_range_parsing() -> None:
+    """Superset parses every time range ("Last month", a dashboard's filter) with one shared pyparsing
+    grammar, and pyparsing is not thread-safe: with gunicorn's threads, charts that a dashboard loads at
+    once failed at random ("Expected '(', found ')'"). One lock around the parse; it takes microseconds."""
+    import threading
+
+    from superset.utils import date_parser
+
+    if getattr(date_parser.datetime_eval, "callsight_serialised", False):
+        return
+    parse, lock = date_parser.datetime_eval, threading.Lock()
+
+    def datetime_eval(datetime_expression=None):
+        with lock:
+            return parse(datetime_expression)
+
+    datetime_eval.callsight_serialised = True
+    date_parser.datetime_eval = datetime_eval
+
+
+def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask app
+    serialise_time_range_parsing()

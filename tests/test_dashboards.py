@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from callsight.settings import REPO_ROOT
 from callsight.superset_api import SupersetClient
 from callsight.superset_assets import AssetError, expand, expand_agent_macros, load_assets, read_assets, render
 
-from .conftest import SupersetServer
+from .conftest import SupersetServer, require_service
 
 DASHBOARDS = {"management-summary", "agenten", "kunden", "projekte"}
 ARTEFACTS = REPO_ROOT / "test-artifacts" / "dashboards"
@@ -416,3 +417,96 @@ def test_the_operations_dashboard_and_its_datasets_are_for_admins_only(superset_
 
 def admin_role_id(client: SupersetClient) -> int:
     return next(r["id"] for r in client.list_all("security/roles") if r["name"] == "Admin")
+
+
+@pytest.mark.superset
+def test_time_ranges_parse_under_concurrent_chart_requests(superset_server: SupersetServer) -> None:
+    """A dashboard opens its charts at once, each request naming the dashboard's time range. Superset
+    parses time ranges with one shared pyparsing grammar, which is not thread-safe: without the lock set
+    in superset_config.py, concurrent requests failed at random with "Expected '(', found ')'". Many
+    concurrent requests over several time ranges all answer, and each answers what it answers alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
+    ds = dataset_id(client, "dashboard_calls")
+    ranges = ["Last month", "Last week", "Last quarter", "previous calendar month", "Last year"]
+
+    def count(time_range: str) -> int:
+        query = {
+            "datasource": {"id": ds, "type": "table"},
+            "force": True,
+            "queries": [
+                {
+                    "metrics": [{"expressionType": "SQL", "sqlExpression": "COUNT(*)", "label": "n"}],
+                    "columns": [],
+                    "time_range": time_range,
+                    "filters": [{"col": "call_date", "op": "TEMPORAL_RANGE", "val": time_range}],
+                }
+            ],
+            "result_format": "json",
+            "result_type": "full",
+        }
+        return int(client.chart_data(query)["result"][0]["data"][0]["n"])
+
+    alone = {r: count(r) for r in ranges}
+    assert alone["Last year"] >= alone["Last quarter"] >= alone["Last month"] >= alone["Last week"]
+    assert alone["Last year"] > 0
+    asked = ranges * 16
+    errors: list[str] = []
+
+    def ask(time_range: str) -> tuple[str, int | None]:
+        try:
+            return time_range, count(time_range)
+        except Exception as exc:  # every failure counts, whatever its kind
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            return time_range, None
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, asked))
+    assert not errors, errors[:3]
+    assert all(n == alone[r] for r, n in answers)
+
+
+RACE = """
+import runpy, sys, threading
+config = runpy.run_path(sys.argv[1])
+config["FLASK_APP_MUTATOR"](None)  # what Superset does with the app it created
+from superset.utils import date_parser
+assert date_parser.datetime_eval.callsight_serialised
+sys.setswitchinterval(1e-6)  # switch threads as often as possible
+errors, answers = [], []
+def parse(time_range):
+    try:
+        answers.append(date_parser.get_since_until(time_range))
+    except Exception as exc:
+        errors.append(str(exc))
+for _ in range(60):
+    date_parser.datetime_parser.cache_clear()  # a fresh grammar, as in a new worker
+    threads = [threading.Thread(target=parse, args=(r,)) for r in ["Last month", "Last week", "Last year"] * 5]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+print(len(answers), len(errors), errors[:2])
+"""
+
+
+@pytest.mark.superset
+def test_superset_config_serialises_time_range_parsing(tmp_path: Path) -> None:
+    """Deterministic half of the test above, in Superset's environment without a server: after the
+    config's app hook, 15 threads at a time parse time ranges on a fresh grammar, 60 times, without one
+    error (before the lock, about one round in ten failed)."""
+    import subprocess
+
+    from callsight.settings import Settings
+
+    python = Settings.from_env({}).superset_venv / "bin" / "python"
+    require_service(python.exists(), "Superset venv")
+    env = {"PATH": os.environ["PATH"], "CALLSIGHT_HOME": str(tmp_path), "SUPERSET_SECRET_KEY": "test-only"}
+    r = subprocess.run(
+        [str(python), "-c", RACE, str(REPO_ROOT / "superset" / "superset_config.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[:2] == ["900", "0"], r.stdout
