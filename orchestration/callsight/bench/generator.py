@@ -19,6 +19,7 @@ import itertools
 import math
 import random
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -372,21 +373,24 @@ def _lookups(con: duckdb.DuckDBPyConnection, org: Org, seed: int, n_contacts: in
     for i in range(n_private):
         number = f"+49 1{rng.choice(('51', '57', '60', '72', '76'))} {rng.randint(10000000, 99999999)}"
         private.append((i, f"P{200000 + i}", f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}", None, number))
-    con.execute("CREATE TABLE contacts (idx BIGINT, entry_id VARCHAR, name VARCHAR, company VARCHAR, num VARCHAR)")
-    con.executemany("INSERT INTO contacts VALUES (?, ?, ?, ?, ?)", contacts)
-    con.execute("CREATE TABLE private_contacts AS SELECT * FROM contacts LIMIT 0")
-    con.executemany("INSERT INTO private_contacts VALUES (?, ?, ?, ?, ?)", private)
-    con.execute("CREATE TABLE agents (idx BIGINT, username VARCHAR, name VARCHAR, extension VARCHAR, line VARCHAR)")
-    con.executemany(
-        "INSERT INTO agents VALUES (?, ?, ?, ?, ?)",
-        [(i, a.username, a.name, a.extension, a.line) for i, a in enumerate(org.agents)],
-    )
-    con.execute("CREATE TABLE notes (idx BIGINT, note VARCHAR)")
-    con.executemany("INSERT INTO notes VALUES (?, ?)", list(enumerate(NOTES)))
-    con.execute("CREATE TABLE private_notes (idx BIGINT, note VARCHAR)")
-    con.executemany("INSERT INTO private_notes VALUES (?, ?)", list(enumerate(PRIVATE_NOTES)))
-    con.execute("CREATE TABLE projects (idx BIGINT, project_id VARCHAR, project_name VARCHAR)")
-    con.executemany("INSERT INTO projects VALUES (?, ?, ?)", [(i, p, n) for i, (p, n) in enumerate(PROJECTS)])
+    contact_columns = ("idx", "entry_id", "name", "company", "num")
+    _create_table(con, "contacts", contact_columns, contacts)
+    _create_table(con, "private_contacts", contact_columns, private)
+    agents = [(i, a.username, a.name, a.extension, a.line) for i, a in enumerate(org.agents)]
+    _create_table(con, "agents", ("idx", "username", "name", "extension", "line"), agents)
+    _create_table(con, "notes", ("idx", "note"), list(enumerate(NOTES)))
+    _create_table(con, "private_notes", ("idx", "note"), list(enumerate(PRIVATE_NOTES)))
+    projects = [(i, p, n) for i, (p, n) in enumerate(PROJECTS)]
+    _create_table(con, "projects", ("idx", "project_id", "project_name"), projects)
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, name: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    """A table of Python rows (first column BIGINT, the others text), through Arrow: DuckDB's
+    executemany costs about half a millisecond per row."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    types = [pa.int64()] + [pa.string()] * (len(columns) - 1)
+    arrays = [pa.array(v, type=t) for v, t in zip(values, types, strict=True)]
+    con.from_arrow(pa.Table.from_arrays(arrays, names=list(columns))).create(name)
 
 
 # Numbers to journal text. Times are local wall-clock text as the UCServer writes them into SQLite.
