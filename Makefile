@@ -35,11 +35,15 @@ venvs: $(VENV)/.installed $(SUPERSET_VENV)/.installed
 demo: venvs
 	$(VENV)/bin/callsight demo
 
+# Two pytest-xdist workers, one test module each at a time (module fixtures stay in one process):
+# much of a test waits on Superset, dbt or the browser, so two share the 2 cores well. TEST_WORKERS=0
+# runs everything in this process.
+TEST_WORKERS ?= 2
 test: venvs
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: venvs
-	$(VENV)/bin/pytest -m "not superset and not slow"
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile -m "not superset and not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/test_lint.py

@@ -28,6 +28,20 @@ from callsight.settings import REPO_ROOT, Settings
 END_DAY = yesterday("Europe/Berlin")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist every worker builds with dbt artefacts of its own (DBT_TARGET_PATH, honoured
+    by dbt, dagster-dbt and callsight.dbt_project): two dbt parses must not write one manifest."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        os.environ["DBT_TARGET_PATH"] = f"target/{worker}"
+
+
+def dbt_target_env() -> dict[str, str]:
+    """This worker's DBT_TARGET_PATH, for child processes started with an environment of their own."""
+    target = os.environ.get("DBT_TARGET_PATH")
+    return {"DBT_TARGET_PATH": target} if target else {}
+
+
 def require_service(available: bool, what: str) -> None:
     if available:
         return
@@ -49,7 +63,7 @@ class Site:
 def make_site(home: Path, *, days: int = 20, users: int = 20, seed: int = 7, end: date = END_DAY) -> Site:
     result = generate(home / "demo", seed=seed, days=days, users=users, end=end)
     assert result.rows > 0
-    env = {"CALLSIGHT_HOME": str(home), "PATH": os.environ.get("PATH", "")}
+    env = {"CALLSIGHT_HOME": str(home), "PATH": os.environ.get("PATH", ""), **dbt_target_env()}
     return Site(home, env)
 
 

@@ -17,6 +17,8 @@ from callsight.bench.measure import StageResult, percentile, run_child, run_pyth
 from callsight.bench.runner import GOALS, figures, report_lines, verdicts
 from callsight.superset_assets import load_assets
 
+from .conftest import dbt_target_env
+
 MIB = 1024 * 1024
 ALLOCATE = "import time; b = bytearray({n} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep({s})"
 
@@ -256,6 +258,7 @@ def test_callsight_bench_end_to_end_on_a_small_journal(tmp_path: Path) -> None:
             "PATH": str(Path(sys.executable).parent),
             "CALLSIGHT_HOME": str(tmp_path / "home"),
             **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},  # a checkout outside the install
+            **dbt_target_env(),
         },
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -7,6 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from .conftest import dbt_target_env
+
 CALLSIGHT = str(Path(sys.executable).with_name("callsight"))
 
 
@@ -16,7 +18,7 @@ def run(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
-        env={"PATH": str(Path(sys.executable).parent), "CALLSIGHT_HOME": str(home), **env},
+        env={"PATH": str(Path(sys.executable).parent), "CALLSIGHT_HOME": str(home), **dbt_target_env(), **env},
     )
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .conftest import free_port, require_service
+from .conftest import dbt_target_env, free_port, require_service
 
 CALLSIGHT = str(Path(sys.executable).with_name("callsight"))
 pytestmark = [pytest.mark.slow, pytest.mark.superset]
 
 
 def demo(home: Path) -> subprocess.CompletedProcess:
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "CALLSIGHT_HOME": str(home)}
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "CALLSIGHT_HOME": str(home), **dbt_target_env()}
     return subprocess.run(
         [CALLSIGHT, "demo", "--once", "--port", str(free_port()), "--dagster-port", str(free_port())],
         capture_output=True,

@@ -32,7 +32,7 @@ from callsight.publish import kept_builds
 from callsight.settings import Settings
 from callsight.sources import Window
 
-from .conftest import Site
+from .conftest import Site, dbt_target_env
 from .privacy_scan import scan
 from .test_extract import DIRECTORY, raw, row, write_journal
 
@@ -280,6 +280,7 @@ def test_erase_without_a_key_records_nothing(tmp_path: Path) -> None:
             "PATH": str(Path(sys.executable).parent),
             "CALLSIGHT_HOME": str(tmp_path),
             "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+            **dbt_target_env(),
         },
     )
     assert r.returncode == 2 and "CALLSIGHT_ERASURE_KEY is not set" in r.stdout and "nothing was recorded" in r.stdout

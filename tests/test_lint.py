@@ -8,6 +8,8 @@ import duckdb
 
 from callsight.settings import REPO_ROOT
 
+from .conftest import dbt_target_env
+
 BIN = Path(sys.executable).parent
 
 
@@ -38,6 +40,7 @@ def test_sqlfluff_on_the_dbt_models(tmp_path: Path) -> None:
             "PATH": f"{BIN}:/usr/bin:/bin",
             # the profile loads callsight.dbt_guard: the checkout's, not whichever callsight is installed
             "PYTHONPATH": str(REPO_ROOT / "orchestration"),
+            **dbt_target_env(),
         },
         timeout=600,
     )

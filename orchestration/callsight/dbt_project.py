@@ -20,7 +20,10 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 @cache
 def dbt_project() -> DbtProject:
-    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    """dbt's DBT_TARGET_PATH (relative to the project, default `target`) is honoured here as by dbt and
+    dagster-dbt: processes that build side by side (the test workers) keep their artefacts apart."""
+    target = os.environ.get("DBT_TARGET_PATH") or "target"
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=Path(target))
 
 
 def dbt_executable() -> str:
