@@ -145,6 +145,57 @@ def test_upsert_mirrors_edits_and_deletes_in_window_only(tmp_path: Path) -> None
     assert raw(raw_db, "SELECT * EXCLUDE (_run_id, _extracted_at) FROM journal ORDER BY ID") == before
 
 
+def test_a_rerun_writes_only_what_changed_and_counts_every_source_row(tmp_path: Path) -> None:
+    """Unchanged rows of the look-back are recognised by ID and row hash and not written again; edited,
+    new, newly malformed, moved and deleted rows are, and the run's counts still cover every source row
+    (source = loaded + quarantined = journal rows of the window + quarantined)."""
+    path = tmp_path / "j.sqlite"
+    rows = [row(i, f"2026-03-{i + 1:02d} 10:00:00") for i in range(1, 6)]
+    rows.append(row(6, "2026-03-07 10:00:00", DurationTotal=-1))
+    source = write_journal(path, rows)
+    raw_db = tmp_path / "raw.duckdb"
+
+    def counts(stats) -> tuple[int, int, int, int]:
+        return stats.source_rows, stats.loaded_rows, stats.quarantined_rows, stats.written_rows
+
+    def journal() -> list[tuple]:
+        return raw(raw_db, "SELECT ID, ContactCompany, _run_id FROM journal ORDER BY ID")
+
+    def logged(run: str) -> tuple:
+        (logged,) = raw(
+            raw_db, f"SELECT source_rows, loaded_rows, quarantined_rows FROM extract_runs WHERE run_id = '{run}'"
+        )
+        return logged
+
+    assert counts(extract(source, raw_db, WIN, DIRECTORY, Policy(), "r1")) == (6, 5, 1, 5)
+    assert counts(extract(source, raw_db, WIN, DIRECTORY, Policy(), "r2")) == (6, 5, 1, 0), "nothing written again"
+    assert journal() == [(i, "Kunde GmbH", "r1") for i in range(1, 6)]
+    assert logged("r2") == (6, 5, 1)
+    assert raw(raw_db, "SELECT source_id, _run_id FROM quarantine") == [("6", "r2")]
+
+    con = sqlite3.connect(path)
+    con.execute("UPDATE journal SET ContactCompany = 'Nachgetragen AG' WHERE ID = 2")  # edited
+    con.execute("UPDATE journal SET DurationTotal = -5 WHERE ID = 3")  # now malformed
+    con.execute("UPDATE journal SET StartTime = '2026-02-20 10:00:00' WHERE ID = 4")  # moved out of the window
+    con.execute("DELETE FROM journal WHERE ID = 5")  # deleted
+    con.execute(
+        f"INSERT INTO journal VALUES ({','.join('?' for _ in JOURNAL_COLUMNS)})",
+        tuple(row(7, "2026-03-20 10:00:00")[c] for c in JOURNAL_COLUMNS),
+    )  # new
+    con.commit()
+    con.close()
+    assert counts(extract(source, raw_db, WIN, DIRECTORY, Policy(), "r3")) == (5, 3, 2, 2)
+    assert journal() == [(1, "Kunde GmbH", "r1"), (2, "Nachgetragen AG", "r3"), (7, "Kunde GmbH", "r3")]
+    assert logged("r3") == (5, 3, 2)
+    assert raw(raw_db, "SELECT source_id, reason FROM quarantine ORDER BY 1") == [
+        ("3", "DurationTotal negative"),
+        ("6", "DurationTotal negative"),
+    ]
+    # the row moved out of the window arrives again with the range it moved to
+    extract(source, raw_db, Window(datetime(2026, 2, 1), datetime(2026, 4, 1)), DIRECTORY, Policy(), "r4")
+    assert [r[0] for r in journal()] == [1, 2, 4, 7]
+
+
 @pytest.mark.parametrize("mode", ["truncate", "drop"])
 def test_private_calls_never_land_in_cleartext(tmp_path: Path, mode: str) -> None:
     rows = [

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import mssql
 from callsight.config import load_directory, load_policy
 from callsight.demo_data import JOURNAL_COLUMNS, generate
 from callsight.extract import Window, extract
-from callsight.sources import Source, check_schema, first_start_select, window_select
+from callsight.sources import Source, check_schema, first_start_select, window_ids_select, window_select
 
 from .conftest import require_service
 
@@ -168,6 +168,8 @@ def test_every_source_query_compiles_for_microsoft_sql_server() -> None:
         assert "FROM journal \nWHERE journal.[StartTime] >= '2026-04-01 00:00:00'" in sql
         assert "journal.[StartTime] < '2026-05-01 00:00:00'" in sql
         assert all(f"[{c}]" in sql for c in JOURNAL_COLUMNS)
+    ids = str(window_ids_select("journal", WINDOW).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    assert ids.startswith("SELECT journal.[ID] \nFROM journal \nWHERE journal.[StartTime] >= '2026-04-01 00:00:00'")
     first = str(first_start_select("journal").compile(dialect=dialect))
     assert first == "SELECT min(journal.[StartTime]) AS min_1 \nFROM journal"
     # the URL documented in the README is understood by the installed driver

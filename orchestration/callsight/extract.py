@@ -1,12 +1,15 @@
 """Nightly journal extract: read a window of the source journal, mask, validate, mirror.
 
-One streaming SELECT per source (one per chunk, for the SQLAlchemy fallback) reads the source rows,
-masks private calls (privacy.py) and types and validates every row in DuckDB; nothing but masked rows
-leaves it. Its result is taken in batches of whole row groups, and each batch is mirrored into the raw
-store at once: edited rows are replaced, new rows inserted, unchanged rows keep their extraction stamp
-(dbt's incremental models build on that); malformed rows go to the quarantine table with their reason.
-Rows deleted in the source disappear when the stream is done. All of it is one transaction, and memory
-holds a batch, not the window: every row is written once, straight into the raw journal.
+First one pass over the window's IDs (which IDs exist, which occur twice). Then one streaming SELECT
+per source (one per chunk, for the SQLAlchemy fallback) reads the source rows, masks private calls
+(privacy.py) and types and validates every row in DuckDB; nothing but masked rows leaves it. Rows
+whose ID and row hash equal a stored row of the window are unchanged and end there: the nightly
+look-back re-reads weeks of calls of which few change. The rest is taken in batches of whole row
+groups, and each batch is mirrored into the raw store at once: edited rows are replaced, new rows
+inserted, unchanged rows keep their extraction stamp (dbt's incremental models build on that);
+malformed rows go to the quarantine table with their reason. Rows deleted in the source disappear
+when the stream is done. All of it is one transaction, and memory holds a batch and the window's IDs,
+not the window: every row is written once, straight into the raw journal.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ MAX_DURATION_SECONDS = 24 * 3600
 CHUNK_ROWS = 100_000
 # Rows per batch streamed into the raw store: one row group. Memory holds about one batch.
 BATCH_ROWS = 122_880
+# Tables of the window's IDs, in the in-memory database (not TEMP: the reading cursor and the writing
+# connection both see them): every source row's parsed ID, the duplicated ones, the stored rows' hashes.
+SOURCE_IDS_TABLE = "window_source_ids"
 DUPLICATES_TABLE = "window_duplicate_ids"
+STORED_TABLE = "window_stored"
 # DuckDB's memory cap for the extract. Without one it keeps every block it wrote cached, up to 80 % of
 # the machine's memory; what it needs to hold (a batch, the window's IDs) is far less.
 MEMORY_LIMIT = "1GB"
@@ -109,6 +116,10 @@ ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS expired_in_window BIGINT
 
 @dataclass(frozen=True)
 class ExtractStats:
+    """source_rows: rows of the window in the source = loaded + quarantined; written_rows: of these,
+    the new and edited ones written by this run (the others were stored unchanged); erased_rows: of
+    the written ones, those whose personal fields the erasure register suppressed."""
+
     run_id: str
     window: Window
     source_rows: int
@@ -119,6 +130,7 @@ class ExtractStats:
     erased_rows: int = 0
     expired_rows: int = 0
     expired_quarantined_rows: int = 0
+    written_rows: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -192,6 +204,7 @@ def staged_select(
     types: dict[str, str],
     erasure: bool = False,
     duplicates: str | None = None,
+    stored: str | None = None,
 ) -> str:
     """SQL turning source rows into masked, typed rows with a reason for malformed ones.
 
@@ -199,7 +212,8 @@ def staged_select(
     rows whose source numbers or contact name match the erasure register (see erasure.prepare_matching)
     lose their personal fields (_is_erased); the match is made on the source values, before masking.
     `duplicates` names a table of IDs that occur more than once in the window: such rows, when nothing
-    else is wrong with them, are quarantined as duplicated."""
+    else is wrong with them, are quarantined as duplicated. `stored` names a table of ("ID", _row_hash)
+    of stored rows: a well-formed row equal to one of them is left out (it is unchanged)."""
     types = {
         c: ("VARCHAR" if types.get(c, "VARCHAR").upper().startswith("VARCHAR") else types[c]) for c in JOURNAL_COLUMNS
     }
@@ -222,18 +236,26 @@ def staged_select(
             typed.append(f'_v_{c} AS "{c}"')
     typed_values = [t.rsplit(" AS ", 1)[0] for t in typed]
     as_json = "json_object(" + ", ".join(f"'{c}', CAST(\"{c}\" AS VARCHAR)" for c in JOURNAL_COLUMNS) + ")"
+    unchanged = (
+        f'WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE s."ID" = staged."ID" AND s._row_hash = staged._row_hash)'
+        if stored
+        else ""
+    )
     return f"""
         WITH src AS (SELECT {other_cols}, {text_cols} FROM ({relation})),
         flagged AS (SELECT *, {private_flag} AS _p, {erased_sql() if erasure else "false"} AS _e FROM src),
         masked AS (SELECT * {f"REPLACE ({replace})" if replace else ""} FROM flagged),
         erased AS (SELECT * {f"REPLACE ({suppressed})" if erasure else ""} FROM masked),
         parsed AS (SELECT *, {parsed} FROM erased),
-        checked AS (SELECT *, {_reason_sql(types, duplicates)} AS _reason FROM parsed)
-        SELECT {", ".join(typed)}, _p AS _is_private, _e AS _is_erased, _reason,
-               CASE WHEN _reason IS NULL THEN hash({", ".join(typed_values)}, _p) END AS _row_hash,
-               CASE WHEN _reason IS NOT NULL THEN {as_json} END AS _row_json,
-               CAST("ID" AS VARCHAR) AS _source_id, CAST("StartTime" AS VARCHAR) AS _start_text
-        FROM checked
+        checked AS (SELECT *, {_reason_sql(types, duplicates)} AS _reason FROM parsed),
+        staged AS (
+            SELECT {", ".join(typed)}, _p AS _is_private, _e AS _is_erased, _reason,
+                   CASE WHEN _reason IS NULL THEN hash({", ".join(typed_values)}, _p) END AS _row_hash,
+                   CASE WHEN _reason IS NOT NULL THEN {as_json} END AS _row_json,
+                   CAST("ID" AS VARCHAR) AS _source_id, CAST("StartTime" AS VARCHAR) AS _start_text
+            FROM checked
+        )
+        SELECT * FROM staged {unchanged}
     """
 
 
@@ -249,16 +271,17 @@ def _mirror_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, run_id: str, 
     with the window again.
 
     Well-formed rows: a stored row with the same ID and another row hash is replaced, a new ID is
-    inserted, an unchanged row is left alone. Their IDs are remembered (window_ids) for the deletion
-    of vanished rows; malformed rows wait in window_quarantine until the stream is done, and earlier
-    quarantine entries of the batch's IDs are superseded."""
+    inserted. Their IDs are remembered (window_written_ids); so are the malformed rows' IDs
+    (window_bad_ids), whose stored rows go. Malformed rows wait in window_quarantine until the stream
+    is done, and earlier quarantine entries of the batch's IDs are superseded."""
     con.execute("DELETE FROM store.quarantine WHERE source_id IN (SELECT _source_id FROM batch)")
     con.execute(
         "INSERT INTO window_quarantine SELECT _source_id, _start_text, _reason, _row_json, _is_private, ?, ? "
         "FROM batch WHERE _reason IS NOT NULL",
         [run_id, now],
     )
-    con.execute('INSERT INTO window_ids SELECT "ID" FROM batch WHERE _reason IS NULL')
+    con.execute('INSERT INTO window_written_ids SELECT "ID" FROM batch WHERE _reason IS NULL')
+    con.execute('INSERT INTO window_bad_ids SELECT "ID" FROM batch WHERE _reason IS NOT NULL AND "ID" IS NOT NULL')
     con.execute(
         'DELETE FROM store.journal WHERE "ID" IN (SELECT b."ID" FROM batch b JOIN store.journal j ON b."ID" = j."ID" '
         "WHERE b._reason IS NULL AND b._row_hash IS DISTINCT FROM j._row_hash)"
@@ -297,16 +320,28 @@ def _staged_batches(
         yield pa.Table.from_batches([batch])
 
 
-def _find_duplicates(source: Source, reader: duckdb.DuckDBPyConnection, window: Window) -> None:
-    """The window's duplicated IDs into the temporary table DUPLICATES_TABLE on `reader`."""
+def _index_window(source: Source, con: duckdb.DuckDBPyConnection, window: Window, chunk_rows: int) -> None:
+    """The tables SOURCE_IDS_TABLE (every source row's parsed ID, NULL where it has none),
+    DUPLICATES_TABLE and STORED_TABLE (ID and row hash of the stored rows of the window)."""
+    con.execute(f'CREATE OR REPLACE TABLE memory.{SOURCE_IDS_TABLE} ("ID" BIGINT)')
     if source.kind == "sqlalchemy":
-        reader.execute(
-            f'CREATE OR REPLACE TEMP TABLE {DUPLICATES_TABLE} AS SELECT DISTINCT TRY_CAST(v AS BIGINT) AS "ID" '
-            "FROM unnest(CAST(? AS VARCHAR[])) t(v)",
-            [source.duplicate_ids(window)],
-        )
+        for chunk in source.window_ids(window, chunk_rows):
+            con.execute(
+                f"INSERT INTO memory.{SOURCE_IDS_TABLE} "
+                "SELECT TRY_CAST(v AS BIGINT) FROM unnest(CAST(? AS VARCHAR[])) t(v)",
+                [chunk],
+            )
     else:
-        reader.execute(f"CREATE OR REPLACE TEMP TABLE {DUPLICATES_TABLE} AS {source.duplicate_ids_sql(window)}")
+        con.execute(f"INSERT INTO memory.{SOURCE_IDS_TABLE} {source.window_ids_sql(window)}")
+    con.execute(
+        f'CREATE OR REPLACE TABLE memory.{DUPLICATES_TABLE} AS SELECT "ID" FROM memory.{SOURCE_IDS_TABLE} '
+        'WHERE "ID" IS NOT NULL GROUP BY 1 HAVING count(*) > 1'
+    )
+    con.execute(
+        f'CREATE OR REPLACE TABLE memory.{STORED_TABLE} AS SELECT "ID", _row_hash FROM store.journal '
+        'WHERE "StartTime" >= ? AND "StartTime" < ?',
+        [window.start, window.end],
+    )
 
 
 def extract(
@@ -351,14 +386,16 @@ def extract(
         erasure = check_key(con, erasure_key, "store") > 0
         # The source is read on a cursor of its own (same database instance, own session): its streaming
         # result is consumed batch by batch while `con` writes the raw store in one transaction.
+        _index_window(source, con, window, chunk_rows)
         reader = con.cursor()
         source.configure(reader)
         if erasure:
             prepare_matching(reader, erasure_key or "", "store")
-        _find_duplicates(source, reader, window)
 
         def sql_for(relation: str, types: dict[str, str]) -> str:
-            return staged_select(relation, policy, directory.private_lines, types, erasure, DUPLICATES_TABLE)
+            return staged_select(
+                relation, policy, directory.private_lines, types, erasure, DUPLICATES_TABLE, STORED_TABLE
+            )
 
         # Inserts that keep their order fill the raw journal's row groups one after the other and write
         # each to the file when it is full, while the transaction is still open. Unordered (parallel)
@@ -366,7 +403,8 @@ def extract(
         # commit, so memory would grow with the window.
         con.execute("SET SESSION preserve_insertion_order = true")
         con.execute("BEGIN TRANSACTION")
-        con.execute('CREATE TEMP TABLE window_ids ("ID" BIGINT)')
+        con.execute('CREATE TEMP TABLE window_written_ids ("ID" BIGINT)')
+        con.execute('CREATE TEMP TABLE window_bad_ids ("ID" BIGINT)')
         con.execute("CREATE TEMP TABLE window_quarantine AS FROM store.quarantine LIMIT 0")
         params = [window.start, window.end]
         # A rerun of the window supersedes what earlier runs quarantined for the same rows.
@@ -375,21 +413,28 @@ def extract(
             "TRY_CAST(start_time_text AS TIMESTAMP) >= ? AND TRY_CAST(start_time_text AS TIMESTAMP) < ?",
             params,
         )
-        source_rows = quarantined = erased = 0
+        streamed = quarantined = erased = 0
         for batch in _staged_batches(source, reader, window, sql_for, chunk_rows, batch_rows):
             rows, bad, gone = _mirror_batch(con, batch, run_id, now)
-            source_rows, quarantined, erased = source_rows + rows, quarantined + bad, erased + gone
-            log(f"extract: {source_rows} rows streamed")
+            streamed, quarantined, erased = streamed + rows, quarantined + bad, erased + gone
+            log(f"extract: {streamed} new, edited or malformed rows streamed")
         reader.close()
         con.execute("INSERT INTO store.quarantine FROM window_quarantine")
+        # Stored rows of the window that this run did not write go when their ID has left the window
+        # (deleted in the source, or moved) or is now malformed; the others are the unchanged rows.
         con.execute(
             'DELETE FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ? '
-            'AND "ID" NOT IN (SELECT "ID" FROM window_ids)',
+            'AND "ID" NOT IN (SELECT "ID" FROM window_written_ids) '
+            f'AND ("ID" NOT IN (SELECT "ID" FROM memory.{SOURCE_IDS_TABLE} WHERE "ID" IS NOT NULL) '
+            'OR "ID" IN (SELECT "ID" FROM window_bad_ids))',
             params,
         )
-        before = con.execute(
-            'SELECT count(*) FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ?', params
-        ).fetchone()[0]
+        before, unchanged = con.execute(
+            'SELECT count(*), count(*) FILTER (WHERE "ID" NOT IN (SELECT "ID" FROM window_written_ids)) '
+            'FROM store.journal WHERE "StartTime" >= ? AND "StartTime" < ?',
+            params,
+        ).fetchone()
+        source_rows = streamed + unchanged
         purged = purge_store(con, cutoff, "store") if cutoff is not None else PurgeCounts(0, 0)
         expired_in_window = (
             before
@@ -426,4 +471,5 @@ def extract(
         erased_rows=erased,
         expired_rows=purged.journal_rows,
         expired_quarantined_rows=purged.quarantine_rows,
+        written_rows=streamed - quarantined,
     )

@@ -79,15 +79,10 @@ def window_select(table: str, window: Window, as_text: bool) -> sa.Select:
     return sa.select(*cols).where(src.c.StartTime >= window.start, src.c.StartTime < window.end)
 
 
-def duplicate_ids_select(table: str, window: Window) -> sa.Select:
-    """IDs that occur more than once in the window (also compiled for MSSQL in the tests)."""
+def window_ids_select(table: str, window: Window) -> sa.Select:
+    """The ID of every row in the window (also compiled for MSSQL in the tests)."""
     src = sa.table(table, sa.column("ID"), sa.column("StartTime", sa.DateTime))
-    return (
-        sa.select(src.c.ID)
-        .where(src.c.StartTime >= window.start, src.c.StartTime < window.end)
-        .group_by(src.c.ID)
-        .having(sa.func.count() > 1)
-    )
+    return sa.select(src.c.ID).where(src.c.StartTime >= window.start, src.c.StartTime < window.end)
 
 
 def first_start_select(table: str) -> sa.Select:
@@ -201,23 +196,23 @@ class Source:
         # like); PostgreSQL keeps its types.
         return self._pass_through(window_select(self.table, window, as_text=self.kind == "mysql"))
 
-    def duplicate_ids_sql(self, window: Window) -> str:
-        """DuckDB SQL yielding the IDs (parsed as BIGINT, as the extract parses them) that occur more than
-        once in the window. One cheap pass before the rows are streamed: a duplicate is quarantined
-        wherever its copies fall. Servers group themselves; SQLite's IDs come as text and are parsed
-        first (' 5' and '5' are the same ID)."""
+    def window_ids_sql(self, window: Window) -> str:
+        """DuckDB SQL yielding one row per source row of the window: its ID parsed as BIGINT, as the
+        extract parses it (' 5' and '5' are the same ID; NULL where there is none). One cheap pass
+        over a single column before the rows are streamed."""
         if self.kind == "sqlite":
-            parsed = f'SELECT TRY_CAST("ID" AS BIGINT) AS "ID" FROM ({self.relation_sql(window)})'
-            return f'SELECT "ID" FROM ({parsed}) WHERE "ID" IS NOT NULL GROUP BY 1 HAVING count(*) > 1'
-        ids = self._pass_through(duplicate_ids_select(self.table, window))
-        return f'SELECT DISTINCT TRY_CAST("ID" AS BIGINT) AS "ID" FROM ({ids}) WHERE "ID" IS NOT NULL'
+            return f'SELECT TRY_CAST("ID" AS BIGINT) AS "ID" FROM ({self.relation_sql(window)})'
+        ids = self._pass_through(window_ids_select(self.table, window))
+        return f'SELECT TRY_CAST("ID" AS BIGINT) AS "ID" FROM ({ids})'
 
-    def duplicate_ids(self, window: Window) -> list[str]:
-        """SQLAlchemy fallback: the IDs that occur more than once in the window, as text."""
+    def window_ids(self, window: Window, rows: int) -> Iterator[list[str | None]]:
+        """SQLAlchemy fallback: the window's IDs as text, in chunks."""
         engine = self.engine()
         try:
-            with engine.connect() as conn:
-                return [str(r[0]) for r in conn.execute(duplicate_ids_select(self.table, window)) if r[0] is not None]
+            with engine.connect().execution_options(stream_results=True, yield_per=rows) as conn:
+                result = conn.execute(window_ids_select(self.table, window))
+                while chunk := result.fetchmany(rows):
+                    yield [_as_text(r[0]) for r in chunk]
         finally:
             engine.dispose()
 
