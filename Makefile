@@ -35,15 +35,15 @@ venvs: $(VENV)/.installed $(SUPERSET_VENV)/.installed
 demo: venvs
 	$(VENV)/bin/callsight demo
 
-# Two pytest-xdist workers, one test module each at a time (module fixtures stay in one process):
-# much of a test waits on Superset, dbt or the browser, so two share the 2 cores well. TEST_WORKERS=0
-# runs everything in this process.
+# Two pytest-xdist workers; tests/conftest.py groups them (a module stays in one worker, the modules
+# using the shared Superset server in one) and puts the heavy groups first. Much of a test waits on
+# Superset, dbt or the browser, so two workers share the 2 cores well. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: venvs
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: venvs
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile -m "not superset and not slow"
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not superset and not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/test_lint.py

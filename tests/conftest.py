@@ -36,6 +36,31 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["DBT_TARGET_PATH"] = f"target/{worker}"
 
 
+# The modules whose tests use the session's Superset server run in one xdist worker: it starts once.
+SHARED_SUPERSET_FIXTURES = {"superset_server", "borrowed_site"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scheduling for pytest-xdist (`--dist loadgroup`, see the Makefile): a module's tests stay in one
+    worker (module fixtures are made once); the modules using the shared Superset server form one
+    group; the heavy groups come first (shared Superset, then modules with end-to-end runs), so the
+    two workers finish together. The order is the same in every worker, as xdist requires."""
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.module.__name__, []).append(item)
+    weight = {}
+    for name, tests in modules.items():
+        shared = any(SHARED_SUPERSET_FIXTURES & set(t.fixturenames) for t in tests)
+        group = "shared-superset" if shared else name
+        for t in tests:
+            if not t.get_closest_marker("xdist_group"):
+                t.add_marker(pytest.mark.xdist_group(group))
+        weight[name] = 0 if shared else 1 if any(t.get_closest_marker("slow") for t in tests) else 2
+    order = {name: i for i, name in enumerate(modules)}
+    items.sort(key=lambda t: (weight[t.module.__name__], order[t.module.__name__]))
+
+
 def dbt_target_env() -> dict[str, str]:
     """This worker's DBT_TARGET_PATH, for child processes started with an environment of their own."""
     target = os.environ.get("DBT_TARGET_PATH")

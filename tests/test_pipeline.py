@@ -12,7 +12,7 @@ import pytest
 from callsight.definitions import NIGHTLY_JOB, build_definitions
 from callsight.nightly import run_nightly
 
-from .conftest import Site
+from .conftest import END_DAY, Site
 from .privacy_scan import scan
 
 pytestmark = pytest.mark.slow
@@ -93,9 +93,8 @@ def test_nightly_run_publishes_a_warehouse_and_reruns_identically(site: Site) ->
     assert nightly.success and mart_checksum(site) == before
 
 
-def test_failed_runs_leave_the_served_warehouse_alone(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    ok = run_nightly(site.settings)
-    assert ok.success
+def test_failed_runs_leave_the_served_warehouse_alone(published_copy: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site, last = published_copy, END_DAY  # a site after its first run
     before = mart_checksum(site)
     served_bytes = site.settings.served_db.read_bytes()
     # 1. source unreachable: retried with backoff, then a clear failure
@@ -104,7 +103,7 @@ def test_failed_runs_leave_the_served_warehouse_alone(site: Site, monkeypatch: p
     monkeypatch.setenv("CALLSIGHT_EXTRACT_RETRY_DELAY", "1")
     broken = site.settings.__class__.from_env()
     t0 = time.monotonic()
-    failed = run_nightly(broken, ok.last, ok.last)
+    failed = run_nightly(broken, last, last)
     assert not failed.success
     assert "journal database file" in failed.failure and "gave up after 2 retries" in failed.failure
     assert time.monotonic() - t0 >= 3  # waited 1 s, then 2 s
@@ -118,7 +117,7 @@ def test_failed_runs_leave_the_served_warehouse_alone(site: Site, monkeypatch: p
     from callsight.config import ConfigError
 
     with pytest.raises(ConfigError, match="bogus_key"):
-        run_nightly(site.settings, ok.last, ok.last)
+        run_nightly(site.settings, last, last)
     assert site.settings.raw_db.read_bytes() == raw_bytes
     assert mart_checksum(site) == before
 
@@ -186,14 +185,13 @@ def test_an_incremental_night_equals_a_full_rebuild(site: Site) -> None:
     assert mart_checksum(site) == incremental
 
 
-def test_a_policy_change_needs_no_code_change(site: Site) -> None:
+def test_a_policy_change_needs_no_code_change(published_copy: Site) -> None:
     """Lowering the service-level threshold in the policy recomputes every call on the next run."""
-    first = run_nightly(site.settings)
-    assert first.success, first.failure
+    site = published_copy  # a site after its first run
     before = served(site, "SELECT count(*) FILTER (WHERE is_within_service_level) FROM marts.fct_inbound_calls")[0][0]
     policy = site.settings.effective_policy_path
     policy.write_text(policy.read_text().replace("threshold_seconds: 20", "threshold_seconds: 5"))
-    again = run_nightly(site.settings, first.last, first.last)
+    again = run_nightly(site.settings, END_DAY, END_DAY)
     assert again.success, again.failure
     after, wrong = served(
         site,
@@ -207,19 +205,19 @@ def test_a_policy_change_needs_no_code_change(site: Site) -> None:
     assert served(site, "SELECT service_level_threshold_seconds FROM marts.build_info") == [(5,)]
 
 
-def test_previous_builds_are_kept_and_can_be_rolled_back(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_previous_builds_are_kept_and_can_be_rolled_back(published_copy: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     from callsight.cli import main
     from callsight.publish import kept_builds
 
+    site, last = published_copy, END_DAY  # a site after its first run
     monkeypatch.setenv("CALLSIGHT_KEEP_BUILDS", "2")
     settings = site.settings.__class__.from_env()
-    first = run_nightly(settings)
-    assert first.success
+    assert kept_builds(settings.served_db) == []
     one = mart_checksum(site)
     journal = sqlite3.connect(settings.demo_journal_path)
-    journal.execute("DELETE FROM journal WHERE date(StartTime) = ?", [first.last.isoformat()])
+    journal.execute("DELETE FROM journal WHERE date(StartTime) = ?", [last.isoformat()])
     journal.commit()
-    assert run_nightly(settings, first.last, first.last).success
+    assert run_nightly(settings, last, last).success
     two = mart_checksum(site)
     assert two != one and len(kept_builds(settings.served_db)) == 1
     assert main(["rollback"]) == 0  # back to the first build
@@ -228,5 +226,5 @@ def test_previous_builds_are_kept_and_can_be_rolled_back(site: Site, monkeypatch
     assert mart_checksum(site) == two
     assert main(["rollback", "no-such-build.duckdb"]) == 1
     for _ in range(2):
-        assert run_nightly(settings, first.last, first.last).success
+        assert run_nightly(settings, last, last).success
     assert len(kept_builds(settings.served_db)) == 2, "only the newest CALLSIGHT_KEEP_BUILDS builds are kept"
