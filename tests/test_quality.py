@@ -21,6 +21,7 @@ from callsight.quality import (
     load_suites,
     parse_suite,
     run_suites,
+    vectorisable,
 )
 from callsight.settings import REPO_ROOT
 
@@ -106,6 +107,47 @@ def test_results_carry_counts_and_never_values() -> None:
     assert (
         describe("expect_column_max_to_be_between", {}, {"observed_value": "Karl Kunde"}) == "observed value not shown"
     )
+
+
+def test_narrow_integers_are_widened_for_gx_and_keep_their_values(tmp_path: Path) -> None:
+    """DuckDB's INTEGER/SMALLINT arrive as int32/int16, which GX checks one Python call per value."""
+    con = duckdb.connect()
+    frame = con.execute(
+        "SELECT CAST(x - 2 AS INTEGER) AS i, CAST(x AS SMALLINT) AS s, CAST(x AS UTINYINT) AS u, x AS b,"
+        " x / 2 AS f, 'v' || x AS t, x > 2 AS flag FROM range(5) AS r(x)"
+    ).df()
+    out = vectorisable(frame)
+    assert [str(out[c].dtype) for c in ("i", "s", "u", "b")] == ["int64"] * 4
+    assert all(out[c].dtype == frame[c].dtype for c in ("f", "t", "flag"))
+    assert all((out[c] == frame[c]).all() for c in frame.columns)
+    assert out["i"].tolist() == [-2, -1, 0, 1, 2]
+
+    # and a range check on such a column still finds the rows outside the range
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as w:
+        w.execute("CREATE TABLE t AS SELECT CAST(x AS INTEGER) AS secs FROM range(-3, 10) AS r(x)")
+    raw = tmp_path / "raw.duckdb"
+    duckdb.connect(str(raw)).close()
+    suite = parse_suite(
+        tmp_path / "s.yml",
+        {
+            "suite": "probe",
+            "asset": "marts/t",
+            "stage": "warehouse",
+            "description": "probe",
+            "batches": [
+                {
+                    "name": "t",
+                    "query": "SELECT secs FROM t",
+                    "expectations": [
+                        {"type": "expect_column_values_to_be_between", "column": "secs", "min_value": 0, "max_value": 5}
+                    ],
+                }
+            ],
+        },
+    )
+    (outcome,) = run_suites([suite], raw, db).results[0].outcomes
+    assert not outcome.success and outcome.detail == "7 of 13 rows unexpected"
 
 
 def test_a_failing_query_fails_its_expectations_without_quoting_data(tmp_path: Path) -> None:

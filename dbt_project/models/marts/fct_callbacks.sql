@@ -8,7 +8,7 @@ with missed as (
 ),
 
 legs as (
-    select * from {{ ref('int_call_legs_enriched') }}
+    select * from {{ ref('fct_calls') }}
     where phone_match_key is not null and not is_internal
 ),
 

@@ -10,7 +10,9 @@
 ) }}
 
 -- One row per journal leg (masked). Incremental: only legs the extract added or changed since the
--- last build are processed; legs deleted at the source are removed by the post-hook.
+-- last build are processed; legs deleted at the source are removed by the post-hook. The other leg
+-- marts read this table, not int_call_legs_enriched: the view's time-zone conversions and number
+-- matching then run once per changed leg, not over the whole history for every mart.
 with legs as (
     select * from {{ ref('int_call_legs_enriched') }}
     {% if is_incremental() %}
@@ -24,6 +26,8 @@ select
     agent_username,
     start_time_local,
     start_time_utc,
+    connect_time_utc,
+    stop_time_utc,
     call_date,
     call_hour,
     iso_weekday,
@@ -35,6 +39,7 @@ select
     ring_seconds,
     talk_seconds,
     phone_number,
+    phone_match_key,
     redirecting_number,
     contact_company,
     project_id,

@@ -5,7 +5,7 @@
     on_schema_change='fail',
     post_hook=[
         "{% if is_incremental() %}delete from {{ this }} where chain_key not in
-            (select chain_key from {{ ref('int_call_legs_enriched') }} where is_inbound){% endif %}"
+            (select chain_key from {{ ref('fct_calls') }} where is_inbound){% endif %}"
     ]
 ) }}
 
@@ -14,7 +14,7 @@
 -- (a deputy or colleague picked it up) and missed otherwise. Wait time runs from the first signalling
 -- of the chain to the connect of the answering leg.
 with all_legs as (
-    select * from {{ ref('int_call_legs_enriched') }}
+    select * from {{ ref('fct_calls') }}
     where is_inbound
 ),
 
