@@ -20,6 +20,8 @@ from callsight.quality import (
     describe,
     load_suites,
     parse_suite,
+    part_queries,
+    partition_key,
     run_suites,
     vectorisable,
 )
@@ -304,3 +306,94 @@ def test_each_corruption_fails_the_expectation_that_guards_it(
     if corruption == "leg lost between raw store and marts":
         n = duckdb.connect(str(s.raw_db), read_only=True).execute("SELECT count(*) FROM journal").fetchone()[0]
         assert f"fct_calls_rows={n - 1}, raw_journal_rows={n}" in str(report.failed[0])
+
+
+def test_how_each_suite_batch_may_be_split() -> None:
+    batches = {f"{s.name}.{b.name}": b for s in load_suites() for b in s.batches}
+    assert partition_key(batches["raw_journal.journal"]) == ("ID",)
+    assert partition_key(batches["fct_calls.fct_calls"]) == ("call_id",)
+    assert partition_key(batches["dimensions.dim_agent_groups"]) == ("group_name", "agent_username")
+    assert partition_key(batches["fct_calls.columns"]) == ()
+    # row counts and one-row reconciliations need the whole batch
+    assert partition_key(batches["fct_calls.legs_answered_without_talk_time"]) is None
+    assert partition_key(batches["dimensions.build_info"]) is None
+    two_keys = parse_suite(
+        Path("two.yml"),
+        {
+            "suite": "two",
+            "asset": "a",
+            "stage": "raw",
+            "description": "d",
+            "batches": [
+                {
+                    "name": "b",
+                    "query": "SELECT 1",
+                    "expectations": [
+                        {"type": "expect_column_values_to_be_unique", "column": "x"},
+                        {"type": "expect_column_values_to_be_unique", "column": "y"},
+                    ],
+                }
+            ],
+        },
+    )
+    assert partition_key(two_keys.batches[0]) is None
+
+
+def test_parts_hold_every_row_once_and_equal_keys_together() -> None:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT CASE WHEN x % 11 = 0 THEN NULL ELSE x % 97 END AS k, x AS v FROM range(5000) r(x)"
+    )
+    parts = [con.execute(q, p).fetchall() for q, p in part_queries("SELECT k, v FROM t", "k", [10, 40, 41, 90])]
+    assert len(parts) == 5
+    assert sorted(v for p in parts for _, v in p) == list(range(5000))
+    homes: dict[object, int] = {}
+    for i, p in enumerate(parts):
+        for k, _ in p:
+            assert homes.setdefault(k, i) == i
+    assert {k for k, _ in parts[0]} == {None, *range(11)} and {k for k, _ in parts[2]} == {41}
+    assert part_queries("SELECT 1 AS k", "k", []) == [("SELECT 1 AS k", [])]
+
+
+@pytest.mark.slow
+def test_suites_in_parts_find_exactly_what_they_find_whole(
+    published_site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big batches are validated in parts (GX on pandas keeps several copies of a batch in memory).
+    With parts of a few hundred rows, a corrupted warehouse and raw store give the same outcomes, with
+    the same counts, as whole batches."""
+    import callsight.quality as quality
+
+    s = published_site.settings
+    raw, wh = tmp_path / "journal.duckdb", tmp_path / "callsight.duckdb"
+    shutil.copy(s.raw_db, raw)
+    shutil.copy(s.served_db, wh)
+    with duckdb.connect(str(wh)) as con:
+        # a duplicated leg (same call_id, far apart in the table), out-of-range values and a missing key
+        con.execute("INSERT INTO marts.fct_calls SELECT * FROM marts.fct_calls ORDER BY call_id LIMIT 3")
+        con.execute("UPDATE marts.fct_calls SET ring_seconds = -1 WHERE call_id % 50 = 7")
+        con.execute("UPDATE marts.fct_inbound_calls SET call_hour = 24 WHERE first_call_id % 40 = 3")
+    with duckdb.connect(str(raw)) as con:
+        con.execute('UPDATE journal SET "Outbound" = 7 WHERE "ID" % 30 = 1')
+        con.execute('INSERT INTO journal SELECT * FROM journal ORDER BY "ID" DESC LIMIT 2')
+
+    def outcomes() -> list[tuple[str, bool, str]]:
+        report = run_suites(load_suites(), raw, wh)
+        return [
+            (f"{o.suite}.{o.batch}: {o.expectation}", o.success, o.detail) for r in report.results for o in r.outcomes
+        ]
+
+    whole = outcomes()
+    monkeypatch.setattr(quality, "PART_ROWS", 300)
+    parted = outcomes()
+    assert parted == whole
+    failed = {name: detail for name, ok, detail in whole if not ok}
+    assert failed["fct_calls.fct_calls: expect_column_values_to_be_unique(call_id)"].startswith("6 of ")
+    assert "raw_journal.journal: expect_column_values_to_be_unique(ID)" in failed
+    assert "raw_journal.journal: expect_column_values_to_be_in_set(Outbound, value_set=[0, 1])" in failed
+    assert (
+        "fct_inbound_calls.fct_inbound_calls: expect_column_values_to_be_between(call_hour, min_value=0, max_value=23)"
+        in failed
+    )
+    n = duckdb.connect(str(wh), read_only=True).execute("SELECT count(*) FROM marts.fct_calls").fetchone()[0]
+    assert n > 10 * 300  # the big batches really were split

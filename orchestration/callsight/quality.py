@@ -13,6 +13,7 @@ Docs are asked for). Results name every expectation, never a data value: they go
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -282,21 +283,99 @@ def _gx_context(docs_dir: Path | None):
     return context
 
 
+# Expectations that hold for a table exactly when they hold for every part of it: the row-wise
+# ("map") checks, whose unexpected counts add up over the parts, and the column checks, which every part
+# answers alike. Uniqueness adds up too when the parts split the rows by their key (rows with the same
+# key land in the same part: ranges of the key's first column). Anything else (row counts, aggregates,
+# `mostly`) needs the whole batch.
+ROW_WISE_TYPES = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_null",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_match_regex",
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        "expect_column_pair_values_to_be_equal",
+    }
+)
+KEYED_TYPES = {"expect_column_values_to_be_unique": "column", "expect_compound_columns_to_be_unique": "column_list"}
+# GX's pandas engine holds several copies of a batch: at 10M journal rows a whole batch took 7 GiB.
+PART_ROWS = 500_000
+
+
+def partition_key(batch: BatchSpec) -> tuple[str, ...] | None:
+    """Pure: how a batch may be validated in parts. `()`: in any parts (only row-wise and column
+    checks); a key: in parts split by a hash of those columns (it checks uniqueness on that key);
+    None: only whole."""
+    keys = set()
+    for e in batch.expectations:
+        if "mostly" in e.kwargs:
+            return None
+        if e.type in KEYED_TYPES:
+            value = e.kwargs.get(KEYED_TYPES[e.type])
+            keys.add(tuple(value) if isinstance(value, list) else (value,))
+        elif e.type not in ROW_WISE_TYPES and e.type not in SCHEMA_TYPES:
+            return None
+    if len(keys) > 1:
+        return None
+    return next(iter(keys), ())
+
+
+def part_queries(query: str, column: str, bounds: Sequence[Any]) -> list[tuple[str, list[Any]]]:
+    """Pure: the batch query split into ranges of one key column at the given (sorted, distinct)
+    bounds, as (SQL, parameters): every row in exactly one part (rows without a key in the first), equal
+    keys in the same part. A range filter reaches the table scan, so a part reads its share of the
+    table, not all of it."""
+    col = '"' + column.replace('"', '""') + '"'
+    base = f"SELECT * FROM ({query}) AS batch WHERE "
+    if not bounds:
+        return [(query, [])]
+    parts = [(base + f"{col} <= ? OR {col} IS NULL", [bounds[0]])]
+    parts += [(base + f"{col} > ? AND {col} <= ?", [lo, hi]) for lo, hi in itertools.pairwise(bounds)]
+    parts.append((base + f"{col} > ?", [bounds[-1]]))
+    return parts
+
+
+def _frames(con: duckdb.DuckDBPyConnection, batch: BatchSpec):
+    """The batch as pandas frames of about PART_ROWS rows where its expectations allow it."""
+    key = partition_key(batch)
+    rows = con.execute(f"SELECT count(*) FROM ({batch.query}) AS batch").fetchone()[0] if key is not None else 0
+    if key is None or rows <= PART_ROWS:
+        yield vectorisable(con.execute(batch.query).df())
+    elif key:
+        # Equal keys share their first column: ranges of it keep every duplicate key in one part.
+        n = -(-rows // PART_ROWS)
+        col = '"' + key[0].replace('"', '""') + '"'
+        quantiles = ", ".join(f"{i / n:.6f}" for i in range(1, n))
+        (bounds,) = con.execute(
+            f"SELECT quantile_disc({col}, [{quantiles}]) FROM ({batch.query}) AS batch WHERE {col} IS NOT NULL"
+        ).fetchone()
+        for sql, params in part_queries(batch.query, key[0], sorted(set(bounds or []))):
+            yield vectorisable(con.execute(sql, params).df())
+    else:
+        result = con.execute(batch.query)
+        while len(frame := result.fetch_df_chunk(PART_ROWS // 2048)):
+            yield vectorisable(frame)
+
+
+def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Pure: one result from those of the parts of a batch: row-wise counts add up; column checks
+    answer alike in every part (the first part's answer)."""
+    if all("unexpected_count" in r for r in results):
+        return {
+            "element_count": sum(r.get("element_count") or 0 for r in results),
+            "unexpected_count": sum(r["unexpected_count"] for r in results),
+        }
+    return dict(results[0])
+
+
 def _validate_batch(context, suite: SuiteSpec, batch: BatchSpec, con: duckdb.DuckDBPyConnection):
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     name = f"{suite.name}.{batch.name}"
-    try:
-        frame = vectorisable(con.execute(batch.query).df())
-    except duckdb.Error as exc:
-        # Catalog, binder and parser errors name tables and columns; others (conversions) can quote data.
-        schema_level = isinstance(exc, duckdb.CatalogException | duckdb.BinderException | duckdb.ParserException)
-        message = f": {str(exc).splitlines()[0][:200]}" if schema_level else ""
-        reason = f"query failed: {type(exc).__name__}{message}"
-        return tuple(
-            ExpectationOutcome(suite.name, batch.name, e.name, False, reason, e.description) for e in batch.expectations
-        )
     gx_suite = context.suites.add(gx.ExpectationSuite(name=name, meta={"description": batch.description or ""}))
     for i, e in enumerate(batch.expectations):
         gx_suite.add_expectation_configuration(
@@ -307,20 +386,35 @@ def _validate_batch(context, suite: SuiteSpec, batch: BatchSpec, con: duckdb.Duc
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=asset.add_batch_definition_whole_dataframe(name), suite=gx_suite)
     )
-    validation = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
-    by_index = {r.expectation_config.meta["index"]: r for r in validation.results}
+    parts: list[dict[int, Any]] = []  # per part: expectation index -> GX result
+    row_counts = [""] * len(batch.expectations)  # the counts of a one-row batch, for failure details
+    try:
+        for frame in _frames(con, batch):
+            validation = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+            parts.append({r.expectation_config.meta["index"]: r for r in validation.results})
+            if len(parts) == 1:
+                row_counts = [counts_of_single_row(frame, e) for e in batch.expectations]
+    except duckdb.Error as exc:
+        # Catalog, binder and parser errors name tables and columns; others (conversions) can quote data.
+        schema_level = isinstance(exc, duckdb.CatalogException | duckdb.BinderException | duckdb.ParserException)
+        message = f": {str(exc).splitlines()[0][:200]}" if schema_level else ""
+        reason = f"query failed: {type(exc).__name__}{message}"
+        return tuple(
+            ExpectationOutcome(suite.name, batch.name, e.name, False, reason, e.description) for e in batch.expectations
+        )
     outcomes = []
     for i, e in enumerate(batch.expectations):
-        r = by_index.get(i)
-        if r is None:
+        results = [p[i] for p in parts if i in p]
+        if not results or len(results) < len(parts):
             outcomes.append(ExpectationOutcome(suite.name, batch.name, e.name, False, "not evaluated", e.description))
             continue
-        error = _error_text(r.exception_info)
-        detail = f"could not be evaluated: {error}" if error else describe(e.type, e.kwargs, r.result or {})
-        counts = counts_of_single_row(frame, e)
-        if counts and not r.success:
-            detail += f" ({counts})"
-        outcomes.append(ExpectationOutcome(suite.name, batch.name, e.name, bool(r.success), detail, e.description))
+        error = next((t for t in (_error_text(r.exception_info) for r in results) if t), "")
+        success = all(r.success for r in results)
+        merged = merge_results([r.result or {} for r in results])
+        detail = f"could not be evaluated: {error}" if error else describe(e.type, e.kwargs, merged)
+        if row_counts[i] and not success:
+            detail += f" ({row_counts[i]})"
+        outcomes.append(ExpectationOutcome(suite.name, batch.name, e.name, bool(success), detail, e.description))
     return tuple(outcomes)
 
 
