@@ -341,3 +341,29 @@ def test_batches_give_the_same_raw_store_as_one_pass(tmp_path: Path) -> None:
     before = raw(tmp_path / "1.duckdb", "SELECT * FROM journal ORDER BY ID")
     runs["batches of 3"](tmp_path / "1.duckdb", "r3")
     assert raw(tmp_path / "1.duckdb", "SELECT * FROM journal ORDER BY ID") == before
+
+
+def test_a_window_far_larger_than_the_memory_cap_streams_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory holds a batch and the window's IDs and hashes, never the window's rows: under a DuckDB
+    memory cap of 160 MB (no spilling: cleartext stays in memory; a row group of the raw store being
+    written takes about 45 MB of it), 600,000 legs (200 MB as SQLite) load in batches of 20,000, and load
+    again unchanged (the stored rows' anti join), with every row counted."""
+    import callsight.extract as extract_module
+    from callsight.bench.generator import generate_journal
+    from callsight.config import load_directory, load_policy
+
+    night = date(2026, 3, 30)
+    j = generate_journal(tmp_path / "j", rows=600_000, night_rows=0, rows_per_day=60_000, night_day=night, users=40)
+    source = Source(f"sqlite:///{j.sqlite_path}", "journal")
+    directory, policy = load_directory(j.directory_path), load_policy(j.policy_path)
+    window = Window(datetime(2026, 1, 1), datetime.combine(night, datetime.min.time()))
+    assert j.sqlite_path.stat().st_size > 160 * 2**20
+    monkeypatch.setattr(extract_module, "MEMORY_LIMIT", "160MB")
+    raw_db = tmp_path / "raw.duckdb"
+    first = extract(source, raw_db, window, directory, policy, "r1", batch_rows=20_000)
+    again = extract(source, raw_db, window, directory, policy, "r2", batch_rows=20_000)
+    assert first.source_rows == again.source_rows == 600_000
+    assert first.loaded_rows + first.quarantined_rows == 600_000 and first.written_rows == first.loaded_rows
+    assert again.written_rows == 0 and again.loaded_rows == first.loaded_rows

@@ -67,8 +67,9 @@ SOURCE_IDS_TABLE = "window_source_ids"
 DUPLICATES_TABLE = "window_duplicate_ids"
 STORED_TABLE = "window_stored"
 # DuckDB's memory cap for the extract. Without one it keeps every block it wrote cached, up to 80 % of
-# the machine's memory; what it needs to hold (a batch, the window's IDs) is far less.
-MEMORY_LIMIT = "1GB"
+# the machine's memory. What it must hold: a batch, and per row of the window its ID, the stored
+# (ID, row hash) and their hash table, about 50 bytes (0.5 GB for a window of 10M rows).
+MEMORY_LIMIT = "1536MB"
 CONTROL_CHARS = r"[\x00-\x08\x0a-\x1f\x7f]"
 
 JOURNAL_TYPES = {
@@ -236,11 +237,10 @@ def staged_select(
             typed.append(f'_v_{c} AS "{c}"')
     typed_values = [t.rsplit(" AS ", 1)[0] for t in typed]
     as_json = "json_object(" + ", ".join(f"'{c}', CAST(\"{c}\" AS VARCHAR)" for c in JOURNAL_COLUMNS) + ")"
-    unchanged = (
-        f'WHERE NOT EXISTS (SELECT 1 FROM {stored} s WHERE s."ID" = staged."ID" AND s._row_hash = staged._row_hash)'
-        if stored
-        else ""
-    )
+    # An anti join, not `WHERE NOT EXISTS (...)`: DuckDB turns that correlated subquery into a delim
+    # join, which holds every staged row of the window in memory before the first batch comes out
+    # (out of memory at 10M rows under MEMORY_LIMIT). The hash table is built on the stored (ID, hash).
+    unchanged = f'ANTI JOIN {stored} AS s ON s."ID" = staged."ID" AND s._row_hash = staged._row_hash' if stored else ""
     return f"""
         WITH src AS (SELECT {other_cols}, {text_cols} FROM ({relation})),
         flagged AS (SELECT *, {private_flag} AS _p, {erased_sql() if erasure else "false"} AS _e FROM src),
@@ -255,7 +255,7 @@ def staged_select(
                    CAST("ID" AS VARCHAR) AS _source_id, CAST("StartTime" AS VARCHAR) AS _start_text
             FROM checked
         )
-        SELECT * FROM staged {unchanged}
+        SELECT staged.* FROM staged {unchanged}
     """
 
 
