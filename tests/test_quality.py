@@ -397,3 +397,48 @@ def test_suites_in_parts_find_exactly_what_they_find_whole(
     )
     n = duckdb.connect(str(wh), read_only=True).execute("SELECT count(*) FROM marts.fct_calls").fetchone()[0]
     assert n > 10 * 300  # the big batches really were split
+
+
+def test_a_batch_without_a_key_is_validated_in_streamed_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row-wise checks only: the batch streams in chunks of whole vectors (2,048 rows), and the counts
+    add up to those of the whole batch."""
+    import callsight.quality as quality
+
+    db, raw = tmp_path / "w.duckdb", tmp_path / "raw.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "CREATE TABLE t AS SELECT CAST(x % 100 AS INTEGER) AS secs,"
+            " CASE WHEN x % 7 = 0 THEN 'x' ELSE 'a' END AS kind,"
+            " CASE WHEN x % 1000 = 1 THEN NULL ELSE x END AS id FROM range(10000) AS r(x)"
+        )
+    duckdb.connect(str(raw)).close()
+    expectations = [
+        {"type": "expect_column_values_to_be_between", "column": "secs", "min_value": 0, "max_value": 89},
+        {"type": "expect_column_values_to_be_in_set", "column": "kind", "value_set": ["a"]},
+        {"type": "expect_column_values_to_not_be_null", "column": "id"},
+    ]
+    spec = {"suite": "s", "asset": "a", "stage": "warehouse", "description": "d"}
+    suite = parse_suite(
+        tmp_path / "s.yml",
+        {**spec, "batches": [{"name": "t", "query": "SELECT * FROM t", "expectations": expectations}]},
+    )
+    assert partition_key(suite.batches[0]) == ()
+    frames: list[int] = []
+    real = quality.vectorisable
+    monkeypatch.setattr(quality, "vectorisable", lambda f: frames.append(len(f)) or real(f))
+
+    def details() -> list[str]:
+        frames.clear()
+        return [o.detail for o in run_suites([suite], raw, db).results[0].outcomes]
+
+    whole = details()
+    assert frames == [10000]
+    monkeypatch.setattr(quality, "PART_ROWS", 4096)
+    assert (
+        details()
+        == whole
+        == ["1000 of 10000 rows unexpected", "1429 of 10000 rows unexpected", "10 of 10000 rows unexpected"]
+    )
+    assert frames == [4096, 4096, 1808]
+    monkeypatch.setattr(quality, "PART_ROWS", 300)  # less than a vector: one vector at a time
+    assert details() == whole and len(frames) == 5

@@ -356,7 +356,7 @@ def _frames(con: duckdb.DuckDBPyConnection, batch: BatchSpec):
             yield vectorisable(con.execute(sql, params).df())
     else:
         result = con.execute(batch.query)
-        while len(frame := result.fetch_df_chunk(PART_ROWS // 2048)):
+        while len(frame := result.fetch_df_chunk(max(1, PART_ROWS // 2048))):  # vectors of 2,048 rows
             yield vectorisable(frame)
 
 
