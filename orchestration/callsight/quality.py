@@ -307,7 +307,7 @@ PART_ROWS = 500_000
 
 def partition_key(batch: BatchSpec) -> tuple[str, ...] | None:
     """Pure: how a batch may be validated in parts. `()`: in any parts (only row-wise and column
-    checks); a key: in parts split by a hash of those columns (it checks uniqueness on that key);
+    checks); a key: in parts split by ranges of its first column (it checks uniqueness on that key);
     None: only whole."""
     keys = set()
     for e in batch.expectations:
@@ -323,12 +323,16 @@ def partition_key(batch: BatchSpec) -> tuple[str, ...] | None:
     return next(iter(keys), ())
 
 
+def _ident(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
 def part_queries(query: str, column: str, bounds: Sequence[Any]) -> list[tuple[str, list[Any]]]:
     """Pure: the batch query split into ranges of one key column at the given (sorted, distinct)
     bounds, as (SQL, parameters): every row in exactly one part (rows without a key in the first), equal
     keys in the same part. A range filter reaches the table scan, so a part reads its share of the
     table, not all of it."""
-    col = '"' + column.replace('"', '""') + '"'
+    col = _ident(column)
     base = f"SELECT * FROM ({query}) AS batch WHERE "
     if not bounds:
         return [(query, [])]
@@ -347,7 +351,7 @@ def _frames(con: duckdb.DuckDBPyConnection, batch: BatchSpec):
     elif key:
         # Equal keys share their first column: ranges of it keep every duplicate key in one part.
         n = -(-rows // PART_ROWS)
-        col = '"' + key[0].replace('"', '""') + '"'
+        col = _ident(key[0])
         quantiles = ", ".join(f"{i / n:.6f}" for i in range(1, n))
         (bounds,) = con.execute(
             f"SELECT quantile_disc({col}, [{quantiles}]) FROM ({batch.query}) AS batch WHERE {col} IS NOT NULL"
