@@ -194,6 +194,15 @@ def test_a_rerun_writes_only_what_changed_and_counts_every_source_row(tmp_path: 
     # the row moved out of the window arrives again with the range it moved to
     extract(source, raw_db, Window(datetime(2026, 2, 1), datetime(2026, 4, 1)), DIRECTORY, Policy(), "r4")
     assert [r[0] for r in journal()] == [1, 2, 4, 7]
+    # a stored row moving into the window from outside it is replaced, not doubled
+    con = sqlite3.connect(path)
+    con.execute("UPDATE journal SET StartTime = '2026-03-25 10:00', StopTime = '2026-03-25 10:00' WHERE ID = 4")
+    con.commit()
+    con.close()
+    assert counts(extract(source, raw_db, WIN, DIRECTORY, Policy(), "r5")) == (6, 4, 2, 1)
+    assert raw(raw_db, 'SELECT "ID", "StartTime", _run_id FROM journal WHERE "ID" = 4') == [
+        (4, datetime(2026, 3, 25, 10), "r5")
+    ]
 
 
 @pytest.mark.parametrize("mode", ["truncate", "drop"])
