@@ -29,22 +29,21 @@ legs as (
     {% endif %}
 ),
 
-first_leg as (
-    select *
-    from legs
-    qualify row_number() over (partition by chain_key order by start_time_utc, call_id) = 1
-),
-
-answering_leg as (
-    select *
-    from legs
-    where is_answered
-    qualify row_number() over (partition by chain_key order by connect_time_utc, call_id) = 1
-),
-
-chain as (
+-- One pass over the legs, grouped by chain: a hash aggregate with small, spillable states, where
+-- window functions would sort every leg twice. The first leg (the phone that rang first) is picked by
+-- call_id and its columns are joined back (from the table: joining the `legs` CTE again would make
+-- DuckDB materialize it whole). The answering leg is the first answered leg to connect; its agent
+-- and connect time come straight from the aggregate (arg_min_null: an answering leg without an agent
+-- gives no agent). Every ordering key ends with call_id, so ties are broken the same way on every build.
+chains as (
     select
         chain_key,
+        arg_min(call_id, row(start_time_utc, call_id)) as first_call_id,
+        bool_or(is_answered) as is_answered,
+        arg_min_null(
+            agent_username, row(connect_time_utc is null, connect_time_utc, call_id)
+        ) filter (where is_answered) as answered_by_username,
+        min(connect_time_utc) filter (where is_answered) as answered_connect_time_utc,
         cast(count(*) as integer) as leg_count,
         max(stop_time_utc) as last_stop_time_utc,
         cast(sum(talk_seconds) as integer) as talk_seconds,
@@ -59,10 +58,10 @@ chain as (
 
 joined as (
     select
-        first_leg.chain_key,
-        first_leg.call_id as first_call_id,
+        chains.chain_key,
+        chains.first_call_id,
         first_leg.agent_username,
-        answering_leg.agent_username as answered_by_username,
+        chains.answered_by_username,
         first_leg.start_time_local,
         first_leg.start_time_utc,
         first_leg.call_date,
@@ -70,28 +69,27 @@ joined as (
         first_leg.iso_weekday,
         first_leg.is_internal,
         first_leg.call_scope,
-        chain.leg_count,
-        answering_leg.call_id is not null as is_answered,
+        chains.leg_count,
+        chains.is_answered,
         cast(
             case
-                when answering_leg.call_id is not null then
-                    {{ dbt.datediff('first_leg.start_time_utc', 'answering_leg.connect_time_utc', 'second') }} -- noqa: LT05
+                when chains.is_answered then
+                    {{ dbt.datediff('first_leg.start_time_utc', 'chains.answered_connect_time_utc', 'second') }} -- noqa: LT05
             end as integer
         ) as wait_seconds,
         cast(
-            {{ dbt.datediff('first_leg.start_time_utc', 'chain.last_stop_time_utc', 'second') }} as integer -- noqa: LT05
+            {{ dbt.datediff('first_leg.start_time_utc', 'chains.last_stop_time_utc', 'second') }} as integer -- noqa: LT05
         ) as signalled_seconds,
-        chain.talk_seconds,
+        chains.talk_seconds,
         first_leg.phone_number,
         first_leg.phone_match_key,
-        chain.contact_company,
-        chain.project_id,
-        chain.project_name,
-        chain.is_private,
-        chain.extracted_at
-    from first_leg
-    inner join chain on first_leg.chain_key = chain.chain_key
-    left join answering_leg on first_leg.chain_key = answering_leg.chain_key
+        chains.contact_company,
+        chains.project_id,
+        chains.project_name,
+        chains.is_private,
+        chains.extracted_at
+    from chains
+    inner join {{ ref('fct_calls') }} as first_leg on chains.first_call_id = first_leg.call_id
 )
 
 select
