@@ -71,7 +71,7 @@ STORED_TABLE = "window_stored"
 KNOWN_TABLE = "window_known_ids"
 # DuckDB's memory cap for the extract. Without one it keeps every block it wrote cached, up to 80 % of
 # the machine's memory. What it must hold: a batch, and per row of the window its ID, the stored
-# (ID, row hash) and their hash table, about 50 bytes (0.5 GB for a window of 10M rows).
+# (ID, row hash), the known ID and their hash tables, about 60 bytes (0.6 GB for a window of 10M rows).
 MEMORY_LIMIT = "1536MB"
 CONTROL_CHARS = r"[\x00-\x08\x0a-\x1f\x7f]"
 
