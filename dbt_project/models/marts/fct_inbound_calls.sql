@@ -29,8 +29,8 @@ legs as (
     {% endif %}
 ),
 
--- One pass over the legs, grouped by chain: a hash aggregate with small, spillable states, where
--- window functions would sort every leg twice. The first leg (the phone that rang first) is picked by
+-- One pass over the legs, grouped by chain: a hash aggregate, where window functions would sort every
+-- leg twice. The first leg (the phone that rang first) is picked by
 -- call_id and its columns are joined back (from the table: joining the `legs` CTE again would make
 -- DuckDB materialize it whole). The answering leg is the first answered leg to connect; its agent
 -- and connect time come straight from the aggregate (arg_min_null: an answering leg without an agent
