@@ -290,7 +290,7 @@ def _mirror_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, run_id: str, 
     # are quarantined). Its stored row goes and the new one is inserted with the new rows. The store
     # is only searched when the batch holds edits: a first load, or a night of new calls, never does.
     edited = f'SELECT "ID" FROM batch WHERE _reason IS NULL AND "ID" IN (SELECT "ID" FROM memory.{KNOWN_TABLE})'
-    if con.execute(f"SELECT count(*) FROM ({edited})").fetchone()[0]:
+    if con.execute(f"SELECT EXISTS ({edited})").fetchone()[0]:
         con.execute(f'DELETE FROM store.journal WHERE "ID" IN ({edited})')
     columns = ", ".join(f'"{c}"' for c in JOURNAL_COLUMNS)
     con.execute(
