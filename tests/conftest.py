@@ -124,10 +124,11 @@ def published_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 @pytest.fixture
 def published_copy(published_site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     """A private copy of the published site (journal, raw store, served warehouse, directory, policy)
-    without its Dagster history: for tests that break things, at the cost of a file copy, not a run."""
+    without its Dagster history and without builds other tests kept while publishing on the shared site
+    (history/): for tests that break things, at the cost of a file copy, not a run."""
     home = tmp_path / "home"
     shutil.copytree(
-        published_site.home, home, ignore=shutil.ignore_patterns("dagster", "logs", "data_quality", "build")
+        published_site.home, home, ignore=shutil.ignore_patterns("dagster", "logs", "data_quality", "build", "history")
     )
     for key in [k for k in os.environ if k.startswith("CALLSIGHT_")]:
         monkeypatch.delenv(key)
