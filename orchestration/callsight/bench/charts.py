@@ -90,12 +90,15 @@ def chart_queries(newest_day: date, days: int = 30) -> list[ChartQuery]:
         elif p.get("timeseries_limit_metric"):
             orderby = [[p["timeseries_limit_metric"], not p.get("order_desc", True)]]
         base = {
-            "metrics": metrics,
             "columns": columns,
             "orderby": orderby,
             "row_limit": int(p.get("row_limit") or 10000),
             "extras": {"having": "", "where": ""},
         }
+        if p.get("query_mode") != "raw":
+            # A raw-records table sends no metrics at all (Superset's frontend leaves them out): with
+            # an empty list Superset would GROUP BY every column of the call list.
+            base["metrics"] = metrics
         periods = [current, previous] if chart["viz_type"] == "pop_kpi" else [current]
         queries = tuple(
             {**base, "filters": [{"col": "call_date", "op": "TEMPORAL_RANGE", "val": period}]} for period in periods
