@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -265,6 +266,37 @@ def run_steps(s: Settings, run_id: str) -> tuple[set[str], set[str], dg.DagsterR
         return started, succeeded, instance.get_run_by_id(run_id).status
 
 
+def two_warehouses(s: Settings, tmp_path: Path) -> tuple[Path, Path, dict[str, int]]:
+    """Two warehouses that Superset can tell apart: a copy of the served one (a) and one with fewer
+    inbound calls (b); their inbound-call counts."""
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    shutil.copyfile(s.served_db, a)
+    shutil.copyfile(s.served_db, b)
+    con = duckdb.connect(str(b))
+    con.execute("DELETE FROM marts.fct_inbound_calls WHERE first_call_id % 10 = 0")
+    con.close()
+    counts = {}
+    for name, path in (("a", a), ("b", b)):
+        con = duckdb.connect(str(path), read_only=True)
+        counts[name] = con.execute("SELECT count(*) FROM marts.fct_inbound_calls").fetchone()[0]
+        con.close()
+    assert counts["a"] > counts["b"] > 0
+    return a, b, counts
+
+
+def inbound_calls_query(client: SupersetClient) -> dict:
+    """The Management Summary's "Anrufe" as a chart-data request, past Superset's result cache (every
+    request opens the served file)."""
+    (ds,) = list(client.list_all("dataset", [("table_name", "eq", "dashboard_inbound_calls")]))
+    return {
+        "datasource": {"id": ds["id"], "type": "table"},
+        "force": True,
+        "queries": [{"metrics": ["anrufe"], "columns": [], "filters": []}],
+        "result_format": "json",
+        "result_type": "full",
+    }
+
+
 # ---- the tests ------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.superset
@@ -344,45 +376,44 @@ def test_chart_data_requests_see_no_error_while_publishes_swap_the_served_file(
     borrowed_site: Site, superset_server: SupersetServer, tmp_path: Path
 ) -> None:
     site, s = borrowed_site, borrowed_site.settings
-    # Two warehouses that Superset can tell apart: the served one (a) and one with fewer inbound calls (b).
-    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
-    shutil.copyfile(s.served_db, a)
-    shutil.copyfile(s.served_db, b)
-    con = duckdb.connect(str(b))
-    con.execute("DELETE FROM marts.fct_inbound_calls WHERE first_call_id % 10 = 0")
-    con.close()
-    counts = {}
-    for name, path in (("a", a), ("b", b)):
-        con = duckdb.connect(str(path), read_only=True)
-        counts[name] = con.execute("SELECT count(*) FROM marts.fct_inbound_calls").fetchone()[0]
-        con.close()
-    assert counts["a"] > counts["b"] > 0
+    a, b, counts = two_warehouses(s, tmp_path)
     analyst = load_directory(s.effective_directory_path).analysts[0]
 
     stop = threading.Event()
     answers: list[int] = []
+    timed: list[tuple[float, float, int]] = []  # (started, ended, answer) of every request
     errors: list[str] = []
 
     def ask() -> None:
         client = SupersetClient(superset_server.url).login(analyst, superset_server.user_password)
-        (ds,) = list(client.list_all("dataset", [("table_name", "eq", "dashboard_inbound_calls")]))
-        query = {
-            "datasource": {"id": ds["id"], "type": "table"},
-            "force": True,  # past Superset's result cache: every request opens the served file
-            "queries": [{"metrics": ["anrufe"], "columns": [], "filters": []}],
-            "result_format": "json",
-            "result_type": "full",
-        }
+        query = inbound_calls_query(client)
         while not stop.is_set():
             try:
-                answers.append(int(client.chart_data(query)["result"][0]["data"][0]["anrufe"]))
+                started = time.monotonic()
+                answer = int(client.chart_data(query)["result"][0]["data"][0]["anrufe"])
+                timed.append((started, time.monotonic(), answer))
+                answers.append(answer)
             except Exception as exc:  # every failure counts, whatever its kind
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
 
-    askers = [threading.Thread(target=ask, daemon=True) for _ in range(2)]
+    # Four askers keep queries running in both gunicorn workers: DuckDB hands a new connection to a path
+    # the instance that is still open for it, so a worker that opened the file per query answered from
+    # a replaced warehouse for as long as its queries overlapped (superset/served_warehouse.py).
+    askers = [threading.Thread(target=ask, daemon=True) for _ in range(4)]
     for t in askers:
         t.start()
     swaps, t0 = 0, time.monotonic()
+    served_between: list[tuple[float, float, int]] = []  # (swap done, next swap starts, answer due)
+
+    def answered_after(done: float, wanted: int = 3) -> float:
+        """Wait until `wanted` requests started after `done` have been answered (or failed; at most 30 s)."""
+        until = time.monotonic() + 30
+        while sum(1 for started, _, _ in list(timed) if started > done) < wanted and not errors:
+            if time.monotonic() > until:
+                break
+            time.sleep(0.05)
+        return time.monotonic()
+
     try:
         # Publish b (a build renamed over the served file, the replaced one kept), then roll back to a
         # (a kept build renamed over it), again and again, until Superset has answered often enough.
@@ -390,9 +421,9 @@ def test_chart_data_requests_see_no_error_while_publishes_swap_the_served_file(
             s.build_db.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(b, s.build_db)
             publish(s.build_db, s.served_db, keep=s.keep_builds)
-            time.sleep(0.2)
+            served_between.append((time.monotonic(), answered_after(time.monotonic()), counts["b"]))
             rollback(s.served_db)
-            time.sleep(0.2)
+            served_between.append((time.monotonic(), answered_after(time.monotonic()), counts["a"]))
             swaps += 2
     finally:
         stop.set()
@@ -403,8 +434,93 @@ def test_chart_data_requests_see_no_error_while_publishes_swap_the_served_file(
     print(f"\n{requests_made} chart-data requests during {swaps} swaps: answers {dict(seen)}, errors {len(errors)}")
     assert errors == [], errors[:5]
     assert set(seen) == {counts["a"], counts["b"]}, f"Superset must have served both warehouses: {seen}"
+    # A request that started after a swap and ended before the next one answers from the warehouse that
+    # swap put in place - never from the one it replaced (an erasure or a new mapping of who may see
+    # whom takes effect with the publish).
+    stale, checked = [], 0
+    for started, ended, answer in timed:
+        for done, next_swap, due in served_between:
+            if done < started and ended < next_swap:
+                checked += 1
+                if answer != due:
+                    stale.append((round(started - t0, 2), answer, due))
+    assert checked >= 20, f"too few requests fell between two swaps to tell: {checked}"
+    assert stale == [], f"{len(stale)} of {checked} requests answered from a replaced warehouse: {stale[:5]}"
     assert file_digest(s.served_db) == file_digest(a), "the last swap was the rollback to a"
     assert inbound_calls(site) == counts["a"]
+
+
+@pytest.mark.slow
+@pytest.mark.superset
+def test_a_publish_takes_effect_with_the_next_request_even_while_a_long_query_runs(
+    borrowed_site: Site, superset_server: SupersetServer, tmp_path: Path
+) -> None:
+    """DuckDB hands a new connection to a path the database instance still open for that path: while a
+    long query (an analyst's in SQL Lab, a report) ran on the replaced file, a worker that opened the file
+    per query answered every chart from the replaced warehouse - calls an erasure had removed, the old
+    mapping of who may see whom. Superset's connections now stay on one version of the file each
+    (superset/served_warehouse.py); this is the case that failed before."""
+    s = borrowed_site.settings
+    _, b, counts = two_warehouses(s, tmp_path)
+    admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
+    (db,) = [d for d in admin.list_all("database") if d["database_name"] == "callsight"]
+    analyst = load_directory(s.effective_directory_path).analysts[0]
+    clients = [SupersetClient(superset_server.url).login(analyst, superset_server.user_password) for _ in range(4)]
+    query = inbound_calls_query(clients[0])
+    assert int(clients[0].chart_data(query)["result"][0]["data"][0]["anrufe"]) == counts["a"]
+
+    long_sql = "SELECT count(*) AS n FROM range(1500000000) AS t(x) WHERE x % 7 = 3"
+    running, stop, long_runs = threading.Event(), threading.Event(), []
+
+    def long_queries() -> None:  # one long query after another, in one of the two gunicorn workers
+        while not stop.is_set():
+            running.set()
+            t0 = time.monotonic()
+            try:
+                r = admin.post(
+                    "/api/v1/sqllab/execute/",
+                    {"database_id": db["id"], "sql": long_sql, "runAsync": False, "client_id": uuid.uuid4().hex[:10]},
+                )
+                long_runs.append((time.monotonic() - t0, r.get("status")))
+            except Exception as exc:  # reported by the assertion below
+                long_runs.append((time.monotonic() - t0, f"{type(exc).__name__}: {exc}"[:300]))
+                return
+
+    def answers() -> list[int]:  # 4 users at once, so that both workers answer
+        out: list[int] = []
+
+        def one(client: SupersetClient) -> None:
+            out.extend(int(client.chart_data(query)["result"][0]["data"][0]["anrufe"]) for _ in range(3))
+
+        threads = [threading.Thread(target=one, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        return out
+
+    worker = threading.Thread(target=long_queries, daemon=True)
+    worker.start()
+    seen: dict[str, list[int]] = {}
+    try:
+        running.wait(30)
+        time.sleep(0.5)  # the long query has opened the served file
+        for round_ in range(3):
+            s.build_db.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(b, s.build_db)
+            publish(s.build_db, s.served_db, keep=s.keep_builds)
+            seen[f"{round_}: after publishing b"] = answers()
+            rollback(s.served_db)
+            seen[f"{round_}: after rolling back to a"] = answers()
+    finally:
+        stop.set()
+        worker.join(timeout=180)
+    print(f"\nlong queries (s, status): {[(round(t, 1), st) for t, st in long_runs]}")
+    assert long_runs and all(status == "success" for _, status in long_runs), long_runs
+    assert max(t for t, _ in long_runs) > 2, "the long query must span the swaps"
+    for when, got in seen.items():
+        due = counts["b"] if "publishing b" in when else counts["a"]
+        assert len(got) == 12 and set(got) == {due}, f"{when}: {Counter(got)}, due {due}"
 
 
 def small_warehouse(path: Path, label: int) -> Path:

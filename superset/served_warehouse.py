@@ -1,0 +1,158 @@
+"""Superset's connections to the served DuckDB warehouse: one DuckDB instance per published version.
+
+Superset opens a new database connection for every query (SQLAlchemy NullPool): for DuckDB that is
+a new database instance, which reads the file's catalog and starts with an empty buffer cache - most of
+a chart request's time went there. And DuckDB's Python client shares one instance among all open
+connections to the same path: while any query of a gunicorn worker still ran on the file a publish had
+just replaced, every new connection of that worker got the old instance - the replaced warehouse, with
+calls an erasure had removed and the old mapping of who may see whom - and under steady load that could
+go on indefinitely.
+
+Here every version of the served file gets its own instance, opened once through a path that names
+only that version (a symlink in a private directory to /proc/self/fd/N, N a descriptor held on the
+file as it was when looked at) and kept open by an anchor connection. `connect()` looks at the served
+path (os.stat) on every call: the same file -> a new connection to the open instance (microseconds, the
+cache stays warm); a new file -> a new instance, and the old one is released - queries still running
+on it finish, new ones never reach it. The configuration is locked after opening: no SQL statement can
+change settings (memory, threads, temp directory) for the others sharing the instance, and external
+access stays off.
+
+Standalone (duckdb only), so that the pipeline's tests import it without Superset.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+_PROC_FD = Path("/proc/self/fd")
+
+
+@dataclass
+class _Version:
+    identity: tuple[int, int, int, int]
+    fd: int
+    link: Path
+    anchor: duckdb.DuckDBPyConnection
+    pid: int  # the process that opened it: a forked child (a Celery pool worker) opens its own
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class ServedWarehouse:
+    """Read-only connections to the DuckDB file at `path`, always to the file that is there now."""
+
+    def __init__(self, path: str | os.PathLike[str], config: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.config = {**(config or {}), "lock_configuration": True}
+        self._lock = threading.Lock()
+        self._version: _Version | None = None
+        self._opened = 0
+        self._dir: Path | None = None
+
+    @property
+    def versions_opened(self) -> int:
+        return self._opened
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        st = os.stat(self.path)  # FileNotFoundError names the path: nothing published
+        with self._lock:
+            current = self._version
+            if current is not None and current.pid != os.getpid():
+                current = self._version = None  # the parent's: left alone, it is the parent's to close
+                self._dir = None
+            if current is None or current.identity != _identity(st):
+                current = self._open()
+            return duckdb.connect(str(current.link), read_only=True, config=self.config)
+
+    def _open(self) -> _Version:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="callsight-served-"))
+            atexit.register(shutil.rmtree, self._dir, True)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            identity = _identity(os.fstat(fd))  # what was opened, even if the path changed meanwhile
+            self._opened += 1
+            folder = self._dir / f"v{self._opened}"  # a path never used again in this process
+            folder.mkdir()
+            link = folder / self.path.name  # DuckDB names the catalog after the file, as before
+            link.symlink_to(_PROC_FD / str(fd))
+            anchor = duckdb.connect(str(link), read_only=True, config=self.config)
+        except BaseException:
+            os.close(fd)
+            raise
+        old, self._version = self._version, _Version(identity, fd, link, anchor, os.getpid())
+        if old is not None:
+            self._release(old)
+        return self._version
+
+    @staticmethod
+    def _release(version: _Version) -> None:
+        # Connections still running on the old instance keep it (and its own file handle) alive until
+        # they close; nothing connects through its path again, so its descriptor can go.
+        version.anchor.close()
+        os.close(version.fd)
+        shutil.rmtree(version.link.parent, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._version is not None:
+                self._release(self._version)
+                self._version = None
+
+
+def supported() -> bool:
+    """Pinning a version needs /proc/self/fd (Linux)."""
+    return _PROC_FD.is_dir()
+
+
+_registry: dict[tuple[str, tuple[tuple[str, str], ...]], ServedWarehouse] = {}
+_registry_lock = threading.Lock()
+
+
+def served(path: str, config: dict[str, Any]) -> ServedWarehouse:
+    """The process-wide ServedWarehouse for a path and configuration."""
+    key = (os.path.abspath(path), tuple(sorted((k, repr(v)) for k, v in config.items())))
+    with _registry_lock:
+        if key not in _registry:
+            _registry[key] = ServedWarehouse(key[0], config)
+        return _registry[key]
+
+
+def connection_mutator(url: Any, params: dict[str, Any], *_: Any) -> tuple[Any, dict[str, Any]]:
+    """Superset's DB_CONNECTION_MUTATOR: read-only DuckDB files get their connections from `served`.
+
+    Anything else (other databases, DuckDB in memory or MotherDuck, connect arguments this does not
+    know) is left to Superset as it is."""
+    args = params.get("connect_args") or {}
+    database = url.database or ""
+    if (
+        url.get_backend_name() != "duckdb"
+        or not database
+        or database.startswith(":")
+        or "://" in database
+        or database.startswith("md:")
+        or not os.path.isabs(database)
+        or args.get("read_only") is not True
+        or set(args) - {"read_only", "config"}
+        or not supported()
+    ):
+        return url, params
+    warehouse = served(database, dict(args.get("config") or {}))
+
+    def creator() -> Any:
+        from duckdb_engine import ConnectionWrapper  # Superset's environment only
+
+        return ConnectionWrapper(warehouse.connect())
+
+    return url, {**params, "creator": creator}

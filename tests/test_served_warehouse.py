@@ -1,0 +1,250 @@
+"""superset/served_warehouse.py: Superset's connections to the served DuckDB file stay on the version of
+the file that is served now, share one DuckDB instance per version, and cannot change its settings.
+
+Plain `duckdb.connect(path)` shares one instance among all open connections to a path, so a connection
+opened after a publish, while another one is still open, reads the replaced file. These tests publish
+with callsight's own `publish` while connections to the old version are open."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import duckdb
+import pytest
+from sqlalchemy.engine import make_url
+
+from callsight.publish import REQUIRED_TABLES, publish, rollback
+from callsight.settings import REPO_ROOT
+
+
+def _module() -> ModuleType:
+    name = "served_warehouse_under_test"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "superset" / "served_warehouse.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+served_warehouse = _module()
+CONFIG = {"enable_external_access": False}
+
+
+def build(path: Path, version: int, rows: int = 1000) -> Path:
+    """A warehouse file `publish` accepts: its required tables, fct_calls with `rows` rows of `version`."""
+    con = duckdb.connect(str(path))
+    for schema, table in REQUIRED_TABLES:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        con.execute(f"CREATE TABLE {schema}.{table} AS SELECT range AS id, {version} AS version FROM range({rows})")
+    con.close()
+    return path
+
+
+def version_of(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT max(version) FROM marts.fct_calls").fetchone()[0]
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    (tmp_path / "warehouse").mkdir()
+    path = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
+    sw = served_warehouse.ServedWarehouse(path, CONFIG)
+    yield sw
+    sw.close()
+
+
+def test_after_a_publish_new_connections_read_the_new_file_while_old_queries_finish(served, tmp_path: Path) -> None:
+    before = served.connect()
+    assert version_of(before) == 1
+    publish(build(tmp_path / "build.duckdb", 2), served.path)
+    after = served.connect()
+    assert version_of(after) == 2
+    # the connection opened before the publish still works - on the file it started with
+    assert version_of(before) == 1
+    # and once it is closed, nothing is left of the old version: every new connection reads version 2
+    before.close()
+    assert [version_of(served.connect()) for _ in range(3)] == [2, 2, 2]
+    # a rollback is a publish too
+    rollback(served.path)
+    assert version_of(served.connect()) == 1
+    assert version_of(after) == 2
+    assert served.versions_opened == 3
+
+
+def test_connections_to_one_version_share_one_instance(served) -> None:
+    first = served.connect()
+    first.execute("SELECT count(*) FROM marts.fct_calls").fetchall()
+    others = [served.connect() for _ in range(20)]
+    assert served.versions_opened == 1
+    # one instance: the catalog is the served file's, as with a plain connection to it
+    names = {c.execute("SELECT current_database()").fetchone()[0] for c in [first, *others]}
+    assert names == {"callsight"}
+    for c in [first, *others]:
+        c.close()
+
+
+def test_connections_from_many_threads_during_publishes_always_read_a_whole_version(served, tmp_path: Path) -> None:
+    errors: list[str] = []
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                con = served.connect()
+                n, low, high = con.execute(
+                    "SELECT count(*), min(version), max(version) FROM marts.fct_calls"
+                ).fetchone()
+                con.close()
+                if low != high or n != 1000 * high:
+                    errors.append(f"mixed or partial version: {n} rows, versions {low}..{high}")
+                seen.add(high)
+            except Exception as exc:  # every failure counts
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for version in range(2, 7):
+        publish(build(tmp_path / f"build{version}.duckdb", version, rows=1000 * version), served.path)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert version_of(served.connect()) == 6
+    assert 6 in seen
+
+
+def test_sql_cannot_change_settings_reach_files_or_write(served, tmp_path: Path) -> None:
+    con = served.connect()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    for sql in (
+        "SET threads = 1",
+        "SET memory_limit = '100GB'",
+        "SET enable_external_access = true",
+        f"SELECT * FROM read_csv('{secret}')",
+        f"ATTACH '{tmp_path / 'other.duckdb'}' AS other",
+        f"COPY marts.fct_calls TO '{tmp_path / 'out.csv'}'",
+        "DELETE FROM marts.fct_calls",
+    ):
+        with pytest.raises(duckdb.Error):
+            con.execute(sql)
+    assert not (tmp_path / "out.csv").exists()
+    assert con.execute("SELECT count(*) FROM marts.fct_calls").fetchone()[0] == 1000
+
+
+def test_nothing_published_is_a_clear_error(tmp_path: Path) -> None:
+    sw = served_warehouse.ServedWarehouse(tmp_path / "missing.duckdb", CONFIG)
+    with pytest.raises(FileNotFoundError, match=r"missing\.duckdb"):
+        sw.connect()
+
+
+@pytest.mark.parametrize(
+    ("uri", "connect_args", "handled"),
+    [
+        ("duckdb:////srv/callsight/warehouse/callsight.duckdb", {"read_only": True, "config": CONFIG}, True),
+        ("duckdb:////srv/callsight/warehouse/callsight.duckdb", {"config": CONFIG}, False),  # not read-only
+        (
+            "duckdb:////srv/callsight/warehouse/callsight.duckdb",
+            {"read_only": True, "preload_extensions": ["x"]},
+            False,
+        ),
+        ("duckdb:///:memory:", {"read_only": True}, False),
+        ("duckdb:///md:analytics", {"read_only": True}, False),
+        ("duckdb:///relative.duckdb", {"read_only": True}, False),
+        ("postgresql://u@localhost/db", {"read_only": True}, False),
+    ],
+)
+def test_the_mutator_takes_only_read_only_duckdb_files(uri: str, connect_args: dict, handled: bool) -> None:
+    url = make_url(uri)
+    params = {"poolclass": object, "connect_args": connect_args}
+    out_url, out = served_warehouse.connection_mutator(url, params, "someone", None, None)
+    assert out_url is url
+    assert ("creator" in out) is handled
+    assert {k: v for k, v in out.items() if k != "creator"} == params
+
+
+IN_SUPERSET = """
+import runpy, sys
+import duckdb, duckdb_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+served_db = sys.argv[2]
+before = duckdb_engine.Dialect().identifier_preparer.reserved_words.copy()
+config = runpy.run_path(sys.argv[1])
+config["FLASK_APP_MUTATOR"](None)  # what Superset does with the app it created
+def no_query(*a, **k):
+    raise AssertionError("a DuckDB query while making a dialect")
+duckdb.cursor = no_query
+after = duckdb_engine.Dialect().identifier_preparer.reserved_words
+assert after == before, sorted(after ^ before)[:10]
+# as Superset makes an engine for every query: NullPool, the database's connect_args, the mutator
+url = make_url("duckdb:///" + served_db)
+params = {"poolclass": NullPool, "connect_args": {"read_only": True, "config": {"enable_external_access": False}}}
+names = set()
+for _ in range(5):
+    url2, kwargs = config["DB_CONNECTION_MUTATOR"](url, dict(params), "someone", None, None)
+    with create_engine(url2, **kwargs).connect() as con:
+        names.add(con.execute(text("SELECT current_database() || ':' || count(*) FROM marts.fct_calls")).scalar())
+served = sys.modules["callsight_served_warehouse"].served(served_db, {"enable_external_access": False})
+print(sorted(names), served.versions_opened)
+"""
+
+
+@pytest.mark.superset
+def test_in_superset_engines_share_the_version_and_dialects_ask_duckdb_nothing(tmp_path: Path) -> None:
+    """In Superset's environment: the config's mutator gives SQLAlchemy engines (made per query, as
+    Superset does) connections to one open version of the file; duckdb_engine's reserved words are the
+    same as before they were cached, and making a dialect no longer queries DuckDB."""
+    import os
+    import subprocess
+
+    from callsight.settings import Settings
+
+    from .conftest import require_service
+
+    python = Settings.from_env({}).superset_venv / "bin" / "python"
+    require_service(python.exists(), "Superset venv")
+    (tmp_path / "warehouse").mkdir()
+    db = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
+    env = {"PATH": os.environ["PATH"], "CALLSIGHT_HOME": str(tmp_path), "SUPERSET_SECRET_KEY": "test-only"}
+    r = subprocess.run(
+        [str(python), "-c", IN_SUPERSET, str(REPO_ROOT / "superset" / "superset_config.py"), str(db)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["['callsight:1000']", "1"], r.stdout
+
+
+def test_a_forked_child_opens_its_own_instance(served, tmp_path: Path) -> None:
+    """A Celery pool worker is forked from a parent that may have connected: the child must not use the
+    parent's DuckDB instance (not fork-safe), and the parent keeps working."""
+    import os
+
+    assert version_of(served.connect()) == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it reads and how many versions it opened, then leave at once
+        try:
+            con = served.connect()
+            os.write(write, f"{version_of(con)} {served.versions_opened}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 100).decode() == "1 2"  # read version 1 through an instance of its own
+    os.close(read)
+    assert version_of(served.connect()) == 1
+    assert served.versions_opened == 1
