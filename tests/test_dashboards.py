@@ -96,10 +96,20 @@ def test_dashboard_charts_read_only_the_masked_dashboard_datasets() -> None:
 
 
 def test_agent_macros_name_agents_by_audience_and_refuse_mistakes() -> None:
-    sql = expand_agent_macros("t", "@@audience@@ SELECT @@agent_key(c.a)@@ FROM t AS c WHERE @@visible(c.a)@@")
+    sql = expand_agent_macros(
+        "t", "@@audience@@ SELECT @@agent_key(c.a)@@ FROM t AS c @@agent_labels(c.a)@@ WHERE @@visible(c.a)@@"
+    )
     assert sql.startswith("{%- set callsight_roles = current_user_roles()")
-    assert "security.agent_labels" in sql and "{{ callsight_audience }}_key" in sql
+    assert "LEFT JOIN security.agent_labels AS lbl_c_a ON lbl_c_a.agent_username = c.a" in sql
+    assert "lbl_c_a.{{ callsight_audience }}_key" in sql
     assert "security.viewer_agents" in sql and "current_username()" in sql
+    # without @@agent_labels@@ for its column, a label is a subquery
+    sql = expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ FROM t AS c")
+    assert "(SELECT agent_name FROM security.agent_labels AS l WHERE l.agent_username = c.b)" in sql
+    with pytest.raises(AssetError, match="nothing uses"):
+        expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ FROM t AS c @@agent_labels(c.a)@@")
+    with pytest.raises(AssetError, match="twice"):
+        expand_agent_macros("t", "@@audience@@ SELECT 1 FROM t AS c @@agent_labels(c.a)@@ @@agent_labels(c.a)@@")
     with pytest.raises(AssetError, match="must start with @@audience@@"):
         expand_agent_macros("t", "SELECT @@agent_key(c.a)@@")
     with pytest.raises(AssetError, match="unknown @@macro@@"):
