@@ -99,10 +99,12 @@ class ServedWarehouse:
     @staticmethod
     def _release(version: _Version) -> None:
         # Connections still running on the old instance keep it (and its own file handle) alive until
-        # they close; nothing connects through its path again, so its descriptor can go.
+        # they close; nothing connects through its path again, so its descriptor and link can go. The
+        # folder stays (until the process exits): a query still running may spill into its temp
+        # directory (<link>.tmp, DuckDB's default), which DuckDB removes when the instance closes.
         version.anchor.close()
         os.close(version.fd)
-        shutil.rmtree(version.link.parent, ignore_errors=True)
+        version.link.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:

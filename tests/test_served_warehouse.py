@@ -248,3 +248,29 @@ def test_a_forked_child_opens_its_own_instance(served, tmp_path: Path) -> None:
     os.close(read)
     assert version_of(served.connect()) == 1
     assert served.versions_opened == 1
+
+
+def test_a_query_on_a_replaced_version_can_still_spill_to_disk(tmp_path: Path) -> None:
+    """A query that outlives its version's publish may still need DuckDB's temp directory (beside the
+    version's link): releasing the version must not take it away."""
+    (tmp_path / "warehouse").mkdir()
+    served_db = tmp_path / "warehouse" / "callsight.duckdb"
+    con = duckdb.connect(str(served_db))
+    for schema, table in REQUIRED_TABLES:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        con.execute(f"CREATE TABLE {schema}.{table} AS SELECT 1 AS version")
+    con.execute(
+        "CREATE TABLE marts.big AS "
+        "SELECT range AS i, md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS s FROM range(600000)"
+    )
+    con.close()
+    sw = served_warehouse.ServedWarehouse(served_db, {**CONFIG, "memory_limit": "40MB", "threads": 1})
+    try:
+        before = sw.connect()
+        publish(build(tmp_path / "build.duckdb", 2), served_db)
+        assert version_of(sw.connect()) == 2  # the first version is released now
+        # sorting ~60 MB of text under a 40 MB limit spills into the released version's temp directory
+        rows = before.execute("SELECT s FROM marts.big ORDER BY s DESC").fetchall()
+        assert len(rows) == 600_000 and rows[0] > rows[-1]
+    finally:
+        sw.close()
