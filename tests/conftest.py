@@ -18,10 +18,12 @@ from datetime import date
 from email.message import Message
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from callsight.demo_data import generate
 from callsight.nightly import yesterday
+from callsight.publish import REQUIRED_TABLES
 from callsight.settings import REPO_ROOT, Settings
 
 # Journals end yesterday: the first run loads the whole source within the retention period.
@@ -90,6 +92,19 @@ def make_site(home: Path, *, days: int = 20, users: int = 20, seed: int = 7, end
     assert result.rows > 0
     env = {"CALLSIGHT_HOME": str(home), "PATH": os.environ.get("PATH", ""), **dbt_target_env()}
     return Site(home, env)
+
+
+def stub_warehouse(path: Path, select: str) -> Path:
+    """A warehouse file publish() accepts: each of its required tables made by `select` (say
+    "SELECT 2 AS version"), so that tests can tell published files apart by what they read back."""
+    con = duckdb.connect(str(path))
+    try:
+        for schema, table in REQUIRED_TABLES:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.execute(f"CREATE TABLE {schema}.{table} AS {select}")
+    finally:
+        con.close()
+    return path
 
 
 @pytest.fixture

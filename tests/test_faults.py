@@ -37,11 +37,11 @@ from callsight.cli import check_ready
 from callsight.config import load_directory
 from callsight.dbt_guard import watch_parent
 from callsight.halt import HALT_AT, HALT_MARKER, STAGES
-from callsight.publish import REQUIRED_TABLES, kept_builds, publish, rollback
+from callsight.publish import kept_builds, publish, rollback
 from callsight.settings import REPO_ROOT, Settings
 from callsight.superset_api import SupersetClient
 
-from .conftest import END_DAY, Site, SupersetServer
+from .conftest import END_DAY, Site, SupersetServer, stub_warehouse
 from .test_pipeline import content_tables, mart_checksum, served
 
 # The Dagster step that is running when a run halts at each stage.
@@ -525,12 +525,7 @@ def test_a_publish_takes_effect_with_the_next_request_even_while_a_long_query_ru
 
 def small_warehouse(path: Path, label: int) -> Path:
     """A file publish() accepts (the required tables), told apart by `label`."""
-    con = duckdb.connect(str(path))
-    for schema, table in REQUIRED_TABLES:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        con.execute(f"CREATE TABLE {schema}.{table} AS SELECT {label} AS label")
-    con.close()
-    return path
+    return stub_warehouse(path, f"SELECT {label} AS label")
 
 
 def label(path: Path) -> int:

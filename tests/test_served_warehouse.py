@@ -17,8 +17,10 @@ import duckdb
 import pytest
 from sqlalchemy.engine import make_url
 
-from callsight.publish import REQUIRED_TABLES, publish, rollback
+from callsight.publish import publish, rollback
 from callsight.settings import REPO_ROOT
+
+from .conftest import stub_warehouse
 
 
 def _module() -> ModuleType:
@@ -38,12 +40,7 @@ CONFIG = {"enable_external_access": False}
 
 def build(path: Path, version: int, rows: int = 1000) -> Path:
     """A warehouse file `publish` accepts: its required tables, fct_calls with `rows` rows of `version`."""
-    con = duckdb.connect(str(path))
-    for schema, table in REQUIRED_TABLES:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        con.execute(f"CREATE TABLE {schema}.{table} AS SELECT range AS id, {version} AS version FROM range({rows})")
-    con.close()
-    return path
+    return stub_warehouse(path, f"SELECT range AS id, {version} AS version FROM range({rows})")
 
 
 def version_of(con: duckdb.DuckDBPyConnection) -> int:
@@ -255,10 +252,7 @@ def test_a_query_on_a_replaced_version_can_still_spill_to_disk(tmp_path: Path) -
     version's link): releasing the version must not take it away."""
     (tmp_path / "warehouse").mkdir()
     served_db = tmp_path / "warehouse" / "callsight.duckdb"
-    con = duckdb.connect(str(served_db))
-    for schema, table in REQUIRED_TABLES:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        con.execute(f"CREATE TABLE {schema}.{table} AS SELECT 1 AS version")
+    con = duckdb.connect(str(build(served_db, 1, rows=1)))
     con.execute(
         "CREATE TABLE marts.big AS "
         "SELECT range AS i, md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS s FROM range(600000)"
