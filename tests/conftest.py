@@ -63,6 +63,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda t: (weight[t.module.__name__], order[t.module.__name__]))
 
 
+_NOT_GROUPED: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In an xdist worker under `--dist loadgroup`, xdist has put each test's group into its nodeid (the
+    scheduler groups by it). Where it could not - pytest 9.2 with xdist 3.8, pytest-dev/pytest-xdist#1386 -
+    the groups were silently ignored: the Superset modules were spread over both workers, each starting
+    its own Superset. Every test then fails at once, saying why, instead of the suite running that way."""
+    if getattr(session.config.option, "loadgroup", False):
+        _NOT_GROUPED[:] = [i.nodeid for i in session.items if "@" not in i.nodeid.rpartition("]")[2]][:1]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _NOT_GROUPED:
+        pytest.fail(
+            f"--dist loadgroup is not grouping ({_NOT_GROUPED[0]} has no @group in its nodeid): pytest-xdist "
+            "cannot mark the nodeids of this pytest (pytest-dev/pytest-xdist#1386); install the pytest that "
+            "pyproject.toml pins (make venvs)",
+            pytrace=False,
+        )
+
+
 def dbt_target_env() -> dict[str, str]:
     """This worker's DBT_TARGET_PATH, for child processes started with an environment of their own."""
     target = os.environ.get("DBT_TARGET_PATH")
