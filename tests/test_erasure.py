@@ -222,7 +222,8 @@ def test_callsight_erase_end_to_end(tmp_path: Path, site: Site, monkeypatch: pyt
     counts = served(settings, counts_sql)
     personal_left = (
         f"SELECT count(*) FROM marts.fct_calls WHERE call_id IN ({ids}) AND "
-        "(phone_number IS NOT NULL OR redirecting_number IS NOT NULL OR contact_company IS NOT NULL)"
+        "(phone_number IS NOT NULL OR redirecting_number IS NOT NULL OR contact_company IS NOT NULL "
+        "OR phone_number_display IS NOT NULL OR redirecting_number_display IS NOT NULL)"
     )
     assert served(settings, personal_left)[0][0] > 0
 

@@ -41,6 +41,8 @@ select
     phone_number,
     phone_match_key,
     redirecting_number,
+    {{ display_number('phone_number', 'is_private') }} as phone_number_display,
+    {{ display_number('redirecting_number', 'is_private') }} as redirecting_number_display,
     contact_company,
     project_id,
     project_name,
