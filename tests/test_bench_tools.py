@@ -195,8 +195,20 @@ def test_a_query_context_for_every_chart_of_the_assets() -> None:
             assert names <= columns, (q.name, names - columns)
             assert query["filters"][0]["op"] == "TEMPORAL_RANGE"
             assert query.get("metrics") or query["columns"]
-        assert len(q.queries) == (2 if q.viz_type == "pop_kpi" else 1)
+        paginated = bool(charts[q.name]["params"].get("server_pagination"))
+        assert len(q.queries) == (2 if q.viz_type == "pop_kpi" or paginated else 1)
+        if paginated:
+            # as Superset's table plugin asks: the first page, then the row count up to the chart's limit
+            page, count = q.queries
+            limit = charts[q.name]["params"]["row_limit"]
+            assert page["row_limit"] == min(charts[q.name]["params"]["server_page_length"], limit)
+            assert page["row_offset"] == 0 and not page.get("is_rowcount")
+            assert count["is_rowcount"] is True and count["row_limit"] == limit
+            assert page["orderby"] == count["orderby"] and page["filters"] == count["filters"]
+        elif q.viz_type == "table" and not raw:
+            assert query["orderby"] and query["orderby"][0][1] is False, q.name  # biggest first
     assert any(charts[q.name]["params"].get("query_mode") == "raw" for q in queries)
+    assert any(charts[q.name]["params"].get("server_pagination") for q in queries)
     pop = next(q for q in queries if q.viz_type == "pop_kpi")
     assert [x["filters"][0]["val"] for x in pop.queries] == ["2026-10-29 : 2026-11-28", "2026-09-29 : 2026-10-29"]
 

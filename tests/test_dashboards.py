@@ -431,6 +431,40 @@ def admin_role_id(client: SupersetClient) -> int:
 
 
 @pytest.mark.superset
+def test_the_benchmarks_chart_requests_are_answered_as_the_dashboards_are(superset_server: SupersetServer) -> None:
+    """`callsight bench` times these requests, so each must be one Superset answers in full: every query
+    of every chart without error, and for the call lists what the table plugin asks with server
+    pagination - the first page, newest first, and the row count up to the chart's row limit."""
+    from callsight.bench.charts import chart_queries, dataset_ids
+
+    settings = superset_server.site.settings
+    con = duckdb.connect(str(settings.served_db), read_only=True)
+    newest = con.execute("SELECT max(call_date) FROM marts.fct_calls").fetchone()[0]
+    legs = con.execute(
+        "SELECT count(*) FROM marts.fct_calls WHERE call_date > ? - INTERVAL 30 DAY", [newest]
+    ).fetchone()[0]
+    con.close()
+    admin = load_directory(settings.effective_directory_path).admins[0]
+    client = SupersetClient(superset_server.url).login(admin, superset_server.user_password)
+    ids = dataset_ids(client)
+    charts = chart_queries(newest)
+    for chart in charts:
+        results = client.chart_data(chart.context(ids[chart.table]))["result"]
+        assert len(results) == len(chart.queries), chart.name
+        assert all(not r.get("error") and r.get("status") in (None, "success") for r in results), chart.name
+        if any(q.get("is_rowcount") for q in chart.queries):
+            page, count = results
+            (total,) = count["data"]
+            assert 0 < total["rowcount"] <= chart.queries[1]["row_limit"], chart.name
+            assert len(page["data"]) == min(chart.queries[0]["row_limit"], total["rowcount"]), chart.name
+    listing = next(c for c in charts if c.name == "Anrufliste")
+    page, count = client.chart_data(listing.context(ids[listing.table]))["result"]
+    assert count["data"] == [{"rowcount": min(legs, listing.queries[1]["row_limit"])}]
+    starts = [r["start_time_local"] for r in page["data"]]
+    assert starts == sorted(starts, reverse=True)
+
+
+@pytest.mark.superset
 def test_time_ranges_parse_under_concurrent_chart_requests(superset_server: SupersetServer) -> None:
     """A dashboard opens its charts at once, each request naming the dashboard's time range. Superset
     parses time ranges with one shared pyparsing grammar, which is not thread-safe: without the lock set

@@ -2,7 +2,8 @@
 the served file.
 
 Every chart of the asset YAML (superset/assets/charts) becomes the query context the dashboard would
-send: its metrics, its x axis (with the time grain), groupby or raw columns, ordering and row limit,
+send: its metrics, its x axis (with the time grain), groupby or raw columns, ordering and row limit
+(a table with server pagination: its first page and the row count, as two queries of one request),
 filtered to the dashboards' default period (the last 30 days of data; pop_kpi charts also ask for the
 previous period). Requests go to `POST /api/v1/chart/data` as a logged-in admin of the org directory
 with `force: true`, so every request runs its SQL on the served DuckDB file (no result cache).
@@ -55,6 +56,16 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def server_paginated(query: dict[str, Any], page_length: int) -> tuple[dict[str, Any], ...]:
+    """Pure: what the dashboard sends for a table with server pagination (Superset 6.1's table plugin,
+    buildQuery): the first page (row_limit = page length, capped by the chart's row limit, offset 0) and
+    a row count of at most the chart's row limit (is_rowcount: SELECT COUNT(*) over the limited query)."""
+    limit = int(query["row_limit"])
+    page = {**query, "row_limit": min(page_length, limit) if limit > 0 else page_length, "row_offset": 0}
+    count = {**query, "row_limit": limit, "row_offset": 0, "is_rowcount": True}
+    return page, count
+
+
 def chart_queries(newest_day: date, days: int = 30) -> list[ChartQuery]:
     """One query context per chart of the asset YAML, for the `days` days up to newest_day."""
     assets = load_assets()
@@ -89,6 +100,8 @@ def chart_queries(newest_day: date, days: int = 30) -> list[ChartQuery]:
             orderby = [json.loads(o) for o in _as_list(p.get("order_by_cols"))]
         elif p.get("timeseries_limit_metric"):
             orderby = [[p["timeseries_limit_metric"], not p.get("order_desc", True)]]
+        elif chart["viz_type"] == "table" and metrics:
+            orderby = [[metrics[0], False]]  # an aggregate table without a sort metric: its first, descending
         base = {
             "columns": columns,
             "orderby": orderby,
@@ -103,6 +116,8 @@ def chart_queries(newest_day: date, days: int = 30) -> list[ChartQuery]:
         queries = tuple(
             {**base, "filters": [{"col": "call_date", "op": "TEMPORAL_RANGE", "val": period}]} for period in periods
         )
+        if chart["viz_type"] == "table" and p.get("server_pagination"):
+            queries = server_paginated(queries[0], int(p.get("server_page_length") or 10))
         out.append(ChartQuery(chart["slice_name"], tables[chart["dataset_uuid"]], chart["viz_type"], queries))
     return out
 
