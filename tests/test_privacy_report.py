@@ -80,6 +80,10 @@ def test_the_report_matches_the_published_warehouse_and_holds_no_call_data(
     # data categories: every journal column, with what reaches the marts
     assert "| `PhoneNumber` | number of the other party | other party | yes | `phone_number` (fct_calls" in text
     assert "| `ContactName` | name of the other party | other party | yes | no |" in text
+    # numbers masked for display are derived from them and named too
+    rows = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| `")}
+    assert "`phone_number_display` (fct_calls, fct_inbound_calls)" in rows["PhoneNumber"]
+    assert "`redirecting_number_display` (fct_calls)" in rows["RedirectingNumber"]
 
     # no call data: no number, contact, company or note of the journal
     leaked = [v for v in call_data(published_site) if v in text]
