@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from callsight.compaction import compact
 
@@ -46,3 +47,40 @@ def test_compact_drops_deleted_values_and_keeps_the_rest(tmp_path: Path) -> None
     assert catalogue(path) == before
     assert path.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"], "no temporary file left behind"
+
+
+def test_compact_writes_the_named_tables_in_their_order_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    """The served warehouse keeps its legs newest first (publish.SERVED_ORDER): a call list's top rows
+    are then in its first row groups. Storage order is what a scan without ORDER BY returns (rowid)."""
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA marts")
+    con.execute("CREATE TABLE marts.calls (id INTEGER PRIMARY KEY, number VARCHAR NOT NULL)")
+    con.execute("COMMENT ON TABLE marts.calls IS 'one row per call'")
+    con.execute("COMMENT ON COLUMN marts.calls.number IS 'the number'")
+    con.execute("INSERT INTO marts.calls SELECT range, 'n' || range FROM range(300000)")
+    con.execute("CREATE TABLE marts.other AS SELECT range AS id FROM range(1000)")
+    con.execute("CREATE VIEW marts.v AS SELECT count(*) AS n FROM marts.calls")
+    con.close()
+    before = catalogue(path)
+
+    def stored(table: str) -> list[int]:
+        c = duckdb.connect(str(path), read_only=True)
+        try:
+            return [r[0] for r in c.execute(f"SELECT id FROM marts.{table} ORDER BY rowid").fetchall()]
+        finally:
+            c.close()
+
+    assert stored("calls") == list(range(300000))
+    compact(path, {"marts.calls": "id DESC"})
+    assert stored("calls") == list(range(299999, -1, -1))
+    assert stored("other") == list(range(1000)), "other tables as they were"
+    assert catalogue(path) == before, "rows, comments and constraints kept"
+    c = duckdb.connect(str(path), read_only=True)
+    assert c.execute("SELECT n FROM marts.v").fetchall() == [(300000,)], "views kept"
+    c.close()
+
+    with pytest.raises(ValueError, match=r"marts\.nope"):
+        compact(path, {"marts.nope": "id"})
+    assert stored("calls") == list(range(299999, -1, -1)), "a refused compaction leaves the file alone"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]

@@ -179,6 +179,9 @@ def test_an_incremental_night_equals_a_full_rebuild(site: Site) -> None:
     assert served(site, f"SELECT count(*) FROM marts.fct_calls WHERE call_id = {deleted[0]}") == [(0,)]
     n_source = journal.execute("SELECT count(*) FROM journal").fetchone()[0]
     assert served(site, "SELECT count(*) FROM marts.fct_calls") == [(n_source,)]
+    # the night appended its legs to the incremental table; the served file has them first (publish.SERVED_ORDER)
+    stored = [r[0] for r in served(site, "SELECT start_time_local FROM marts.fct_calls ORDER BY rowid")]
+    assert stored[0].date().isoformat() == last_day and stored == sorted(stored, reverse=True)
     incremental = mart_checksum(site)
     full = run_nightly(site.settings, first.last, first.last, full_refresh=True)
     assert full.success, full.failure
