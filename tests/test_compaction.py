@@ -26,13 +26,19 @@ def catalogue(path: Path) -> tuple:
         con.close()
 
 
-def test_compact_drops_deleted_values_and_keeps_the_rest(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
+def calls_table(path: Path) -> duckdb.DuckDBPyConnection:
+    """A new file with an empty marts.calls carrying a key, a NOT NULL and comments; its connection."""
     con = duckdb.connect(str(path))
     con.execute("CREATE SCHEMA marts")
     con.execute("CREATE TABLE marts.calls (id INTEGER PRIMARY KEY, number VARCHAR NOT NULL)")
     con.execute("COMMENT ON TABLE marts.calls IS 'one row per call'")
     con.execute("COMMENT ON COLUMN marts.calls.number IS 'the number'")
+    return con
+
+
+def test_compact_drops_deleted_values_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    con = calls_table(path)
     con.executemany("INSERT INTO marts.calls VALUES (?, ?)", [(i, f"+49 {7000000 + i * 7919}") for i in range(2000)])
     con.execute("CHECKPOINT")
     con.execute("DELETE FROM marts.calls WHERE id = 5")
@@ -53,11 +59,7 @@ def test_compact_writes_the_named_tables_in_their_order_and_refuses_unknown_ones
     """The served warehouse keeps its legs newest first (publish.SERVED_ORDER): a call list's top rows
     are then in its first row groups. Storage order is what a scan without ORDER BY returns (rowid)."""
     path = tmp_path / "w.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE SCHEMA marts")
-    con.execute("CREATE TABLE marts.calls (id INTEGER PRIMARY KEY, number VARCHAR NOT NULL)")
-    con.execute("COMMENT ON TABLE marts.calls IS 'one row per call'")
-    con.execute("COMMENT ON COLUMN marts.calls.number IS 'the number'")
+    con = calls_table(path)
     con.execute("INSERT INTO marts.calls SELECT range, 'n' || range FROM range(300000)")
     con.execute("CREATE TABLE marts.other AS SELECT range AS id FROM range(1000)")
     con.execute("CREATE VIEW marts.v AS SELECT count(*) AS n FROM marts.calls")
