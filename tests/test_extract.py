@@ -114,6 +114,43 @@ def test_malformed_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
     assert raw(raw_db, "SELECT count(*), min(_run_id) FROM quarantine") == [(10, "run2")]
 
 
+def test_calls_across_the_repeated_autumn_hour_are_loaded_not_quarantined(tmp_path: Path) -> None:
+    """On 25 October 2026 Berlin clocks go back from 03:00 to 02:00: 02:00-03:00 happens twice. A call
+    from 02:57 (summer time) to 02:02 (winter time) ends before it began on the wall clock, and is
+    fine; a stop before the repeated hour, or an order that no reading of the clock explains, is not."""
+    rows = [
+        row(1, "2026-10-25 02:57:06", StopTime="2026-10-25 02:02:42", DurationTotal=336),
+        row(
+            2,
+            "2026-10-25 02:50:00",
+            ConnectTime="2026-10-25 02:59:00",
+            DisconnectTime="2026-10-25 02:01:00",
+            StopTime="2026-10-25 02:01:00",
+        ),
+        row(3, "2026-10-25 02:58:00", ConnectTime="2026-10-25 02:05:00", StopTime="2026-10-25 02:06:00"),
+        row(4, "2026-10-25 02:57:06", StopTime="2026-10-25 01:58:00"),
+        row(5, "2026-10-25 03:05:00", StopTime="2026-10-25 02:59:00"),
+        row(6, "2026-10-25 02:57:06", StopTime="2026-10-24 02:59:00"),
+        row(7, "2026-10-26 02:57:06", StopTime="2026-10-26 02:02:42"),
+        row(8, "2026-03-29 02:57:06", StopTime="2026-03-29 02:02:42"),
+    ]
+    source = write_journal(tmp_path / "j.sqlite", rows)
+    raw_db = tmp_path / "raw.duckdb"
+    extract(source, raw_db, Window(datetime(2026, 3, 1), datetime(2026, 11, 1)), DIRECTORY, Policy(), "run1")
+    assert sorted(i for (i,) in raw(raw_db, 'SELECT "ID" FROM journal')) == [1, 2, 3]
+    assert dict(raw(raw_db, "SELECT source_id, reason FROM quarantine")) == {
+        "4": "StopTime before StartTime",
+        "5": "StopTime before StartTime",
+        "6": "StopTime before StartTime",
+        "7": "StopTime before StartTime",
+        "8": "StopTime before StartTime",
+    }
+    # In New York the hour repeats on 1 November 2026, not on 25 October.
+    new_york = Policy(timezone="America/New_York")
+    extract(source, raw_db, Window(datetime(2026, 3, 1), datetime(2026, 11, 2)), DIRECTORY, new_york, "run2")
+    assert raw(raw_db, "SELECT count(*) FROM quarantine WHERE source_id = '1'") == [(1,)]
+
+
 def test_upsert_mirrors_edits_and_deletes_in_window_only(tmp_path: Path) -> None:
     rows = [
         row(1, "2026-02-10 10:00:00"),

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -44,6 +44,7 @@ from .sources import (
     memory_connection,
     quote_literal,
 )
+from .timezones import Fold, folds, in_same_fold_sql
 
 __all__ = [
     "ExtractStats",
@@ -166,8 +167,10 @@ def _unparseable(col: str, source_type: str) -> str:
     return f'_v_{col} IS NULL AND "{col}" IS NOT NULL AND {present}'
 
 
-def _reasons(types: dict[str, str]) -> list[tuple[str, str]]:
-    """(condition, reason) in order, over the parsed columns _v_<col>; the first that holds wins."""
+def _reasons(types: dict[str, str], repeated: Sequence[Fold] = ()) -> list[tuple[str, str]]:
+    """(condition, reason) in order, over the parsed columns _v_<col>; the first that holds wins.
+    Times out of order on the wall clock are accepted where both lie in one of the `repeated` local
+    intervals (clocks going back): the earlier in the first pass, the later in the second."""
     out = [("_v_ID IS NULL", "ID missing or not an integer")]
     out += [(_unparseable(c, types[c]), f"{c} unparseable") for c in TIME_COLUMNS]
     out.append(("_v_StartTime IS NULL", "StartTime missing or unparseable"))
@@ -178,19 +181,17 @@ def _reasons(types: dict[str, str]) -> list[tuple[str, str]]:
             (f"_v_{c} > {MAX_DURATION_SECONDS}", f"{c} longer than 24 hours"),
         ]
     out += [(f"({_unparseable(c, types[c])}) OR _v_{c} NOT IN (0, 1)", f"{c} not 0/1") for c in FLAG_COLUMNS]
-    out += [
-        ("_v_StopTime < _v_StartTime", "StopTime before StartTime"),
-        ("_v_DisconnectTime < _v_ConnectTime", "DisconnectTime before ConnectTime"),
-        ("_v_ConnectTime < _v_StartTime", "ConnectTime before StartTime"),
-    ]
+    for begins, ends in (("StartTime", "StopTime"), ("ConnectTime", "DisconnectTime"), ("StartTime", "ConnectTime")):
+        folded = in_same_fold_sql(f"_v_{begins}", f"_v_{ends}", list(repeated))
+        out.append((f"_v_{ends} < _v_{begins} AND NOT {folded}", f"{ends} before {begins}"))
     for c in TEXT_COLUMNS:
         limit = MAX_TEXT.get(c, DEFAULT_MAX_TEXT)
         out.append((f'length("{c}") > {limit}', f"{c} longer than {limit} characters"))
     return out
 
 
-def _reason_sql(types: dict[str, str], duplicates: str | None = None) -> str:
-    whens = " ".join(f"WHEN {cond} THEN '{why}'" for cond, why in _reasons(types))
+def _reason_sql(types: dict[str, str], duplicates: str | None = None, repeated: Sequence[Fold] = ()) -> str:
+    whens = " ".join(f"WHEN {cond} THEN '{why}'" for cond, why in _reasons(types, repeated))
     # One regular expression over all text columns per row; only rows that match look column by column.
     all_text = "concat(" + ", ".join(f'"{c}"' for c in TEXT_COLUMNS) + ")"
     per_column = " ".join(
@@ -209,6 +210,7 @@ def staged_select(
     erasure: bool = False,
     duplicates: str | None = None,
     stored: str | None = None,
+    repeated: Sequence[Fold] = (),
 ) -> str:
     """SQL turning source rows into masked, typed rows with a reason for malformed ones.
 
@@ -217,7 +219,9 @@ def staged_select(
     lose their personal fields (_is_erased); the match is made on the source values, before masking.
     `duplicates` names a table of IDs that occur more than once in the window: such rows, when nothing
     else is wrong with them, are quarantined as duplicated. `stored` names a table of ("ID", _row_hash)
-    of stored rows: a well-formed row equal to one of them is left out (it is unchanged)."""
+    of stored rows: a well-formed row equal to one of them is left out (it is unchanged). `repeated`
+    are the site's repeated local intervals (timezones.folds) around the window: times out of order on
+    the wall clock within one of them are not malformed."""
     types = {
         c: ("VARCHAR" if types.get(c, "VARCHAR").upper().startswith("VARCHAR") else types[c]) for c in JOURNAL_COLUMNS
     }
@@ -250,7 +254,7 @@ def staged_select(
         masked AS (SELECT * {f"REPLACE ({replace})" if replace else ""} FROM flagged),
         erased AS (SELECT * {f"REPLACE ({suppressed})" if erasure else ""} FROM masked),
         parsed AS (SELECT *, {parsed} FROM erased),
-        checked AS (SELECT *, {_reason_sql(types, duplicates)} AS _reason FROM parsed),
+        checked AS (SELECT *, {_reason_sql(types, duplicates, repeated)} AS _reason FROM parsed),
         staged AS (
             SELECT {", ".join(typed)}, _p AS _is_private, _e AS _is_erased, _reason,
                    CASE WHEN _reason IS NULL THEN hash({", ".join(typed_values)}, _p) END AS _row_hash,
@@ -402,9 +406,12 @@ def extract(
         if erasure:
             prepare_matching(reader, erasure_key or "", "store")
 
+        # A leg starts in the window and lasts at most a day (MAX_DURATION_SECONDS).
+        repeated = folds(policy.timezone, window.start.date(), window.end.date() + timedelta(days=1))
+
         def sql_for(relation: str, types: dict[str, str]) -> str:
             return staged_select(
-                relation, policy, directory.private_lines, types, erasure, DUPLICATES_TABLE, STORED_TABLE
+                relation, policy, directory.private_lines, types, erasure, DUPLICATES_TABLE, STORED_TABLE, repeated
             )
 
         # Inserts that keep their order fill the raw journal's row groups one after the other and write
