@@ -4,6 +4,7 @@ import hashlib
 import shutil
 import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -11,6 +12,7 @@ import pytest
 
 from callsight.definitions import NIGHTLY_JOB, build_definitions
 from callsight.nightly import run_nightly
+from callsight.timezones import folds
 
 from .conftest import END_DAY, Site
 from .privacy_scan import scan
@@ -231,3 +233,55 @@ def test_previous_builds_are_kept_and_can_be_rolled_back(published_copy: Site, m
     for _ in range(2):
         assert run_nightly(settings, last, last).success
     assert len(kept_builds(settings.served_db)) == 2, "only the newest CALLSIGHT_KEEP_BUILDS builds are kept"
+
+
+def test_a_call_across_the_repeated_autumn_hour_is_published_with_its_real_times(published_copy: Site) -> None:
+    """When clocks go back, a call from 02:57 (summer time) to 02:02 (winter time) ends before it began on
+    the wall clock. It passes the extract and the raw and warehouse checks, and the marts measure it on
+    the instants it happened: 5 min 36 s, 14 s of ringing."""
+    site = published_copy  # a site after its first run
+    policy = site.settings.effective_policy_path
+    policy.write_text(policy.read_text().replace("journal_days: 180", "journal_days: 400"))
+    fold = folds("Europe/Berlin", END_DAY - timedelta(days=380), END_DAY)[-1]
+    start, connect = fold.end - timedelta(seconds=174), fold.end - timedelta(seconds=160)
+    stop = fold.start + timedelta(seconds=162)
+    journal = sqlite3.connect(site.settings.demo_journal_path)
+    journal.row_factory = sqlite3.Row
+    leg = dict(
+        journal.execute(
+            "SELECT * FROM journal WHERE Outbound = 0 AND Internal = 0 AND PrivateCall = 0 AND DurationConnected > 0 "
+            "LIMIT 1"
+        ).fetchone()
+    )
+    call_id = journal.execute("SELECT max(ID) + 1 FROM journal").fetchone()[0]
+    at = {k: t.strftime("%Y-%m-%d %H:%M:%S") for k, t in (("start", start), ("connect", connect), ("stop", stop))}
+    leg |= {
+        "ID": call_id,
+        "TrackerID": f"fold-{call_id}",
+        "StartTime": at["start"],
+        "ConnectTime": at["connect"],
+        "DisconnectTime": at["stop"],
+        "StopTime": at["stop"],
+        "DurationTotal": 336,
+        "DurationConnected": 322,
+    }
+    journal.execute(f"INSERT INTO journal ({', '.join(leg)}) VALUES ({', '.join('?' * len(leg))})", list(leg.values()))
+    journal.commit()
+    run = run_nightly(site.settings, fold.start.date(), fold.start.date())
+    assert run.success, run.failure
+    raw = duckdb.connect(str(site.settings.raw_db), read_only=True)
+    try:
+        assert raw.execute("SELECT count(*) FROM quarantine WHERE source_id = ?", [str(call_id)]).fetchone() == (0,)
+    finally:
+        raw.close()
+    start_utc = start - timedelta(seconds=fold.offset_before)  # the first pass
+    stop_utc = stop - timedelta(seconds=fold.offset_after)  # the second
+    assert served(
+        site,
+        f"SELECT start_time_utc, stop_time_utc, ring_seconds, talk_seconds, call_date FROM marts.fct_calls "
+        f"WHERE call_id = {call_id}",
+    ) == [(start_utc, stop_utc, 14, 322, fold.start.date())]
+    assert (stop_utc - start_utc).total_seconds() == 336
+    assert served(
+        site, f"SELECT wait_seconds, is_answered FROM marts.fct_inbound_calls WHERE first_call_id = {call_id}"
+    ) == [(14, True)]

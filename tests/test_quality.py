@@ -234,10 +234,42 @@ def test_raw_suites_reconcile_a_real_extract_and_catch_tampering(tmp_path: Path)
     )
     con.close()
     report = run_suites(raw_suites, bad)
-    assert [str(o) for o in report.failed] == [
+    stop_before_start = (
         "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime, StartTime, or_equal=True, "
-        "ignore_row_if='either_value_is_missing') (stop >= start): 1 of 40 rows unexpected"
+        "ignore_row_if='either_value_is_missing', row_condition='_stop_in_start_fold == False', "
+        "condition_parser='pandas') (stop >= start)"
+    )
+    assert [str(o) for o in report.failed] == [f"{stop_before_start}: 1 of 40 rows unexpected"]
+
+    # Berlin clocks went back at 03:00 on 26 October 2025: a leg from 02:57 summer time to 02:02 winter
+    # time (connected 02:59, disconnected 02:01) is in order; a stop at 01:58 is not, nor is it in New York.
+    def with_leg(name: str, start: str, stop: str, connect: str | None = None, disconnect: str | None = None) -> Path:
+        path = tmp_path / f"{name}.duckdb"
+        shutil.copy(raw_db, path)
+        con = duckdb.connect(str(path))
+        con.execute(
+            'INSERT INTO journal SELECT * REPLACE ("ID" + 3000 AS "ID", CAST(? AS TIMESTAMP) AS "StartTime", '
+            'CAST(? AS TIMESTAMP) AS "StopTime", CAST(? AS TIMESTAMP) AS "ConnectTime", '
+            'CAST(? AS TIMESTAMP) AS "DisconnectTime") FROM journal LIMIT 1',
+            [start, stop, connect, disconnect],
+        )
+        con.close()
+        return path
+
+    folded = with_leg(
+        "folded", "2025-10-26 02:57:06", "2025-10-26 02:02:42", "2025-10-26 02:59:00", "2025-10-26 02:01:00"
+    )
+    ok = run_suites(raw_suites, folded, timezone="Europe/Berlin")
+    assert ok.success, [str(o) for o in ok.failed]
+    assert [str(o) for o in run_suites(raw_suites, folded, timezone="America/New_York").failed] == [
+        f"{stop_before_start}: 1 of 40 rows unexpected",
+        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(DisconnectTime, ConnectTime, "
+        "or_equal=True, ignore_row_if='either_value_is_missing', row_condition='_disconnect_in_connect_fold == False', "
+        "condition_parser='pandas') (connect <= disconnect): 1 of 40 rows unexpected",
     ]
+    too_early = with_leg("too_early", "2025-10-26 02:57:06", "2025-10-26 01:58:00")
+    report = run_suites(raw_suites, too_early, timezone="Europe/Berlin")
+    assert [str(o) for o in report.failed] == [f"{stop_before_start}: 1 of 40 rows unexpected"]
 
 
 # ---- the published warehouse ---------------------------------------------------------------------------

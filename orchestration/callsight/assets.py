@@ -220,7 +220,7 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
     def raw_quality_checks(context: dg.AssetCheckExecutionContext, site: SiteResource):
         """Great Expectations suites over the raw store, after the extract and before dbt builds on it."""
         s = site.settings()
-        report = run_suites(raw_suites, s.raw_db)
+        report = run_suites(raw_suites, s.raw_db, timezone=load_policy(s.effective_policy_path).timezone)
         _log_report(context, report)
         yield from quality_check_results(report)
 
@@ -259,7 +259,8 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         """Great Expectations suites over the build file (raw store attached), before it is published:
         the checks are blocking, so a failed one stops `published_warehouse`."""
         s = site.settings()
-        report = run_suites(warehouse_suites, s.raw_db, s.build_db)
+        timezone = load_policy(s.effective_policy_path).timezone
+        report = run_suites(warehouse_suites, s.raw_db, s.build_db, timezone=timezone)
         _log_report(context, report)
         halt_point(s.env, "checks", context.run.run_id)
         yield from quality_check_results(report)

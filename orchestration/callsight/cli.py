@@ -15,7 +15,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from .config import ConfigError, load_directory
+from .config import ConfigError, load_directory, load_policy
 from .settings import Settings
 
 DEMO_BANNER = """
@@ -450,7 +450,10 @@ def cmd_dq_docs(settings: Settings, args: argparse.Namespace) -> int:
         _print(f"callsight: no published warehouse at {settings.served_db}; run `callsight run` first")
         return 1
     shutil.rmtree(settings.dq_docs_dir, ignore_errors=True)
-    report = run_suites(load_suites(), settings.raw_db, settings.served_db, docs_dir=settings.dq_docs_dir)
+    timezone = load_policy(settings.effective_policy_path).timezone
+    report = run_suites(
+        load_suites(), settings.raw_db, settings.served_db, docs_dir=settings.dq_docs_dir, timezone=timezone
+    )
     failed = report.failed
     _print(
         f"data quality of {settings.served_db}: {report.expectation_count - len(failed)} of "

@@ -17,6 +17,7 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +25,11 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .config import Policy
 from .settings import REPO_ROOT
+from .timezones import folds
 
+DEFAULT_TIMEZONE = Policy().timezone
 SUITES_DIR = REPO_ROOT / "data_quality" / "suites"
 DOCS_SITE = "callsight"
 SCHEMA_TYPES = ("expect_table_columns_to_match_ordered_list", "expect_table_columns_to_match_set")
@@ -245,14 +249,34 @@ def vectorisable(frame: Any) -> Any:
 
 
 # ---- running -------------------------------------------------------------------------------------
-def connect(raw_db: Path, warehouse_db: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """Read-only: the warehouse file (if any) as the main database, the raw store attached as `raw`."""
+# The repeated local hours of the site's time zone (clocks going back), for expectations on local
+# times: a TEMP table of every connection, one row per local day such an interval touches.
+REPEATED_HOURS_TABLE = "repeated_hours"
+REPEATED_HOURS_YEARS = (date(1970, 1, 1), date(2100, 12, 31))
+
+
+def repeated_hour_rows(timezone: str) -> list[tuple[date, datetime, datetime]]:
+    """Pure: (day, start, end) of every repeated local interval of `timezone`, once per day it touches."""
+    rows = []
+    for f in folds(timezone, *REPEATED_HOURS_YEARS):
+        days = {f.start.date(), (f.end - timedelta(microseconds=1)).date()}
+        rows += [(day, f.start, f.end) for day in sorted(days)]
+    return rows
+
+
+def connect(
+    raw_db: Path, warehouse_db: Path | None = None, timezone: str = DEFAULT_TIMEZONE
+) -> duckdb.DuckDBPyConnection:
+    """Read-only: the warehouse file (if any) as the main database, the raw store attached as `raw`,
+    and the TEMP table `repeated_hours` (day, start_local, end_local) of `timezone`."""
     for path in (raw_db, warehouse_db):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"{path}: no such DuckDB file")
     con = duckdb.connect(str(warehouse_db), read_only=True) if warehouse_db else duckdb.connect()
     escaped = str(raw_db).replace("'", "''")
     con.execute(f"ATTACH '{escaped}' AS raw (READ_ONLY)")
+    con.execute(f"CREATE TEMP TABLE {REPEATED_HOURS_TABLE} (day DATE, start_local TIMESTAMP, end_local TIMESTAMP)")
+    con.executemany(f"INSERT INTO {REPEATED_HOURS_TABLE} VALUES (?, ?, ?)", repeated_hour_rows(timezone))
     return con
 
 
@@ -427,14 +451,16 @@ def run_suites(
     raw_db: Path,
     warehouse_db: Path | None = None,
     docs_dir: Path | None = None,
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> QualityReport:
     """Validate `suites`; warehouse-stage suites need `warehouse_db`. With `docs_dir`, GX Data Docs
-    of this validation are written there."""
+    of this validation are written there. `timezone` is the site's (policy): the journal's local times
+    are checked against its repeated hours."""
     if any(s.stage == "warehouse" for s in suites) and warehouse_db is None:
         raise ValueError("warehouse suites need a warehouse file")
     context = _gx_context(docs_dir)
     context.data_sources.add_pandas("callsight")
-    con = connect(raw_db, warehouse_db)
+    con = connect(raw_db, warehouse_db, timezone)
     try:
         results = tuple(
             SuiteResult(suite, tuple(o for b in suite.batches for o in _validate_batch(context, suite, b, con)))
