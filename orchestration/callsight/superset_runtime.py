@@ -117,6 +117,12 @@ class SupersetEnv:
             "120",
             "--graceful-timeout",
             "5",
+            # gthread closes a keep-alive connection idle for --keep-alive seconds (default 2) with a
+            # plain close: a request the client sends at that moment is reset (ECONNRESET), and
+            # clients do not resend a POST. 75 s is above the idle timeouts of common reverse proxies
+            # (nginx, load balancers: 60 s), which close first and cleanly.
+            "--keep-alive",
+            "75",
             "--limit-request-line",
             "0",
             "--limit-request-field_size",
