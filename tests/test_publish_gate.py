@@ -148,8 +148,8 @@ def test_callsight_run_fails_naming_the_expectation_and_mails_each_admin_once(
     out = capsys.readouterr().out
     assert "FAILED" in out and "The last good warehouse keeps serving" in out
     assert (
-        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime, StartTime, or_equal=True, "
-        "ignore_row_if='either_value_is_missing') (stop >= start): 1 of" in out
+        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime_unfolded, StartTime, "
+        "or_equal=True, ignore_row_if='either_value_is_missing') (stop >= start): 1 of" in out
     )
     assert "failure mail sent to 2 admin(s)" in out
     assert digest(published_copy) == before
@@ -167,7 +167,9 @@ def test_callsight_run_fails_naming_the_expectation_and_mails_each_admin_once(
     for mail in mails:
         body = mail.get_payload(decode=True).decode("utf-8")
         assert "nightly run failed" in mail["Subject"]
-        assert "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime, StartTime" in body
+        assert (
+            "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime_unfolded, StartTime" in body
+        )
         assert "Nothing was published" in body
         leaked = [v for v in [*needles, *private] if v in body or v in str(mail["Subject"])]
         assert leaked == [], leaked

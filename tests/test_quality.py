@@ -235,7 +235,7 @@ def test_raw_suites_reconcile_a_real_extract_and_catch_tampering(tmp_path: Path)
     con.close()
     report = run_suites(raw_suites, bad)
     stop_before_start = (
-        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(_stop_unfolded, StartTime, "
+        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime_unfolded, StartTime, "
         "or_equal=True, ignore_row_if='either_value_is_missing') (stop >= start)"
     )
     assert [str(o) for o in report.failed] == [f"{stop_before_start}: 1 of 40 rows unexpected"]
@@ -262,7 +262,7 @@ def test_raw_suites_reconcile_a_real_extract_and_catch_tampering(tmp_path: Path)
     assert ok.success, [str(o) for o in ok.failed]
     assert [str(o) for o in run_suites(raw_suites, folded, timezone="America/New_York").failed] == [
         f"{stop_before_start}: 1 of 40 rows unexpected",
-        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(_disconnect_unfolded, ConnectTime, "
+        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(DisconnectTime_unfolded, ConnectTime, "
         "or_equal=True, ignore_row_if='either_value_is_missing') (connect <= disconnect): 1 of 40 rows unexpected",
     ]
     too_early = with_leg("too_early", "2025-10-26 02:57:06", "2025-10-26 01:58:00")
