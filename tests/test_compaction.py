@@ -86,3 +86,20 @@ def test_compact_writes_the_named_tables_in_their_order_and_refuses_unknown_ones
         compact(path, {"marts.nope": "id"})
     assert stored("calls") == list(range(299999, -1, -1)), "a refused compaction leaves the file alone"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]
+
+
+def test_a_table_larger_than_the_memory_limit_is_sorted_on_disk_and_the_spill_removed(tmp_path: Path) -> None:
+    """DuckDB's memory is capped during compaction; the ordered copy of a table that does not fit spills
+    into a private folder beside the file, which is gone afterwards."""
+    path = tmp_path / "w.duckdb"
+    con = calls_table(path)
+    con.execute("INSERT INTO marts.calls SELECT range, 'number ' || hash(range) FROM range(3000000)")
+    con.close()
+    compact(path, {"marts.calls": "id DESC"}, memory_limit="64MB")
+    c = duckdb.connect(str(path), read_only=True)
+    try:
+        ids = [r[0] for r in c.execute("SELECT id FROM marts.calls ORDER BY rowid").fetchall()]
+    finally:
+        c.close()
+    assert ids == list(range(2999999, -1, -1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"], "no spill or temporary file left behind"

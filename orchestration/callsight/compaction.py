@@ -6,12 +6,18 @@ table into a fresh file (COPY FROM DATABASE keeps schemas, types, constraints an
 replaces the original atomically. Tables named in `order_by` are written in that order: the served
 warehouse keeps the call legs newest first, so that a query for the newest rows (a call list: ORDER BY
 start time DESC LIMIT n) lets DuckDB skip every row group older than what it has already kept.
+
+DuckDB's memory is capped (MEMORY_LIMIT): the ordered copy of 10M legs held 4.9 GiB uncapped, the
+plain copy 2.2 GiB; capped at 1 GB they peak at 1.2 GiB and take about as long (22.7 s vs 21.6 s). What
+does not fit spills into a private folder beside the file (mode 0700), removed afterwards: it holds the
+file's own current rows, which are masked (raw store and warehouse alike), never anything deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,16 +26,22 @@ import duckdb
 
 from .sources import quote_literal
 
+MEMORY_LIMIT = "1GB"
 
-def compact(path: Path, order_by: Mapping[str, str] | None = None) -> None:
+
+def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
     """Replace `path` by a fresh copy of its contents. Nobody may hold the file open for writing.
     `order_by`: {"schema.table": "<ORDER BY expressions>"} - those tables' rows in that order."""
     tmp = path.with_name(path.name + ".compact")
+    spill = path.with_name(path.name + ".compact-spill")
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
+    shutil.rmtree(spill, ignore_errors=True)
+    spill.mkdir(mode=0o700)
     con = duckdb.connect()
     try:
-        con.execute("SET temp_directory = ''")
+        con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
+        con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
         con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
         con.execute(f"ATTACH {quote_literal(str(tmp))} AS dst")
         if order_by:
@@ -56,6 +68,7 @@ def compact(path: Path, order_by: Mapping[str, str] | None = None) -> None:
         raise
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # keep the file's permissions
