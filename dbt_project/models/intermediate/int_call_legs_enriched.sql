@@ -11,10 +11,8 @@ with legs as (
     select * from {{ ref('stg_procall__calls') }}
 ),
 
-folds as (
-    {{ timezone_folds(var('timezone')) }}
-),
-
+-- The folds are joined as a subquery per use: one CTE read three times is materialized by DuckDB,
+-- and then every column of this view is computed even for a reader that needs one (macro comment).
 readings as (
     select
         legs.*,
@@ -28,17 +26,17 @@ readings as (
         stop_fold.offset_before_seconds as stop_first_offset,
         stop_fold.offset_after_seconds as stop_second_offset
     from legs
-    left join folds as start_fold
+    left join ({{ timezone_folds(var('timezone')) }}) as start_fold -- noqa: ST05
         on
             cast(legs.start_time_local as date) = start_fold.fold_date
             and legs.start_time_local >= start_fold.fold_start_local
             and legs.start_time_local < start_fold.fold_end_local
-    left join folds as connect_fold
+    left join ({{ timezone_folds(var('timezone')) }}) as connect_fold -- noqa: ST05
         on
             cast(legs.connect_time_local as date) = connect_fold.fold_date
             and legs.connect_time_local >= connect_fold.fold_start_local
             and legs.connect_time_local < connect_fold.fold_end_local
-    left join folds as stop_fold
+    left join ({{ timezone_folds(var('timezone')) }}) as stop_fold -- noqa: ST05
         on
             cast(legs.stop_time_local as date) = stop_fold.fold_date
             and legs.stop_time_local >= stop_fold.fold_start_local
