@@ -50,6 +50,7 @@ from ..demo_data import (
     default_policy,
 )
 from ..sources import extension_directory
+from ..timezones import transitions
 
 TIMEZONE = "Europe/Berlin"
 CALLBACK_NOTE = "Rückruf"
@@ -147,21 +148,15 @@ def _dst_shift(day: date) -> tuple[int, int] | None:
 
 class WallClock:
     """Local wall clock <-> UTC for epoch seconds, vectorised: the offsets of the site time zone and the
-    UTC instants where they change, sampled every 15 minutes over the days of a block."""
+    UTC instants where they change (timezones.transitions) over the days of a block."""
 
     def __init__(self, first: date, last: date, tz: str = TIMEZONE) -> None:
-        zone = ZoneInfo(tz)
-        t = datetime.combine(first - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
-        end = datetime.combine(last + timedelta(days=3), datetime.min.time(), tzinfo=UTC)
-        offset = t.astimezone(zone).utcoffset()
-        changes, offsets = [int(t.timestamp())], [int(offset.total_seconds()) if offset else 0]
-        while t < end:
-            t += timedelta(minutes=15)
-            off = t.astimezone(zone).utcoffset()
-            seconds = int(off.total_seconds()) if off else 0
-            if seconds != offsets[-1]:
-                changes.append(int(t.timestamp()))
-                offsets.append(seconds)
+        start = datetime.combine(first - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+        offset = start.astimezone(ZoneInfo(tz)).utcoffset()
+        changes, offsets = [int(start.timestamp())], [int(offset.total_seconds()) if offset else 0]
+        for at, _before, after in transitions(tz, first - timedelta(days=1), last + timedelta(days=1)):
+            changes.append(int(at.replace(tzinfo=UTC).timestamp()))
+            offsets.append(after)
         self.changes = np.array(changes, dtype=np.int64)
         self.offsets = np.array(offsets, dtype=np.int64)
         self.max_offset = int(self.offsets.max())
