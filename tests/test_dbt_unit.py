@@ -1,6 +1,7 @@
 """dbt unit tests for every KPI rule (defined in the models' YAML) run against a throwaway DuckDB."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +42,10 @@ def dbt(home: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_dbt_unit_tests_pass(tmp_path: Path) -> None:
-    raw = tmp_path / "warehouse" / "journal.duckdb"
-    (tmp_path / "warehouse" / "build").mkdir(parents=True)
+def empty_site(home: Path) -> Path:
+    """An empty raw store with a one-user directory under `home`; returns the raw store's path."""
+    raw = home / "warehouse" / "journal.duckdb"
+    (home / "warehouse" / "build").mkdir(parents=True)
     con = duckdb.connect(str(raw))
     ensure_raw_store(con)
     con.close()
@@ -53,6 +55,11 @@ def test_dbt_unit_tests_pass(tmp_path: Path) -> None:
         Calendar(),
         range(2026, 2027),
     )
+    return raw
+
+
+def test_dbt_unit_tests_pass(tmp_path: Path) -> None:
+    empty_site(tmp_path)
     empty = dbt(tmp_path, "run", "--empty")  # unit tests read column types from the upstream relations
     assert empty.returncode == 0, empty.stdout[-3000:]
     r = dbt(tmp_path, "test", "--select", "test_type:unit")
@@ -73,3 +80,23 @@ def test_dbt_unit_tests_pass(tmp_path: Path) -> None:
         "pseudonyms_for_agents_who_left",
     ):
         assert any(rule in n for n in names), rule
+
+
+def test_a_reader_of_one_leg_column_does_not_compute_the_others(tmp_path: Path) -> None:
+    """fct_calls' post-hook reads only call_id from int_call_legs_enriched (every night, over the whole
+    history). The view must let DuckDB prune its columns: a CTE read more than once is materialized
+    with every column, time-zone conversions and number matching included (20 s instead of 0.01 s at
+    10M legs, the night's dbt step 34 -> 57 s). The plan of such a read names no other column."""
+    raw = empty_site(tmp_path)
+    r = dbt(tmp_path, "run", "--select", "+int_call_legs_enriched")
+    assert r.returncode == 0, r.stdout[-3000:]
+    con = duckdb.connect(str(tmp_path / "warehouse" / "build" / "callsight.duckdb"), read_only=True)
+    con.execute(f"ATTACH '{raw}' AS raw (READ_ONLY)")
+    columns = [row[0] for row in con.execute("DESCRIBE intermediate.int_call_legs_enriched").fetchall()]
+    plan = con.execute("EXPLAIN SELECT call_id FROM intermediate.int_call_legs_enriched").fetchall()[0][1]
+    con.close()
+    assert "HASH_JOIN" in plan and "call_id" in plan  # a real plan, not an empty result
+    assert "CTE" not in plan
+    # start_time_local: the fold joins compare the local times (the view's columns read from the journal)
+    named = {c for c in columns if re.search(rf"\b{c}\b", plan)}
+    assert named == {"call_id", "start_time_local"}, named
