@@ -124,10 +124,28 @@ def test_narrow_integers_are_widened_for_gx_and_keep_their_values(tmp_path: Path
     assert all((out[c] == frame[c]).all() for c in frame.columns)
     assert out["i"].tolist() == [-2, -1, 0, 1, 2]
 
+    # with NULLs DuckDB hands them over as pandas' nullable Int32/UInt8 (GX: one Python call per value):
+    # float64 with NaN, exact; a nullable BIGINT stays (a double would round it)
+    nullable = con.execute(
+        "SELECT CASE WHEN x <> 2 THEN CAST(x * 1000000 - 2147483648 AS INTEGER) END AS i,"
+        " CASE WHEN x <> 2 THEN CAST(x AS UTINYINT) END AS u,"
+        " CASE WHEN x <> 2 THEN 9007199254740993 + x END AS big FROM range(5) AS r(x)"
+    ).df()
+    assert [str(nullable[c].dtype) for c in ("i", "u", "big")] == ["Int32", "UInt8", "Int64"]
+    out = vectorisable(nullable)
+    assert [str(out[c].dtype) for c in ("i", "u", "big")] == ["float64", "float64", "Int64"]
+    assert out["i"].isna().tolist() == [False, False, True, False, False]
+    assert out["i"].dropna().astype("int64").tolist() == nullable["i"].dropna().astype("int64").tolist()
+    assert out["i"].iloc[0] == -2147483648 and out["big"].iloc[4] == 9007199254740997
+
     # and a range check on such a column still finds the rows outside the range
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as w:
         w.execute("CREATE TABLE t AS SELECT CAST(x AS INTEGER) AS secs FROM range(-3, 10) AS r(x)")
+        w.execute(
+            "CREATE TABLE n AS SELECT CASE WHEN x % 4 <> 0 THEN CAST(x AS INTEGER) END AS secs"
+            " FROM range(-3, 10) AS r(x)"
+        )
     raw = tmp_path / "raw.duckdb"
     duckdb.connect(str(raw)).close()
     suite = parse_suite(
@@ -144,12 +162,28 @@ def test_narrow_integers_are_widened_for_gx_and_keep_their_values(tmp_path: Path
                     "expectations": [
                         {"type": "expect_column_values_to_be_between", "column": "secs", "min_value": 0, "max_value": 5}
                     ],
-                }
+                },
+                {
+                    "name": "n",
+                    "query": "SELECT secs FROM n",
+                    "expectations": [
+                        {
+                            "type": "expect_column_values_to_be_between",
+                            "column": "secs",
+                            "min_value": 0,
+                            "max_value": 5,
+                        },
+                        {"type": "expect_column_values_to_not_be_null", "column": "secs"},
+                    ],
+                },
             ],
         },
     )
-    (outcome,) = run_suites([suite], raw, db).results[0].outcomes
-    assert not outcome.success and outcome.detail == "7 of 13 rows unexpected"
+    plain, nullable_range, nulls = run_suites([suite], raw, db).results[0].outcomes
+    assert not plain.success and plain.detail == "7 of 13 rows unexpected"
+    # NULLs are missing values, not out of range: -3, -2, -1, 6, 7, 9 are; 0, 4, 8 are NULL
+    assert not nullable_range.success and nullable_range.detail == "6 of 13 rows unexpected"
+    assert not nulls.success and nulls.detail == "3 of 13 rows unexpected"
 
 
 def test_a_failing_query_fails_its_expectations_without_quoting_data(tmp_path: Path) -> None:
