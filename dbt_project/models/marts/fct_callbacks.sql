@@ -15,6 +15,7 @@ legs as (
 candidates as (
     select
         missed.chain_key,
+        legs.call_id as callback_call_id,
         legs.agent_username as callback_by_username,
         case when legs.is_inbound then 'inbound_answered' else 'outbound' end as callback_kind,
         case when legs.is_inbound then legs.connect_time_utc else legs.start_time_utc end as callback_time_utc
@@ -28,10 +29,14 @@ candidates as (
             and legs.start_time_utc <= {{ dbt.dateadd('hour', var('callback_window_hours'), 'missed.start_time_utc') }}
 ),
 
+-- The first callback; of two at the same instant (two agents dialling the number in the same second)
+-- the one whose leg has the lower call_id, so that every build credits the same agent.
 first_callback as (
     select *
     from candidates
-    qualify row_number() over (partition by chain_key order by callback_time_utc, callback_kind) = 1
+    qualify row_number() over (
+        partition by chain_key order by callback_time_utc, callback_kind, callback_call_id
+    ) = 1
 )
 
 select
