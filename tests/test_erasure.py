@@ -4,7 +4,7 @@ import json
 import os
 import shutil
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -17,6 +17,7 @@ from callsight.erasure import (
     CONTACT,
     ERASED_COLUMNS,
     PHONE,
+    SCRUBBED_ROW_HASH,
     ErasureKeyError,
     Identifier,
     check_key,
@@ -143,7 +144,7 @@ def test_erasure_clears_stored_rows_and_later_extracts_keep_them_cleared(tmp_pat
     assert (journal_rows, quarantine_rows) == (3, 1)
     assert scan(settings.home, SECRETS) == [], "cleared values are gone from the file, not just hidden"
     rows = raw(settings.raw_db, 'SELECT "ID", _row_hash, _run_id FROM journal WHERE "ID" IN (1, 2, 3) ORDER BY 1')
-    assert rows == [(1, None, "r1"), (2, None, "r1"), (3, None, "r1")]
+    assert rows == [(1, SCRUBBED_ROW_HASH, "r1"), (2, SCRUBBED_ROW_HASH, "r1"), (3, SCRUBBED_ROW_HASH, "r1")]
     extract(source, settings.raw_db, WIN, DIRECTORY, Policy(), "r2", erasure_key=KEY)
     check_erased(settings.raw_db)  # now including the private call, matched on its source number
     con = duckdb.connect(str(settings.raw_db), read_only=True)
@@ -287,3 +288,52 @@ def test_erase_without_a_key_records_nothing(tmp_path: Path) -> None:
     assert r.returncode == 2 and "CALLSIGHT_ERASURE_KEY is not set" in r.stdout and "nothing was recorded" in r.stdout
     assert "1234567" not in r.stdout + r.stderr
     assert not (tmp_path / "warehouse").exists()
+
+
+@pytest.mark.slow
+def test_calls_erased_before_the_look_back_window_do_not_stop_the_next_night(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A night re-reads only the look-back window. Rows erased further back are not extracted again:
+    they must still pass the raw checks, and stay erased, night after night."""
+    from callsight.cli import main
+
+    monkeypatch.setenv("CALLSIGHT_ERASURE_KEY", KEY)
+    monkeypatch.setenv("CALLSIGHT_LOOKBACK_DAYS", "2")
+    settings = Settings.from_env()
+    first = run_nightly(settings)
+    assert first.success, first.failure
+    journal = sqlite3.connect(settings.demo_journal_path)
+    number, old_ids = next(
+        (n, ids)
+        for n, ids, last in journal.execute(
+            "SELECT PhoneNumber, group_concat(ID), max(StartTime) FROM journal "
+            "WHERE PrivateCall = 0 AND Internal = 0 AND PhoneNumber IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC"
+        )
+        if last < (first.last - timedelta(days=5)).isoformat()
+    )
+    assert main(["erase", "--phone", number]) == 0
+
+    for _ in range(2):
+        night = run_nightly(settings, first.last, first.last)
+        assert night.success, night.failure
+        left = served(
+            settings, f"SELECT count(phone_number), count(*) FROM marts.fct_calls WHERE call_id IN ({old_ids})"
+        )
+        assert left[0][0] == 0 and left[0][1] == len(old_ids.split(","))
+
+
+def test_rows_scrubbed_without_a_row_hash_get_the_scrubbed_rows_hash(tmp_path: Path) -> None:
+    """Stores from before SCRUBBED_ROW_HASH hold scrubbed rows with a NULL hash: the next extract's
+    ensure_raw_store gives them the scrubbed rows' hash (every stored row has a hash)."""
+    from callsight.extract import ensure_raw_store
+
+    con = duckdb.connect(str(tmp_path / "raw.duckdb"))
+    ensure_raw_store(con)
+    con.execute(
+        'INSERT INTO journal ("ID", "StartTime", _is_private, _row_hash, _run_id, _extracted_at) VALUES '
+        "(1, TIMESTAMP '2026-03-02 09:00', false, NULL, 'r1', now()),"
+        " (2, TIMESTAMP '2026-03-02 09:05', false, 77, 'r1', now())"
+    )
+    ensure_raw_store(con)
+    assert con.execute('SELECT "ID", _row_hash FROM journal ORDER BY 1').fetchall() == [(1, SCRUBBED_ROW_HASH), (2, 77)]

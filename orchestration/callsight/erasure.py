@@ -35,6 +35,11 @@ HASH_TABLE = "erasure_hashes"
 ERASED_COLUMNS: tuple[str, ...] = (*NUMBER_COLUMNS, *CONTACT_COLUMNS)
 # Columns an identifier is matched against, and as what.
 IDENTIFIER_COLUMNS: dict[str, str] = {**dict.fromkeys(NUMBER_COLUMNS, PHONE), "ContactName": CONTACT}
+# The row hash of a scrubbed journal row: not the hash of any source row the extract reads (it hashes
+# the typed values with a key), so the next extract that reads the row replaces it by its own suppressed
+# version. Not NULL: a row erased before the look-back window is never read again, and every stored row
+# must have a hash (raw_journal suite); NULL made every later night fail its raw checks.
+SCRUBBED_ROW_HASH = 0
 _SPACE = "[ \t\n\r\f\v]+"
 
 REGISTER_DDL = """
@@ -204,12 +209,14 @@ class ScrubCounts:
 def scrub_store(con: duckdb.DuckDBPyConnection, now: datetime, db: str = "") -> ScrubCounts:
     """Clear the personal fields of every stored row that matches the register (after prepare_matching).
 
-    Scrubbed rows get a new extraction stamp so that the incremental marts rebuild them, and no row hash
-    so that the next extract replaces them by its own (suppressed) version of the source row."""
+    Scrubbed rows get a new extraction stamp so that the incremental marts rebuild them, and the row hash
+    SCRUBBED_ROW_HASH so that the next extract reading them replaces them by its own (suppressed) version
+    of the source row."""
     prefix = f"{db}." if db else ""
     sets = ", ".join(f'"{c}" = NULL' for c in ERASED_COLUMNS)
     journal = con.execute(
-        f"UPDATE {prefix}journal SET {sets}, _row_hash = NULL, _extracted_at = ? WHERE {erased_sql()}", [now]
+        f"UPDATE {prefix}journal SET {sets}, _row_hash = {SCRUBBED_ROW_HASH}, _extracted_at = ? WHERE {erased_sql()}",
+        [now],
     ).fetchone()[0]
     quarantine_match = erased_sql({c: f"json_extract_string(row_json, '$.{c}')" for c in IDENTIFIER_COLUMNS})
     quarantine = con.execute(

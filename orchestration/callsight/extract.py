@@ -28,7 +28,14 @@ from .audit import ensure_audit_log
 from .compaction import compact
 from .config import Directory, Policy
 from .demo_data import JOURNAL_COLUMNS
-from .erasure import check_key, ensure_register, erased_sql, prepare_matching, suppressed_columns_sql
+from .erasure import (
+    SCRUBBED_ROW_HASH,
+    check_key,
+    ensure_register,
+    erased_sql,
+    prepare_matching,
+    suppressed_columns_sql,
+)
 from .privacy import masked_columns_sql, private_sql
 from .retention import PurgeCounts, clip_window, purge_store
 from .sources import (
@@ -144,6 +151,8 @@ class ExtractStats:
 
 def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
     con.execute(RAW_DDL.format(db=f"{db}." if db else ""))
+    # Rows scrubbed by an erasure before the scrubbed-row hash existed had none (see SCRUBBED_ROW_HASH).
+    con.execute(f"UPDATE {f'{db}.' if db else ''}journal SET _row_hash = {SCRUBBED_ROW_HASH} WHERE _row_hash IS NULL")
     ensure_register(con, db)
     ensure_audit_log(con, db)
 
