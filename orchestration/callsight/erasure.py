@@ -35,10 +35,11 @@ HASH_TABLE = "erasure_hashes"
 ERASED_COLUMNS: tuple[str, ...] = (*NUMBER_COLUMNS, *CONTACT_COLUMNS)
 # Columns an identifier is matched against, and as what.
 IDENTIFIER_COLUMNS: dict[str, str] = {**dict.fromkeys(NUMBER_COLUMNS, PHONE), "ContactName": CONTACT}
-# The row hash of a scrubbed journal row: not the hash of any source row the extract reads (it hashes
-# the typed values with a key), so the next extract that reads the row replaces it by its own suppressed
-# version. Not NULL: a row erased before the look-back window is never read again, and every stored row
-# must have a hash (raw_journal suite); NULL made every later night fail its raw checks.
+# The row hash of a scrubbed journal row. The extract's 64-bit hash of a source row is 0 only by a
+# 2^-64 chance (and then the scrubbed row would merely stay as it is, already without personal data),
+# so the next extract that reads the row replaces it by its own suppressed version. Not NULL: a row
+# erased before the look-back window is never read again, and every stored row must have a hash
+# (raw_journal suite); NULL made every later night fail its raw checks.
 SCRUBBED_ROW_HASH = 0
 _SPACE = "[ \t\n\r\f\v]+"
 

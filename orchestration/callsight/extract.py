@@ -150,9 +150,11 @@ class ExtractStats:
 
 
 def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
-    con.execute(RAW_DDL.format(db=f"{db}." if db else ""))
+    prefix = f"{db}." if db else ""
+    con.execute(RAW_DDL.format(db=prefix))
     # Rows scrubbed by an erasure before the scrubbed-row hash existed had none (see SCRUBBED_ROW_HASH).
-    con.execute(f"UPDATE {f'{db}.' if db else ''}journal SET _row_hash = {SCRUBBED_ROW_HASH} WHERE _row_hash IS NULL")
+    if con.execute(f"SELECT 1 FROM {prefix}journal WHERE _row_hash IS NULL LIMIT 1").fetchone():
+        con.execute(f"UPDATE {prefix}journal SET _row_hash = {SCRUBBED_ROW_HASH} WHERE _row_hash IS NULL")
     ensure_register(con, db)
     ensure_audit_log(con, db)
 
