@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -110,6 +111,10 @@ def test_connections_from_many_threads_during_publishes_always_read_a_whole_vers
         t.start()
     for version in range(2, 7):
         publish(build(tmp_path / f"build{version}.duckdb", version, rows=1000 * version), served.path)
+    # the readers go on until one of them has read the last version (it raced the stop under load in CI)
+    deadline = time.monotonic() + 30
+    while 6 not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
     stop.set()
     for t in threads:
         t.join()
