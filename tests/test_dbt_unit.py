@@ -82,16 +82,18 @@ def test_dbt_unit_tests_pass(tmp_path: Path) -> None:
         assert any(rule in n for n in names), rule
 
 
+def strings_in(value: object) -> list[str]:
+    """Every string in a JSON value (an operator's details: strings, lists and objects of them)."""
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [s for item in items for s in strings_in(item)]
+
+
 def plan_parts(node: dict, operators: list[str], texts: list[str]) -> None:
     """Every operator name and every string of the operators' details of a JSON query plan."""
     operators.append(node["name"].strip())
-    todo: list = [node.get("extra_info", {})]
-    while todo:
-        value = todo.pop()
-        if isinstance(value, str):
-            texts.append(value)
-        else:
-            todo.extend(value.values() if isinstance(value, dict) else value if isinstance(value, list) else [])
+    texts.extend(strings_in(node.get("extra_info", {})))
     for child in node.get("children", []):
         plan_parts(child, operators, texts)
 

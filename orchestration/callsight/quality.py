@@ -243,10 +243,9 @@ def vectorisable(frame: Any) -> Any:
     float64). DuckDB hands INTEGER/SMALLINT over as int32/int16, or, where a column holds NULLs, as
     pandas' nullable Int32/Int16; for both GX's `column_values.between` calls Python once per value
     (5 s of 6 for fct_calls at 1M legs; fct_inbound_calls' batch, whose wait_seconds is NULL for missed
-    calls, 13.3 -> 9.6 s at 10M legs).
-    The values are unchanged: nullable ones become float64 with NaN for NULL (GX counts both as
-    missing), exact for every integer of 32 bits or fewer. Nullable 64-bit integers stay as they are
-    (a double would round them)."""
+    calls, 13.3 -> 9.6 s at 10M legs). The values are unchanged: nullable ones become float64 with NaN
+    for NULL (GX counts both as missing), exact for every integer of 32 bits or fewer. Nullable 64-bit
+    integers stay as they are (a double would round them)."""
     import numpy as np
     import pandas as pd
 
