@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mailbox
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -195,8 +196,19 @@ class SmtpSink:
         }
 
     def messages(self) -> list[Message]:
+        """Every message, in the order they arrived."""
         box = mailbox.Maildir(self.maildir, create=False)
-        return [box.get_message(key) for key in sorted(box.keys())]
+        return [box.get_message(key) for key in sorted(box.keys(), key=arrival)]
+
+
+def arrival(key: str) -> tuple[int, ...]:
+    """Sort key of a Maildir message name `<seconds>.M<microseconds>P<pid>Q<count>.<host>` (Python's
+    mailbox): the microseconds are not zero-padded, so the names alone do not sort by time."""
+    match = re.match(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.", key)
+    if match is None:
+        raise ValueError(f"not a Maildir message name of Python's mailbox: {key!r}")
+    seconds, micros, _pid, count = map(int, match.groups())
+    return seconds, micros, count
 
 
 @pytest.fixture
