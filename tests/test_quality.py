@@ -96,6 +96,14 @@ def test_a_bad_suite_is_refused_with_file_and_entry(tmp_path: Path) -> None:
     no_type = {**good, "batches": [{**good["batches"][0], "expectations": [{"value": 1}]}]}
     with pytest.raises(SuiteError, match=r"broken\.yml: batch b: each expectation needs `type"):
         parse_suite(path, no_type)
+    # only raw rows carry the extract's stamp; a row count needs every row
+    incremental = {**good["batches"][0], "incremental": {"stamp": "_extracted_at"}}
+    with pytest.raises(SuiteError, match=r"broken\.yml: batch b: `incremental` is for raw-stage suites only"):
+        parse_suite(path, {**good, "batches": [incremental]})
+    with pytest.raises(SuiteError, match=r"broken\.yml: batch b: `incremental` needs row-wise expectations"):
+        parse_suite(path, {**good, "stage": "raw", "batches": [incremental]})
+    row_wise = {**incremental, "expectations": [{"type": "expect_column_values_to_not_be_null", "column": "x"}]}
+    assert parse_suite(path, {**good, "stage": "raw", "batches": [row_wise]}).batches[0].stamp == "_extracted_at"
 
 
 def test_results_carry_counts_and_never_values() -> None:
@@ -302,6 +310,81 @@ def test_raw_suites_reconcile_a_real_extract_and_catch_tampering(tmp_path: Path)
     too_early = with_leg("too_early", "2025-10-26 02:57:06", "2025-10-26 01:58:00")
     report = run_suites(raw_suites, too_early, timezone="Europe/Berlin")
     assert [str(o) for o in report.failed] == [f"{stop_before_start}: 1 of 40 rows unexpected"]
+
+
+def test_nightly_raw_checks_validate_the_rows_written_since_they_last_passed(tmp_path: Path) -> None:
+    """An incremental batch (raw_journal.journal) validates the rows whose extract stamp has not passed
+    yet and the rows sharing an ID with them; what passed is recorded in the raw store; a failure, another
+    time zone or a record older than REVALIDATE_AFTER brings rows back."""
+    from datetime import timedelta
+
+    from callsight.quality import REVALIDATE_AFTER, record_validated
+
+    def legs(n: int, edited: int = 0) -> list[dict]:
+        return [
+            row(i, f"2026-03-{2 + i % 20:02d} 09:00:00", DurationTotal=31 if i == edited else 30)
+            for i in range(1, n + 1)
+        ]
+
+    raw_db = tmp_path / "journal.duckdb"
+    extract(write_journal(tmp_path / "j1.sqlite", legs(39)), raw_db, WIN, DIRECTORY, Policy(), "run-1")
+    raw_suites = [s for s in load_suites() if s.stage == "raw"]
+    night = datetime(2026, 3, 31, 2, 0)
+    unique, not_null = "expect_column_values_to_be_unique(ID)", "expect_column_values_to_not_be_null(ID)"
+    note = " (rows written since they last passed)"
+
+    def check(when: datetime, timezone: str = "Europe/Berlin"):
+        report = run_suites(raw_suites, raw_db, timezone=timezone, incremental=True, now=when)
+        record_validated(raw_db, report.validated, now=when)
+        return report
+
+    def detail(report, expectation: str) -> str:
+        return next(o.detail for o in report.result("raw_journal").outcomes if o.expectation == expectation)
+
+    def tamper(sql: str) -> None:
+        with duckdb.connect(str(raw_db)) as con:
+            con.execute(sql)
+
+    first = check(night)
+    assert first.success, [str(o) for o in first.failed]
+    assert detail(first, unique) == "0 of 39 rows unexpected"  # all of them
+    assert [len(v.stamps) for v in first.validated] == [1]
+    again = check(night + timedelta(days=1))
+    assert detail(again, unique) == f"0 of 0 rows unexpected{note}"
+    assert [v.stamps for v in again.validated] == [()]
+
+    # A second extract edits one leg and adds one: those two are validated.
+    extract(write_journal(tmp_path / "j2.sqlite", legs(40, edited=7)), raw_db, WIN, DIRECTORY, Policy(), "run-2")
+    second = check(night + timedelta(days=2))
+    assert second.success and detail(second, not_null) == f"0 of 2 rows unexpected{note}"
+
+    # A leg with a new stamp and the ID of an old one (outside the extract's window): both legs are
+    # validated, the duplicate is found, nothing is recorded, and the next night finds it again.
+    tamper(
+        "INSERT INTO journal SELECT * REPLACE (TIMESTAMP '2026-04-30 23:00:00' AS _extracted_at, "
+        'TIMESTAMP \'2025-01-02 10:00:00\' AS "StartTime") FROM journal WHERE "ID" = 3'
+    )
+    for day in (3, 4):
+        report = check(night + timedelta(days=day))
+        assert [str(o) for o in report.failed] == [f"raw_journal.journal: {unique}: 2 of 2 rows unexpected{note}"]
+        assert report.validated == []
+    tamper("DELETE FROM journal WHERE _extracted_at = TIMESTAMP '2026-04-30 23:00:00'")
+
+    # A leg changed behind the extract's back, keeping its stamp, is not seen at night ...
+    tamper('UPDATE journal SET "Outbound" = 7 WHERE "ID" = 5')
+    assert check(night + timedelta(days=5)).success
+    # ... but in another time zone (another fingerprint: every row) and once the records are older than
+    # REVALIDATE_AFTER; until it is mended, nothing is recorded.
+    outbound = "raw_journal.journal: expect_column_values_to_be_in_set(Outbound, value_set=[0, 1])"
+    assert [str(o) for o in check(night + timedelta(days=5), timezone="UTC").failed] == [
+        f"{outbound}: 1 of 40 rows unexpected"
+    ]
+    late = night + timedelta(days=2) + REVALIDATE_AFTER + timedelta(minutes=1)
+    for day in (0, 1):
+        assert [str(o) for o in check(late + timedelta(days=day)).failed] == [f"{outbound}: 1 of 40 rows unexpected"]
+    tamper('UPDATE journal SET "Outbound" = 0 WHERE "ID" = 5')
+    assert detail(check(late + timedelta(days=2)), not_null) == "0 of 40 rows unexpected"
+    assert detail(check(late + timedelta(days=3)), not_null) == f"0 of 0 rows unexpected{note}"
 
 
 # ---- the published warehouse ---------------------------------------------------------------------------

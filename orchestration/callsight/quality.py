@@ -47,11 +47,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Incremental(_Strict):
+    stamp: str = Field(min_length=1)
+
+
 class _BatchFile(_Strict):
     name: str = Field(pattern=NAME_RE.pattern)
     description: str | None = None
     query: str = Field(min_length=1)
     expectations: list[dict[str, Any]] = Field(min_length=1)
+    incremental: _Incremental | None = None
 
 
 class _SuiteFile(_Strict):
@@ -84,10 +89,14 @@ class ExpectationSpec:
 
 @dataclass(frozen=True)
 class BatchSpec:
+    """`stamp`: for an incremental batch (raw stage only), the column of its rows that says when a row
+    was last written; see run_suites."""
+
     name: str
     query: str
     expectations: tuple[ExpectationSpec, ...]
     description: str | None = None
+    stamp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,14 @@ def parse_suite(path: Path, data: object) -> SuiteSpec:
             raise SuiteError(f"{path}: batch {b.name!r} defined twice")
         seen.add(b.name)
         expectations = tuple(_expectation(e, f"{path}: batch {b.name}") for e in b.expectations)
-        batches.append(BatchSpec(b.name, b.query, expectations, b.description))
+        batch = BatchSpec(b.name, b.query, expectations, b.description, b.incremental and b.incremental.stamp)
+        if batch.stamp is not None and spec.stage != "raw":
+            raise SuiteError(f"{path}: batch {b.name}: `incremental` is for raw-stage suites only")
+        if batch.stamp is not None and partition_key(batch) is None:
+            raise SuiteError(
+                f"{path}: batch {b.name}: `incremental` needs row-wise expectations (and at most one unique key)"
+            )
+        batches.append(batch)
     return SuiteSpec(spec.suite, tuple(spec.asset.split("/")), spec.stage, spec.description, tuple(batches), path)
 
 
@@ -161,9 +177,18 @@ class ExpectationOutcome:
 
 
 @dataclass(frozen=True)
+class Validated:
+    """Stamps of an incremental batch whose rows all passed, not validated by it before (see run_suites)."""
+
+    fingerprint: str
+    stamps: tuple[datetime, ...]
+
+
+@dataclass(frozen=True)
 class SuiteResult:
     suite: SuiteSpec
     outcomes: tuple[ExpectationOutcome, ...]
+    validated: tuple[Validated, ...] = ()
 
     @property
     def success(self) -> bool:
@@ -193,6 +218,10 @@ class QualityReport:
     @property
     def expectation_count(self) -> int:
         return sum(len(r.outcomes) for r in self.results)
+
+    @property
+    def validated(self) -> list[Validated]:
+        return [v for r in self.results for v in r.validated]
 
 
 def describe(kind: str, kwargs: Mapping[str, Any], result: Mapping[str, Any]) -> str:
@@ -288,7 +317,9 @@ def connect(
     escaped = str(raw_db).replace("'", "''")
     con.execute(f"ATTACH '{escaped}' AS raw (READ_ONLY)")
     con.execute(f"CREATE TEMP TABLE {REPEATED_HOURS_TABLE} (day DATE, start_local TIMESTAMP, end_local TIMESTAMP)")
-    con.executemany(f"INSERT INTO {REPEATED_HOURS_TABLE} VALUES (?, ?, ?)", repeated_hour_rows(timezone))
+    rows = repeated_hour_rows(timezone)
+    if rows:  # a zone without clock changes (UTC) has none
+        con.executemany(f"INSERT INTO {REPEATED_HOURS_TABLE} VALUES (?, ?, ?)", rows)
     return con
 
 
@@ -411,7 +442,16 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return dict(results[0])
 
 
-def _validate_batch(context, suite: SuiteSpec, batch: BatchSpec, con: duckdb.DuckDBPyConnection):
+def _validate_batch(
+    context,
+    suite: SuiteSpec,
+    batch: BatchSpec,
+    con: duckdb.DuckDBPyConnection,
+    stamps: set[datetime] | None = None,
+    note: str = "",
+):
+    """The batch's outcomes. `stamps` collects the distinct values of the batch's stamp column;
+    `note` is added to every detail."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -432,6 +472,8 @@ def _validate_batch(context, suite: SuiteSpec, batch: BatchSpec, con: duckdb.Duc
         for frame in _frames(con, batch):
             validation = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
             parts.append({r.expectation_config.meta["index"]: r for r in validation.results})
+            if stamps is not None and batch.stamp in frame.columns:
+                stamps.update(ts.to_pydatetime() for ts in frame[batch.stamp].dropna().unique())
             if len(parts) == 1:
                 row_counts = [counts_of_single_row(frame, e) for e in batch.expectations]
     except duckdb.Error as exc:
@@ -451,11 +493,99 @@ def _validate_batch(context, suite: SuiteSpec, batch: BatchSpec, con: duckdb.Duc
         error = next((t for t in (_error_text(r.exception_info) for r in results) if t), "")
         success = all(r.success for r in results)
         merged = merge_results([r.result or {} for r in results])
-        detail = f"could not be evaluated: {error}" if error else describe(e.type, e.kwargs, merged)
+        detail = f"could not be evaluated: {error}" if error else describe(e.type, e.kwargs, merged) + note
         if row_counts[i] and not success:
             detail += f" ({row_counts[i]})"
         outcomes.append(ExpectationOutcome(suite.name, batch.name, e.name, bool(success), detail, e.description))
     return tuple(outcomes)
+
+
+# ---- incremental batches -----------------------------------------------------------------------
+# A raw-stage batch marked `incremental: {stamp: <column>}` may be validated over the rows written since
+# they last passed instead of all rows. Raw rows are written only by the extract and by an erasure, and
+# both stamp what they write (_extracted_at, one value per run). The raw store records, per batch
+# definition and time zone (batch_fingerprint), the stamps whose rows have passed and when. A nightly
+# run validates the rows whose stamp is not recorded (or was recorded more than REVALIDATE_AFTER ago,
+# so that every row is validated again at least that often, and a row changed behind the extract's
+# back is found within that time), and every row that shares its unique key with one of those
+# (a duplicate of a new row may be old). Stamps are compared by value, not as a time line: a clock set
+# back between two runs misses nothing.
+VALIDATED_TABLE = "quality_validated"
+VALIDATED_DDL = f"""
+CREATE TABLE IF NOT EXISTS {VALIDATED_TABLE} (
+    fingerprint VARCHAR NOT NULL,
+    stamp TIMESTAMP NOT NULL,
+    validated_at TIMESTAMP NOT NULL
+)
+"""
+REVALIDATE_AFTER = timedelta(days=7)
+# TEMP table of the stamps an incremental batch need not validate again, on the validating connection.
+VALID_STAMPS_TABLE = "valid_stamps"
+INCREMENTAL_NOTE = " (rows written since they last passed)"
+
+
+def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
+    """Pure: identity of what a batch checks; another query, expectation or time zone starts afresh."""
+    import hashlib
+    import json
+
+    import great_expectations as gx
+
+    spec = {
+        "suite": suite.name,
+        "batch": batch.name,
+        "query": batch.query,
+        "stamp": batch.stamp,
+        "expectations": [[e.type, dict(e.kwargs)] for e in batch.expectations],
+        "timezone": timezone,
+        "gx": gx.__version__,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_rows_query(batch: BatchSpec) -> str:
+    """Pure: the batch's rows whose stamp is not in the TEMP table VALID_STAMPS_TABLE, and the rows that
+    share the first column of its unique key with one of them (all rows sharing the whole key do)."""
+    stamp = _ident(batch.stamp or "")
+    changed = f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
+    base = f"SELECT * FROM ({batch.query}) AS batch WHERE {changed}"
+    key = partition_key(batch)
+    if not key:
+        return base
+    col = _ident(key[0])
+    return f"{base} OR {col} IN (SELECT {col} FROM ({batch.query}) AS batch WHERE {changed})"
+
+
+def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> int:
+    """Fill VALID_STAMPS_TABLE from the raw store's record; returns how many stamps it holds."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {VALID_STAMPS_TABLE} (stamp TIMESTAMP)")
+    recorded = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'raw' AND table_name = ?", [VALIDATED_TABLE]
+    ).fetchone()[0]
+    if recorded:
+        con.execute(
+            f"INSERT INTO {VALID_STAMPS_TABLE} SELECT DISTINCT stamp FROM raw.{VALIDATED_TABLE} "
+            "WHERE fingerprint = ? AND validated_at >= ?",
+            [fingerprint, now - REVALIDATE_AFTER],
+        )
+    return con.execute(f"SELECT count(*) FROM {VALID_STAMPS_TABLE}").fetchone()[0]
+
+
+def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, incremental: bool, now: datetime):
+    """(outcomes, Validated or None) of one batch."""
+    if not (incremental and batch.stamp):
+        return _validate_batch(context, suite, batch, con), None
+    fingerprint = batch_fingerprint(suite, batch, timezone)
+    known = _load_valid_stamps(con, fingerprint, now)
+    # Nothing recorded: every row is to be validated, by the batch's own query.
+    query = changed_rows_query(batch) if known else batch.query
+    scoped = BatchSpec(batch.name, query, batch.expectations, batch.description, batch.stamp)
+    seen: set[datetime] = set()
+    outcomes = _validate_batch(context, suite, scoped, con, seen, INCREMENTAL_NOTE if known else "")
+    if not all(o.success for o in outcomes):
+        return outcomes, None
+    valid = {r[0] for r in con.execute(f"SELECT stamp FROM {VALID_STAMPS_TABLE}").fetchall()}
+    return outcomes, Validated(fingerprint, tuple(sorted(seen - valid)))
 
 
 def run_suites(
@@ -464,20 +594,28 @@ def run_suites(
     warehouse_db: Path | None = None,
     docs_dir: Path | None = None,
     timezone: str = DEFAULT_TIMEZONE,
+    incremental: bool = False,
+    now: datetime | None = None,
 ) -> QualityReport:
     """Validate `suites`; warehouse-stage suites need `warehouse_db`. With `docs_dir`, GX Data Docs
     of this validation are written there. `timezone` is the site's (policy): the journal's local times
-    are checked against its repeated hours."""
+    are checked against its repeated hours. With `incremental`, incremental batches are validated over
+    the rows written since they last passed (see above; `now` for the record's age); the report's
+    `validated` says what to record (record_validated) once the checks are through. Without, every
+    row of every batch is validated."""
     if any(s.stage == "warehouse" for s in suites) and warehouse_db is None:
         raise ValueError("warehouse suites need a warehouse file")
+    now = now or datetime.now()
     context = _gx_context(docs_dir)
     context.data_sources.add_pandas("callsight")
     con = connect(raw_db, warehouse_db, timezone)
     try:
-        results = tuple(
-            SuiteResult(suite, tuple(o for b in suite.batches for o in _validate_batch(context, suite, b, con)))
-            for suite in suites
-        )
+        results = []
+        for suite in suites:
+            runs = [_run_batch(context, suite, b, con, timezone, incremental, now) for b in suite.batches]
+            outcomes = tuple(o for batch_outcomes, _ in runs for o in batch_outcomes)
+            results.append(SuiteResult(suite, outcomes, tuple(v for _, v in runs if v is not None)))
+        results = tuple(results)
     finally:
         con.close()
     index = None
@@ -485,6 +623,24 @@ def run_suites(
         context.build_data_docs(site_names=[DOCS_SITE])
         index = write_overview(results, docs_dir)
     return QualityReport(results, index)
+
+
+def record_validated(raw_db: Path, validated: Sequence[Validated], now: datetime | None = None) -> int:
+    """Record in the raw store the stamps whose rows passed (QualityReport.validated), as of `now`, and
+    forget records older than REVALIDATE_AFTER. Returns the stamps recorded."""
+    now = now or datetime.now()
+    con = duckdb.connect(str(raw_db))
+    try:
+        con.execute(VALIDATED_DDL)
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM {VALIDATED_TABLE} WHERE validated_at < ?", [now - REVALIDATE_AFTER])
+        rows = [(v.fingerprint, stamp, now) for v in validated for stamp in v.stamps]
+        if rows:
+            con.executemany(f"INSERT INTO {VALIDATED_TABLE} VALUES (?, ?, ?)", rows)
+        con.execute("COMMIT")
+        return len(rows)
+    finally:
+        con.close()
 
 
 def write_overview(results: Sequence[SuiteResult], docs_dir: Path) -> Path:
