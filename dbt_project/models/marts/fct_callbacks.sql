@@ -12,6 +12,21 @@ legs as (
     where phone_match_key is not null and not is_internal
 ),
 
+-- Time buckets as long as the window: a leg within the window of a missed call starts in the missed
+-- call's bucket or the next one. Each missed call is looked for in both, so the join matches a number's
+-- legs of two windows instead of every leg of that number in the history (6.0 -> 3.9 s at 10M legs).
+missed_buckets as (
+    select
+        missed.*,
+        buckets.bucket
+    from missed,
+        unnest([
+            time_bucket(interval ({{ var('callback_window_hours') }}) hour, missed.start_time_utc),
+            time_bucket(interval ({{ var('callback_window_hours') }}) hour, missed.start_time_utc)
+            + interval ({{ var('callback_window_hours') }}) hour
+        ]) as buckets (bucket)
+),
+
 candidates as (
     select
         missed.chain_key,
@@ -19,10 +34,11 @@ candidates as (
         legs.agent_username as callback_by_username,
         case when legs.is_inbound then 'inbound_answered' else 'outbound' end as callback_kind,
         case when legs.is_inbound then legs.connect_time_utc else legs.start_time_utc end as callback_time_utc
-    from missed
+    from missed_buckets as missed
     inner join legs
         on
             missed.phone_match_key = legs.phone_match_key
+            and missed.bucket = time_bucket(interval ({{ var('callback_window_hours') }}) hour, legs.start_time_utc)
             and missed.chain_key <> legs.chain_key
             and (not legs.is_inbound or legs.is_answered)
             and missed.start_time_utc < legs.start_time_utc

@@ -21,10 +21,16 @@ with all_legs as (
 legs as (
     select * from all_legs
     {% if is_incremental() %}
-        -- every leg of each chain that gained or changed a leg since the last build
+        -- every leg of each chain that gained or changed a leg since the last build. From the table, not
+        -- from `all_legs`: a CTE read twice is materialized by DuckDB, every column of every inbound leg
+        -- (4.0 s instead of 0.7 s for a night at 10M legs).
         where chain_key in (
-            select chain_key from all_legs
-            where extracted_at > (select coalesce(max(extracted_at), cast('1900-01-01' as timestamp)) from {{ this }})
+            select chain_key from {{ ref('fct_calls') }}
+            where
+                is_inbound
+                and extracted_at > (
+                    select coalesce(max(extracted_at), cast('1900-01-01' as timestamp)) from {{ this }}
+                )
         )
     {% endif %}
 ),
