@@ -93,6 +93,14 @@ def test_nightly_run_publishes_a_warehouse_and_reruns_identically(site: Site) ->
     # a nightly partition (yesterday + look-back) on top changes nothing either
     nightly = run_nightly(site.settings, first.last, first.last)
     assert nightly.success and mart_checksum(site) == before
+    # the raw checks recorded every extract stamp in the journal as validated (quality.record_validated)
+    with duckdb.connect(str(site.settings.raw_db), read_only=True) as con:
+        stamps = con.execute("SELECT count(DISTINCT _extracted_at) FROM journal").fetchone()[0]
+        assert stamps >= 1
+        recorded = con.execute(
+            "SELECT count(DISTINCT stamp) FROM quality_validated WHERE stamp IN (SELECT _extracted_at FROM journal)"
+        ).fetchone()[0]
+        assert recorded == stamps
 
 
 def test_failed_runs_leave_the_served_warehouse_alone(published_copy: Site, monkeypatch: pytest.MonkeyPatch) -> None:
