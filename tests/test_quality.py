@@ -385,6 +385,33 @@ def test_nightly_raw_checks_validate_the_rows_written_since_they_last_passed(tmp
     tamper('UPDATE journal SET "Outbound" = 0 WHERE "ID" = 5')
     assert detail(check(late + timedelta(days=2)), not_null) == "0 of 40 rows unexpected"
     assert detail(check(late + timedelta(days=3)), not_null) == f"0 of 0 rows unexpected{note}"
+    # Records run out on the seventh night, also when that run starts a little earlier in the day.
+    seventh = late + timedelta(days=2 + 7) - timedelta(minutes=5)
+    assert detail(check(seventh), not_null) == "0 of 40 rows unexpected"
+
+    # An incremental batch without its stamp column cannot be validated incrementally: it fails, clearly.
+    no_stamp = parse_suite(
+        tmp_path / "no_stamp.yml",
+        {
+            "suite": "no_stamp",
+            "asset": "raw/journal",
+            "stage": "raw",
+            "description": "d",
+            "batches": [
+                {
+                    "name": "ids",
+                    "query": 'SELECT "ID" FROM raw.journal',
+                    "incremental": {"stamp": "_extracted_at"},
+                    "expectations": [{"type": "expect_column_values_to_not_be_null", "column": "ID"}],
+                }
+            ],
+        },
+    )
+    report = run_suites([no_stamp], raw_db, incremental=True)
+    assert [o.detail for o in report.failed] == [
+        "incremental: the stamp column '_extracted_at' is not a column of the batch"
+    ]
+    assert report.validated == []
 
 
 # ---- the published warehouse ---------------------------------------------------------------------------

@@ -518,9 +518,15 @@ CREATE TABLE IF NOT EXISTS {VALIDATED_TABLE} (
     validated_at TIMESTAMP NOT NULL
 )
 """
-REVALIDATE_AFTER = timedelta(days=7)
-# TEMP table of the stamps an incremental batch need not validate again, on the validating connection.
+# How long a record holds. Nightly runs start at about the same time; with half a day of slack for
+# start times, every record runs out on the seventh night after it was made.
+REVALIDATE_AFTER = timedelta(days=6, hours=12)
+# TEMP tables on the validating connection: the stamps an incremental batch need not validate again,
+# and the keys of the rows it must (computed once, not per part of the batch).
 VALID_STAMPS_TABLE = "valid_stamps"
+CHANGED_KEYS_TABLE = "changed_keys"
+# Above this share of changed rows a batch is validated whole.
+WHOLE_BATCH_SHARE = 0.5
 INCREMENTAL_NOTE = " (rows written since they last passed)"
 
 
@@ -538,22 +544,31 @@ def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
         "stamp": batch.stamp,
         "expectations": [[e.type, dict(e.kwargs)] for e in batch.expectations],
         "timezone": timezone,
+        # the zone's rules as this machine's tz database has them (the checks read its repeated hours)
+        "repeated_hours": repr(repeated_hour_rows(timezone)),
         "gx": gx.__version__,
+        "duckdb": duckdb.__version__,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def changed_rows_query(batch: BatchSpec) -> str:
-    """Pure: the batch's rows whose stamp is not in the TEMP table VALID_STAMPS_TABLE, and the rows that
-    share the first column of its unique key with one of them (all rows sharing the whole key do)."""
+def _changed(batch: BatchSpec) -> str:
     stamp = _ident(batch.stamp or "")
-    changed = f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
+    return f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
+
+
+def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
+    """Pure: (query, keys): the query of the batch's rows whose stamp is not in the TEMP table
+    VALID_STAMPS_TABLE or whose key's first column is in CHANGED_KEYS_TABLE, and the query that fills
+    that table: the key (first column) of every such changed row; None for a batch without a key."""
+    changed = _changed(batch)
     base = f"SELECT * FROM ({batch.query}) AS batch WHERE {changed}"
     key = partition_key(batch)
     if not key:
-        return base
+        return base, None
     col = _ident(key[0])
-    return f"{base} OR {col} IN (SELECT {col} FROM ({batch.query}) AS batch WHERE {changed})"
+    keys = f"SELECT DISTINCT {col} FROM ({batch.query}) AS batch WHERE ({changed}) AND {col} IS NOT NULL"
+    return f"{base} OR {col} IN (SELECT {col} FROM {CHANGED_KEYS_TABLE})", keys
 
 
 def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> int:
@@ -575,10 +590,29 @@ def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, 
     """(outcomes, Validated or None) of one batch."""
     if not (incremental and batch.stamp):
         return _validate_batch(context, suite, batch, con), None
+    try:
+        columns = [d[0] for d in con.execute(f"SELECT * FROM ({batch.query}) AS batch LIMIT 0").description]
+    except duckdb.Error:
+        return _validate_batch(context, suite, batch, con), None  # reports the failing query
+    if batch.stamp not in columns:
+        reason = f"incremental: the stamp column {batch.stamp!r} is not a column of the batch"
+        return tuple(
+            ExpectationOutcome(suite.name, batch.name, e.name, False, reason, e.description) for e in batch.expectations
+        ), None
     fingerprint = batch_fingerprint(suite, batch, timezone)
     known = _load_valid_stamps(con, fingerprint, now)
-    # Nothing recorded: every row is to be validated, by the batch's own query.
-    query = changed_rows_query(batch) if known else batch.query
+    # Nothing recorded, or most rows changed (the week's records ran out): every row is validated, by the
+    # batch's own query (filtering would cost more than it saves).
+    query = batch.query
+    if known:
+        changed, total = con.execute(
+            f"SELECT count(*) FILTER (WHERE {_changed(batch)}), count(*) FROM ({batch.query}) AS batch"
+        ).fetchone()
+        known = changed < WHOLE_BATCH_SHARE * total
+    if known:
+        query, keys = changed_rows_sql(batch)
+        if keys:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
     scoped = BatchSpec(batch.name, query, batch.expectations, batch.description, batch.stamp)
     seen: set[datetime] = set()
     outcomes = _validate_batch(context, suite, scoped, con, seen, INCREMENTAL_NOTE if known else "")
