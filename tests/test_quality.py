@@ -370,6 +370,19 @@ def test_nightly_raw_checks_validate_the_rows_written_since_they_last_passed(tmp
         assert report.validated == []
     tamper("DELETE FROM journal WHERE _extracted_at = TIMESTAMP '2026-04-30 23:00:00'")
 
+    # A leg added behind the extract's back with an old stamp (a restore gone wrong): its stamp has more
+    # rows than when they passed, so they are validated again the same night.
+    tamper(
+        'INSERT INTO journal SELECT * REPLACE (9999 AS "ID", TIMESTAMP \'2025-01-02 10:00:00\' AS "StartTime", '
+        'TIMESTAMP \'2025-01-02 09:00:00\' AS "StopTime") FROM journal WHERE "ID" = 8'
+    )
+    stop = (
+        "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime_unfolded, StartTime, "
+        "or_equal=True, ignore_row_if='either_value_is_missing') (stop >= start)"
+    )
+    assert [str(o) for o in check(night + timedelta(days=4, hours=12)).failed] == [f"{stop}: 1 of 41 rows unexpected"]
+    tamper('DELETE FROM journal WHERE "ID" = 9999')
+
     # A leg changed behind the extract's back, keeping its stamp, is not seen at night ...
     tamper('UPDATE journal SET "Outbound" = 7 WHERE "ID" = 5')
     assert check(night + timedelta(days=5)).success

@@ -182,6 +182,10 @@ class Validated:
 
     fingerprint: str
     stamps: tuple[datetime, ...]
+    rows: tuple[int, ...] = ()  # per stamp: the batch's rows with it when they passed
+    # (stamp, rows now) of the stamps that were valid already: deletions (edits, retention) lower the
+    # recorded count, so that rows added later with an old stamp show as more rows than passed.
+    kept: tuple[tuple[datetime, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -515,7 +519,8 @@ VALIDATED_DDL = f"""
 CREATE TABLE IF NOT EXISTS {VALIDATED_TABLE} (
     fingerprint VARCHAR NOT NULL,
     stamp TIMESTAMP NOT NULL,
-    validated_at TIMESTAMP NOT NULL
+    validated_at TIMESTAMP NOT NULL,
+    rows BIGINT NOT NULL
 )
 """
 # How long a record holds. Nightly runs start at about the same time; with half a day of slack for
@@ -571,18 +576,23 @@ def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
     return f"{base} OR {col} IN (SELECT {col} FROM {CHANGED_KEYS_TABLE})", keys
 
 
-def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> int:
-    """Fill VALID_STAMPS_TABLE from the raw store's record; returns how many stamps it holds."""
+def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime, counts: dict) -> int:
+    """Fill VALID_STAMPS_TABLE from the raw store's record; returns how many stamps it holds. A stamp
+    that now has more rows than when they passed (`counts`: rows per stamp now) is not valid: rows were
+    added behind the extract's back with an old stamp."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {VALID_STAMPS_TABLE} (stamp TIMESTAMP)")
     recorded = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'raw' AND table_name = ?", [VALIDATED_TABLE]
     ).fetchone()[0]
     if recorded:
-        con.execute(
-            f"INSERT INTO {VALID_STAMPS_TABLE} SELECT DISTINCT stamp FROM raw.{VALIDATED_TABLE} "
-            "WHERE fingerprint = ? AND validated_at >= ?",
+        rows = con.execute(
+            f"SELECT stamp, min(rows) FROM raw.{VALIDATED_TABLE} WHERE fingerprint = ? AND validated_at >= ? "
+            "GROUP BY stamp",
             [fingerprint, now - REVALIDATE_AFTER],
-        )
+        ).fetchall()
+        valid = [stamp for stamp, passed in rows if counts.get(stamp, 0) <= passed]
+        if valid:
+            con.execute(f"INSERT INTO {VALID_STAMPS_TABLE} SELECT unnest(CAST(? AS TIMESTAMP[]))", [valid])
     return con.execute(f"SELECT count(*) FROM {VALID_STAMPS_TABLE}").fetchone()[0]
 
 
@@ -600,7 +610,13 @@ def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, 
             ExpectationOutcome(suite.name, batch.name, e.name, False, reason, e.description) for e in batch.expectations
         ), None
     fingerprint = batch_fingerprint(suite, batch, timezone)
-    known = _load_valid_stamps(con, fingerprint, now)
+    stamp = _ident(batch.stamp or "")
+    counts = dict(
+        con.execute(
+            f"SELECT {stamp}, count(*) FROM ({batch.query}) AS batch WHERE {stamp} IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
+    known = _load_valid_stamps(con, fingerprint, now, counts)
     # Nothing recorded, or most rows changed (the week's records ran out): every row is validated, by the
     # batch's own query (filtering would cost more than it saves).
     query = batch.query
@@ -619,7 +635,9 @@ def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, 
     if not all(o.success for o in outcomes):
         return outcomes, None
     valid = {r[0] for r in con.execute(f"SELECT stamp FROM {VALID_STAMPS_TABLE}").fetchall()}
-    return outcomes, Validated(fingerprint, tuple(sorted(seen - valid)))
+    new = tuple(sorted(seen - valid))
+    kept = tuple((st, counts.get(st, 0)) for st in sorted(valid))
+    return outcomes, Validated(fingerprint, new, tuple(counts.get(st, 0) for st in new), kept)
 
 
 def run_suites(
@@ -668,9 +686,14 @@ def record_validated(raw_db: Path, validated: Sequence[Validated], now: datetime
         con.execute(VALIDATED_DDL)
         con.execute("BEGIN TRANSACTION")
         con.execute(f"DELETE FROM {VALIDATED_TABLE} WHERE validated_at < ?", [now - REVALIDATE_AFTER])
-        rows = [(v.fingerprint, stamp, now) for v in validated for stamp in v.stamps]
+        rows = [(v.fingerprint, stamp, now, n) for v in validated for stamp, n in zip(v.stamps, v.rows, strict=True)]
         if rows:
-            con.executemany(f"INSERT INTO {VALIDATED_TABLE} VALUES (?, ?, ?)", rows)
+            con.executemany(f"INSERT INTO {VALIDATED_TABLE} VALUES (?, ?, ?, ?)", rows)
+        lower = [(n, v.fingerprint, stamp, n) for v in validated for stamp, n in v.kept]
+        if lower:
+            con.executemany(
+                f"UPDATE {VALIDATED_TABLE} SET rows = ? WHERE fingerprint = ? AND stamp = ? AND rows > ?", lower
+            )
         con.execute("COMMIT")
         return len(rows)
     finally:
