@@ -451,11 +451,9 @@ def _validate_batch(
     suite: SuiteSpec,
     batch: BatchSpec,
     con: duckdb.DuckDBPyConnection,
-    stamps: set[datetime] | None = None,
     note: str = "",
 ):
-    """The batch's outcomes. `stamps` collects the distinct values of the batch's stamp column;
-    `note` is added to every detail."""
+    """The batch's outcomes; `note` is added to every detail."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -476,8 +474,6 @@ def _validate_batch(
         for frame in _frames(con, batch):
             validation = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
             parts.append({r.expectation_config.meta["index"]: r for r in validation.results})
-            if stamps is not None and batch.stamp in frame.columns:
-                stamps.update(ts.to_pydatetime() for ts in frame[batch.stamp].dropna().unique())
             if len(parts) == 1:
                 row_counts = [counts_of_single_row(frame, e) for e in batch.expectations]
     except duckdb.Error as exc:
@@ -557,16 +553,12 @@ def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _changed(batch: BatchSpec) -> str:
-    stamp = _ident(batch.stamp or "")
-    return f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
-
-
 def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
     """Pure: (query, keys): the query of the batch's rows whose stamp is not in the TEMP table
     VALID_STAMPS_TABLE or whose key's first column is in CHANGED_KEYS_TABLE, and the query that fills
     that table: the key (first column) of every such changed row; None for a batch without a key."""
-    changed = _changed(batch)
+    stamp = _ident(batch.stamp or "")
+    changed = f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
     base = f"SELECT * FROM ({batch.query}) AS batch WHERE {changed}"
     key = partition_key(batch)
     if not key:
@@ -576,14 +568,15 @@ def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
     return f"{base} OR {col} IN (SELECT {col} FROM {CHANGED_KEYS_TABLE})", keys
 
 
-def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime, counts: dict) -> int:
-    """Fill VALID_STAMPS_TABLE from the raw store's record; returns how many stamps it holds. A stamp
+def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime, counts: dict) -> set[datetime]:
+    """Fill VALID_STAMPS_TABLE from the raw store's record and return its stamps. A stamp
     that now has more rows than when they passed (`counts`: rows per stamp now) is not valid: rows were
     added behind the extract's back with an old stamp."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {VALID_STAMPS_TABLE} (stamp TIMESTAMP)")
     recorded = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'raw' AND table_name = ?", [VALIDATED_TABLE]
     ).fetchone()[0]
+    valid: list[datetime] = []
     if recorded:
         rows = con.execute(
             f"SELECT stamp, min(rows) FROM raw.{VALIDATED_TABLE} WHERE fingerprint = ? AND validated_at >= ? "
@@ -593,7 +586,7 @@ def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: da
         valid = [stamp for stamp, passed in rows if counts.get(stamp, 0) <= passed]
         if valid:
             con.execute(f"INSERT INTO {VALID_STAMPS_TABLE} SELECT unnest(CAST(? AS TIMESTAMP[]))", [valid])
-    return con.execute(f"SELECT count(*) FROM {VALID_STAMPS_TABLE}").fetchone()[0]
+    return set(valid)
 
 
 def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, incremental: bool, now: datetime):
@@ -610,34 +603,28 @@ def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, 
             ExpectationOutcome(suite.name, batch.name, e.name, False, reason, e.description) for e in batch.expectations
         ), None
     fingerprint = batch_fingerprint(suite, batch, timezone)
-    stamp = _ident(batch.stamp or "")
+    # Rows per stamp (NULL: rows without one), in one pass: what is due, and what to record.
     counts = dict(
-        con.execute(
-            f"SELECT {stamp}, count(*) FROM ({batch.query}) AS batch WHERE {stamp} IS NOT NULL GROUP BY 1"
-        ).fetchall()
+        con.execute(f"SELECT {_ident(batch.stamp)}, count(*) FROM ({batch.query}) AS batch GROUP BY 1").fetchall()
     )
-    known = _load_valid_stamps(con, fingerprint, now, counts)
-    # Nothing recorded, or most rows changed (the week's records ran out): every row is validated, by the
+    valid = _load_valid_stamps(con, fingerprint, now, counts)
+    # Nothing recorded, or most rows due (the week's records ran out): every row is validated, by the
     # batch's own query (filtering would cost more than it saves).
+    due = sum(n for st, n in counts.items() if st not in valid)
+    known = bool(valid) and due < WHOLE_BATCH_SHARE * sum(counts.values())
     query = batch.query
-    if known:
-        changed, total = con.execute(
-            f"SELECT count(*) FILTER (WHERE {_changed(batch)}), count(*) FROM ({batch.query}) AS batch"
-        ).fetchone()
-        known = changed < WHOLE_BATCH_SHARE * total
     if known:
         query, keys = changed_rows_sql(batch)
         if keys:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
     scoped = BatchSpec(batch.name, query, batch.expectations, batch.description, batch.stamp)
-    seen: set[datetime] = set()
-    outcomes = _validate_batch(context, suite, scoped, con, seen, INCREMENTAL_NOTE if known else "")
+    outcomes = _validate_batch(context, suite, scoped, con, INCREMENTAL_NOTE if known else "")
     if not all(o.success for o in outcomes):
         return outcomes, None
-    valid = {r[0] for r in con.execute(f"SELECT stamp FROM {VALID_STAMPS_TABLE}").fetchall()}
-    new = tuple(sorted(seen - valid))
+    # Every row whose stamp was not valid has just passed.
+    new = tuple(sorted(st for st in counts if st is not None and st not in valid))
     kept = tuple((st, counts.get(st, 0)) for st in sorted(valid))
-    return outcomes, Validated(fingerprint, new, tuple(counts.get(st, 0) for st in new), kept)
+    return outcomes, Validated(fingerprint, new, tuple(counts[st] for st in new), kept)
 
 
 def run_suites(
