@@ -101,6 +101,14 @@ def test_nightly_run_publishes_a_warehouse_and_reruns_identically(site: Site) ->
             "SELECT count(DISTINCT stamp) FROM quality_validated WHERE stamp IN (SELECT _extracted_at FROM journal)"
         ).fetchone()[0]
         assert recorded == stamps
+    # the warehouse checks recorded the fact batches' rows by content: validated whole by the first run,
+    # the two runs since validated only what had not passed (nothing), and wrote the record again
+    with duckdb.connect(str(site.settings.validated_rows_db), read_only=True) as con:
+        batches = con.execute("SELECT fingerprint, validated_whole_at, written_at FROM batches").fetchall()
+        assert len(batches) == 3  # fct_calls, fct_inbound_calls, fct_callbacks
+        assert all(whole < written for _, whole, written in batches)
+        legs = [con.execute(f'SELECT sum(n) FROM "rows_{fp}"').fetchone()[0] for fp, _, _ in batches]
+        assert n_source in legs
 
 
 def test_failed_runs_leave_the_served_warehouse_alone(published_copy: Site, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,12 +98,20 @@ def test_a_bad_suite_is_refused_with_file_and_entry(tmp_path: Path) -> None:
         parse_suite(path, no_type)
     # only raw rows carry the extract's stamp; a row count needs every row
     incremental = {**good["batches"][0], "incremental": {"stamp": "_extracted_at"}}
-    with pytest.raises(SuiteError, match=r"broken\.yml: batch b: `incremental` is for raw-stage suites only"):
+    with pytest.raises(SuiteError, match=r"broken\.yml: batch b: `incremental` by a stamp is for raw-stage suites"):
         parse_suite(path, {**good, "batches": [incremental]})
     with pytest.raises(SuiteError, match=r"broken\.yml: batch b: `incremental` needs row-wise expectations"):
         parse_suite(path, {**good, "stage": "raw", "batches": [incremental]})
     row_wise = {**incremental, "expectations": [{"type": "expect_column_values_to_not_be_null", "column": "x"}]}
     assert parse_suite(path, {**good, "stage": "raw", "batches": [row_wise]}).batches[0].stamp == "_extracted_at"
+    # by content: either stage, row-wise expectations, and one way only
+    by_content = {**row_wise, "incremental": {"content": True}}
+    assert parse_suite(path, {**good, "batches": [by_content]}).batches[0].by_content
+    with pytest.raises(SuiteError, match=r"broken\.yml: batch b: `incremental` needs row-wise expectations"):
+        parse_suite(path, {**good, "batches": [{**by_content, "expectations": good["batches"][0]["expectations"]}]})
+    for neither_or_both in ({}, {"content": False}, {"stamp": "_extracted_at", "content": True}):
+        with pytest.raises(SuiteError, match=r"broken\.yml: batches\.0\.incremental: .*either `stamp: <column>`"):
+            parse_suite(path, {**good, "batches": [{**by_content, "incremental": neither_or_both}]})
 
 
 def test_results_carry_counts_and_never_values() -> None:
@@ -425,6 +433,119 @@ def test_nightly_raw_checks_validate_the_rows_written_since_they_last_passed(tmp
         "incremental: the stamp column '_extracted_at' is not a column of the batch"
     ]
     assert report.validated == []
+
+
+def test_nightly_checks_by_content_validate_the_rows_that_have_not_passed(tmp_path: Path) -> None:
+    """A batch known by content (`incremental: {content: true}`) validates the rows whose content has not
+    passed yet and the rows sharing their key: new rows, an old row altered in place or copied, an old
+    key given to a new row; what passed is recorded in its own file; every row again when the whole
+    batch passed more than REVALIDATE_AFTER ago, in another time zone, without the record, or with a
+    damaged one."""
+    from datetime import timedelta
+
+    from callsight.quality import REVALIDATE_AFTER
+
+    warehouse, record = tmp_path / "build.duckdb", tmp_path / "state" / "validated_rows.duckdb"
+    raw_db = tmp_path / "journal.duckdb"
+    duckdb.connect(str(raw_db)).close()
+
+    def sql(statement: str) -> None:
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute(statement)
+
+    sql("CREATE SCHEMA marts")
+    sql("CREATE TABLE marts.legs AS SELECT range AS id, range % 7 AS v, 'x' || range AS label FROM range(1, 41)")
+    suite = parse_suite(
+        tmp_path / "legs.yml",
+        {
+            "suite": "legs",
+            "asset": "marts/legs",
+            "stage": "warehouse",
+            "description": "d",
+            "batches": [
+                {
+                    "name": "legs",
+                    "query": "SELECT id, v FROM marts.legs",
+                    "incremental": {"content": True},
+                    "expectations": [
+                        {"type": "expect_column_values_to_not_be_null", "column": "id"},
+                        {"type": "expect_column_values_to_be_unique", "column": "id"},
+                        {"type": "expect_column_values_to_be_between", "column": "v", "min_value": 0, "max_value": 9},
+                    ],
+                }
+            ],
+        },
+    )
+    night = datetime(2026, 3, 31, 2, 0)
+    note = " (rows new or changed since they last passed)"
+    unique, between = (
+        "expect_column_values_to_be_unique(id)",
+        "expect_column_values_to_be_between(v, min_value=0, max_value=9)",
+    )
+
+    def check(when: datetime, timezone: str = "Europe/Berlin", record_db: Path | None = record):
+        return run_suites(
+            [suite], raw_db, warehouse, timezone=timezone, incremental=True, now=when, record_db=record_db
+        )
+
+    def details(report) -> dict[str, str]:
+        return {o.expectation: o.detail for o in report.result("legs").outcomes}
+
+    def recorded_tables() -> list[str]:
+        with duckdb.connect(str(record)) as con:
+            return [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+
+    first = check(night)
+    assert first.success and details(first)[unique] == "0 of 40 rows unexpected"  # every row, no note
+    assert len(recorded_tables()) == 2  # the batches' table and this batch's rows
+    assert details(check(night + timedelta(days=1)))[unique] == f"0 of 0 rows unexpected{note}"
+    # Columns the batch does not read change nothing; new rows are validated.
+    sql("UPDATE marts.legs SET label = 'y'")
+    sql("INSERT INTO marts.legs VALUES (41, 1, 'z'), (42, 2, 'z')")
+    assert details(check(night + timedelta(days=2)))[unique] == f"0 of 2 rows unexpected{note}"
+
+    # An old row altered in place (a build touching what it should not): found, night after night.
+    sql("UPDATE marts.legs SET v = 12 WHERE id = 5")
+    for day in (3, 4):
+        assert [f"{o.expectation}: {o.detail}" for o in check(night + timedelta(days=day)).failed] == [
+            f"{between}: 1 of 1 rows unexpected{note}"
+        ]
+    sql("UPDATE marts.legs SET v = 5 WHERE id = 5")
+    # An exact copy of an old row: its content has more rows than passed; the key finds both copies.
+    sql("INSERT INTO marts.legs SELECT * FROM marts.legs WHERE id = 8")
+    assert [f"{o.expectation}: {o.detail}" for o in check(night + timedelta(days=4)).failed] == [
+        f"{unique}: 2 of 2 rows unexpected{note}"  # row 5, mended, has the content that passed
+    ]
+    sql("DELETE FROM marts.legs WHERE id = 8 AND label = 'y' AND rowid = (SELECT max(rowid) FROM marts.legs)")
+    # A new row with an old row's key: the old row is validated with it.
+    sql("INSERT INTO marts.legs VALUES (9, 6, 'n')")
+    assert [f"{o.expectation}: {o.detail}" for o in check(night + timedelta(days=4)).failed] == [
+        f"{unique}: 2 of 2 rows unexpected{note}"
+    ]
+    sql("DELETE FROM marts.legs WHERE label = 'n'")
+    mended = check(night + timedelta(days=4, hours=1))
+    assert mended.success and details(mended)[unique] == f"0 of 0 rows unexpected{note}"
+
+    # Every row: in another time zone (another fingerprint), without the record, when more than half
+    # the rows are new, and on the seventh night after the whole batch last passed.
+    assert details(check(night + timedelta(days=5), timezone="UTC"))[unique] == "0 of 42 rows unexpected"
+    assert details(check(night + timedelta(days=5), record_db=None))[unique] == "0 of 42 rows unexpected"
+    seventh = night + REVALIDATE_AFTER + timedelta(minutes=1)
+    assert details(check(seventh - timedelta(minutes=2)))[unique] == f"0 of 0 rows unexpected{note}"
+    assert details(check(seventh))[unique] == "0 of 42 rows unexpected"
+    assert details(check(seventh + timedelta(days=1)))[unique] == f"0 of 0 rows unexpected{note}"
+    sql("INSERT INTO marts.legs SELECT range, 3, 'm' FROM range(100, 143)")
+    assert details(check(seventh + timedelta(days=2)))[unique] == "0 of 85 rows unexpected"
+    # The UTC fingerprint's record, not written since, is dropped once it could no longer be used.
+    assert len(recorded_tables()) == 3
+    check(night + timedelta(days=5) + REVALIDATE_AFTER + timedelta(minutes=1))
+    assert len(recorded_tables()) == 2
+
+    # A damaged record: a warning, and every row is validated.
+    record.write_bytes(b"not a database")
+    damaged = check(seventh + timedelta(days=3))
+    assert damaged.success and details(damaged)[unique] == "0 of 85 rows unexpected"
+    assert len(damaged.warnings) == 1 and "is unusable" in damaged.warnings[0]
 
 
 # ---- the published warehouse ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Docs are asked for). Results name every expectation, never a data value: they go
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import duckdb
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config import Policy
 from .settings import REPO_ROOT
@@ -48,7 +49,14 @@ class _Strict(BaseModel):
 
 
 class _Incremental(_Strict):
-    stamp: str = Field(min_length=1)
+    stamp: str | None = Field(default=None, min_length=1)
+    content: bool = False
+
+    @model_validator(mode="after")
+    def _one_way(self) -> _Incremental:
+        if (self.stamp is None) == (not self.content):
+            raise ValueError("give either `stamp: <column>` or `content: true`")
+        return self
 
 
 class _BatchFile(_Strict):
@@ -89,14 +97,20 @@ class ExpectationSpec:
 
 @dataclass(frozen=True)
 class BatchSpec:
-    """`stamp`: for an incremental batch (raw stage only), the column of its rows that says when a row
-    was last written; see run_suites."""
+    """An incremental batch is validated at night over the rows that have not passed yet (run_suites):
+    `stamp` (raw stage only) names the column of its rows that says when a row was last written;
+    `by_content`: rows are known by their content (a hash of the batch's row)."""
 
     name: str
     query: str
     expectations: tuple[ExpectationSpec, ...]
     description: str | None = None
     stamp: str | None = None
+    by_content: bool = False
+
+    @property
+    def incremental(self) -> bool:
+        return self.stamp is not None or self.by_content
 
 
 @dataclass(frozen=True)
@@ -132,10 +146,11 @@ def parse_suite(path: Path, data: object) -> SuiteSpec:
             raise SuiteError(f"{path}: batch {b.name!r} defined twice")
         seen.add(b.name)
         expectations = tuple(_expectation(e, f"{path}: batch {b.name}") for e in b.expectations)
-        batch = BatchSpec(b.name, b.query, expectations, b.description, b.incremental and b.incremental.stamp)
+        how = b.incremental
+        batch = BatchSpec(b.name, b.query, expectations, b.description, how and how.stamp, bool(how and how.content))
         if batch.stamp is not None and spec.stage != "raw":
-            raise SuiteError(f"{path}: batch {b.name}: `incremental` is for raw-stage suites only")
-        if batch.stamp is not None and partition_key(batch) is None:
+            raise SuiteError(f"{path}: batch {b.name}: `incremental` by a stamp is for raw-stage suites only")
+        if batch.incremental and partition_key(batch) is None:
             raise SuiteError(
                 f"{path}: batch {b.name}: `incremental` needs row-wise expectations (and at most one unique key)"
             )
@@ -207,6 +222,7 @@ class SuiteResult:
 class QualityReport:
     results: tuple[SuiteResult, ...]
     docs_index: Path | None = None
+    warnings: tuple[str, ...] = ()  # what went wrong in recording what passed (the checks are unaffected)
 
     @property
     def success(self) -> bool:
@@ -309,6 +325,10 @@ def repeated_hour_rows(timezone: str) -> list[tuple[date, datetime, datetime]]:
     return rows
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def connect(
     raw_db: Path, warehouse_db: Path | None = None, timezone: str = DEFAULT_TIMEZONE
 ) -> duckdb.DuckDBPyConnection:
@@ -318,8 +338,7 @@ def connect(
         if path is not None and not path.exists():
             raise FileNotFoundError(f"{path}: no such DuckDB file")
     con = duckdb.connect(str(warehouse_db), read_only=True) if warehouse_db else duckdb.connect()
-    escaped = str(raw_db).replace("'", "''")
-    con.execute(f"ATTACH '{escaped}' AS raw (READ_ONLY)")
+    con.execute(f"ATTACH {_literal(str(raw_db))} AS raw (READ_ONLY)")
     con.execute(f"CREATE TEMP TABLE {REPEATED_HOURS_TABLE} (day DATE, start_local TIMESTAMP, end_local TIMESTAMP)")
     rows = repeated_hour_rows(timezone)
     if rows:  # a zone without clock changes (UTC) has none
@@ -474,7 +493,9 @@ def _validate_batch(
         for frame in _frames(con, batch):
             validation = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
             parts.append({r.expectation_config.meta["index"]: r for r in validation.results})
-            if len(parts) == 1:
+            # Only a whole batch of one row is a batch of counts: a filtered batch (`note`) of one row
+            # holds a data row, whose values stay out of the details.
+            if len(parts) == 1 and not note:
                 row_counts = [counts_of_single_row(frame, e) for e in batch.expectations]
     except duckdb.Error as exc:
         # Catalog, binder and parser errors name tables and columns; others (conversions) can quote data.
@@ -530,6 +551,29 @@ CHANGED_KEYS_TABLE = "changed_keys"
 WHOLE_BATCH_SHARE = 0.5
 INCREMENTAL_NOTE = " (rows written since they last passed)"
 
+# A batch marked `incremental: {content: true}` (either stage) knows its rows by their content: the hash
+# of the batch's row, every column the expectations see. Its expectations are row-wise, so a row with
+# the content of a row that passed passes too, whatever wrote it: a build that alters an old row, or
+# duplicates one, changes what is validated (uniqueness: rows sharing a key with a new row are
+# validated with it; a hash now held by more rows than passed is due). The record is a DuckDB file of
+# its own (run_suites' `record_db`, attached read-write as RECORD_DB): per batch fingerprint, a table of
+# (row hash, rows) that passed, and when every row was last validated (`validated_whole_at`); when that
+# is older than REVALIDATE_AFTER, the batch is validated whole again. A batch's table is replaced each
+# time it passes: it holds the batch's rows as they are now.
+RECORD_DB = "validated_rows"
+RECORD_BATCHES_DDL = f"""
+CREATE TABLE IF NOT EXISTS {RECORD_DB}.batches (
+    fingerprint VARCHAR PRIMARY KEY,
+    validated_whole_at TIMESTAMP NOT NULL,
+    written_at TIMESTAMP NOT NULL
+)
+"""
+ROW_HASH_SQL = "hash(*COLUMNS(*))"
+# TEMP tables: the batch's row hashes with their number of rows, and those that are due.
+ROW_COUNTS_TABLE = "row_counts"
+DUE_ROWS_TABLE = "due_rows"
+CONTENT_NOTE = " (rows new or changed since they last passed)"
+
 
 def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
     """Pure: identity of what a batch checks; another query, expectation or time zone starts afresh."""
@@ -543,6 +587,7 @@ def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
         "batch": batch.name,
         "query": batch.query,
         "stamp": batch.stamp,
+        "by_content": batch.by_content,
         "expectations": [[e.type, dict(e.kwargs)] for e in batch.expectations],
         "timezone": timezone,
         # the zone's rules as this machine's tz database has them (the checks read its repeated hours)
@@ -554,11 +599,15 @@ def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
 
 
 def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
-    """Pure: (query, keys): the query of the batch's rows whose stamp is not in the TEMP table
-    VALID_STAMPS_TABLE or whose key's first column is in CHANGED_KEYS_TABLE, and the query that fills
-    that table: the key (first column) of every such changed row; None for a batch without a key."""
-    stamp = _ident(batch.stamp or "")
-    changed = f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
+    """Pure: (query, keys): the query of the batch's rows that have not passed yet or whose key's first
+    column is in CHANGED_KEYS_TABLE, and the query that fills that table: the key (first column) of
+    every row that has not passed; None for a batch without a key. Not passed: by stamp, a stamp that
+    is not in the TEMP table VALID_STAMPS_TABLE; by content, a row whose hash is in DUE_ROWS_TABLE."""
+    if batch.by_content:
+        changed = f"{ROW_HASH_SQL} IN (SELECT row_hash FROM {DUE_ROWS_TABLE})"
+    else:
+        stamp = _ident(batch.stamp or "")
+        changed = f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
     base = f"SELECT * FROM ({batch.query}) AS batch WHERE {changed}"
     key = partition_key(batch)
     if not key:
@@ -566,6 +615,17 @@ def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
     col = _ident(key[0])
     keys = f"SELECT DISTINCT {col} FROM ({batch.query}) AS batch WHERE ({changed}) AND {col} IS NOT NULL"
     return f"{base} OR {col} IN (SELECT {col} FROM {CHANGED_KEYS_TABLE})", keys
+
+
+def _scoped(batch: BatchSpec, known: bool, con: duckdb.DuckDBPyConnection) -> BatchSpec:
+    """The batch to validate: whole, or (`known`: some rows passed before) its rows that have not
+    passed and those sharing their key (CHANGED_KEYS_TABLE filled here)."""
+    if not known:
+        return batch
+    query, keys = changed_rows_sql(batch)
+    if keys:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
+    return BatchSpec(batch.name, query, batch.expectations, batch.description, batch.stamp, batch.by_content)
 
 
 def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime, counts: dict) -> set[datetime]:
@@ -589,8 +649,20 @@ def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: da
     return set(valid)
 
 
-def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, incremental: bool, now: datetime):
-    """(outcomes, Validated or None) of one batch."""
+def _run_batch(
+    context,
+    suite: SuiteSpec,
+    batch: BatchSpec,
+    con,
+    timezone: str,
+    incremental: bool,
+    now: datetime,
+    warnings: list[str] | None,
+):
+    """(outcomes, Validated or None) of one batch. `warnings`: given where the record of rows that
+    passed by content is attached (RECORD_DB), collects what went wrong in writing it."""
+    if incremental and batch.by_content and warnings is not None:
+        return _run_content_batch(context, suite, batch, con, timezone, now, warnings), None
     if not (incremental and batch.stamp):
         return _validate_batch(context, suite, batch, con), None
     try:
@@ -612,19 +684,86 @@ def _run_batch(context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, 
     # batch's own query (filtering would cost more than it saves).
     due = sum(n for st, n in counts.items() if st not in valid)
     known = bool(valid) and due < WHOLE_BATCH_SHARE * sum(counts.values())
-    query = batch.query
-    if known:
-        query, keys = changed_rows_sql(batch)
-        if keys:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
-    scoped = BatchSpec(batch.name, query, batch.expectations, batch.description, batch.stamp)
-    outcomes = _validate_batch(context, suite, scoped, con, INCREMENTAL_NOTE if known else "")
+    outcomes = _validate_batch(context, suite, _scoped(batch, known, con), con, INCREMENTAL_NOTE if known else "")
     if not all(o.success for o in outcomes):
         return outcomes, None
     # Every row whose stamp was not valid has just passed.
     new = tuple(sorted(st for st in counts if st is not None and st not in valid))
     kept = tuple((st, counts.get(st, 0)) for st in sorted(valid))
     return outcomes, Validated(fingerprint, new, tuple(counts[st] for st in new), kept)
+
+
+def _rows_table(fingerprint: str) -> str:
+    return f'{RECORD_DB}."rows_{fingerprint}"'
+
+
+def _recorded(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> datetime | None:
+    """When the batch's rows were last validated whole, if that holds still and its table is there."""
+    found = con.execute(
+        f"SELECT validated_whole_at FROM {RECORD_DB}.batches WHERE fingerprint = ? AND validated_whole_at >= ?",
+        [fingerprint, now - REVALIDATE_AFTER],
+    ).fetchone()
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+        [RECORD_DB, f"rows_{fingerprint}"],
+    ).fetchone()[0]
+    return found[0] if found and exists else None
+
+
+def _run_content_batch(
+    context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, now: datetime, warnings: list[str]
+):
+    """Outcomes of a batch known by content (see above); its record is replaced when it passes."""
+    fingerprint = batch_fingerprint(suite, batch, timezone)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ROW_COUNTS_TABLE} AS SELECT {ROW_HASH_SQL} AS row_hash, "
+            f"count(*) AS n FROM ({batch.query}) AS batch GROUP BY ALL"
+        )
+    except duckdb.Error:
+        return _validate_batch(context, suite, batch, con)  # reports the failing query
+    whole_at = _recorded(con, fingerprint, now)
+    known = False
+    if whole_at is not None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {DUE_ROWS_TABLE} AS SELECT c.row_hash, c.n "
+            f"FROM {ROW_COUNTS_TABLE} AS c LEFT JOIN {_rows_table(fingerprint)} AS r USING (row_hash) "
+            "WHERE r.row_hash IS NULL OR c.n > r.n"
+        )
+        due, total = con.execute(
+            f"SELECT (SELECT coalesce(sum(n), 0) FROM {DUE_ROWS_TABLE}), (SELECT coalesce(sum(n), 0) "
+            f"FROM {ROW_COUNTS_TABLE})"
+        ).fetchone()
+        known = due < WHOLE_BATCH_SHARE * total
+    outcomes = _validate_batch(context, suite, _scoped(batch, known, con), con, CONTENT_NOTE if known else "")
+    if not all(o.success for o in outcomes):
+        return outcomes
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE {_rows_table(fingerprint)} AS FROM {ROW_COUNTS_TABLE}")
+        con.execute(
+            f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?)",
+            [fingerprint, whole_at if known else now, now],
+        )
+        con.execute("COMMIT")
+    except duckdb.Error as exc:  # the next night validates these rows again
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        warnings.append(f"{suite.name}.{batch.name}: could not record what passed: {type(exc).__name__}: {exc}")
+    return outcomes
+
+
+def _forget_unused_records(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+    """Drop the records of batches not written for REVALIDATE_AFTER (a changed suite, query or zone):
+    they would be validated whole anyway."""
+    old = con.execute(
+        f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE written_at < ?", [now - REVALIDATE_AFTER]
+    ).fetchall()
+    con.execute("BEGIN TRANSACTION")
+    for (fingerprint,) in old:
+        con.execute(f"DROP TABLE IF EXISTS {_rows_table(fingerprint)}")
+        con.execute(f"DELETE FROM {RECORD_DB}.batches WHERE fingerprint = ?", [fingerprint])
+    con.execute("COMMIT")
 
 
 def run_suites(
@@ -635,13 +774,15 @@ def run_suites(
     timezone: str = DEFAULT_TIMEZONE,
     incremental: bool = False,
     now: datetime | None = None,
+    record_db: Path | None = None,
 ) -> QualityReport:
     """Validate `suites`; warehouse-stage suites need `warehouse_db`. With `docs_dir`, GX Data Docs
     of this validation are written there. `timezone` is the site's (policy): the journal's local times
     are checked against its repeated hours. With `incremental`, incremental batches are validated over
-    the rows written since they last passed (see above; `now` for the record's age); the report's
-    `validated` says what to record (record_validated) once the checks are through. Without, every
-    row of every batch is validated."""
+    the rows that have not passed yet (see above; `now` for the records' age): by stamp, the report's
+    `validated` says what to record (record_validated) once the checks are through; by content (only
+    with `record_db`, the record's file, created if missing), what passed is recorded here. Without,
+    every row of every batch is validated."""
     if any(s.stage == "warehouse" for s in suites) and warehouse_db is None:
         raise ValueError("warehouse suites need a warehouse file")
     now = now or datetime.now()
@@ -649,9 +790,22 @@ def run_suites(
     context.data_sources.add_pandas("callsight")
     con = connect(raw_db, warehouse_db, timezone)
     try:
+        warnings: list[str] = []
+        record: list[str] | None = None
+        if incremental and record_db is not None and any(b.by_content for s in suites for b in s.batches):
+            try:
+                record_db.parent.mkdir(parents=True, exist_ok=True)
+                con.execute(f"ATTACH {_literal(str(record_db))} AS {RECORD_DB} (READ_WRITE)")
+                con.execute(RECORD_BATCHES_DDL)
+                _forget_unused_records(con, now)
+                record = warnings
+            except duckdb.Error as exc:  # e.g. a damaged file: every row is validated, as on a first night
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                warnings.append(f"the record of validated rows ({record_db}) is unusable: {type(exc).__name__}: {exc}")
         results = []
         for suite in suites:
-            runs = [_run_batch(context, suite, b, con, timezone, incremental, now) for b in suite.batches]
+            runs = [_run_batch(context, suite, b, con, timezone, incremental, now, record) for b in suite.batches]
             outcomes = tuple(o for batch_outcomes, _ in runs for o in batch_outcomes)
             results.append(SuiteResult(suite, outcomes, tuple(v for _, v in runs if v is not None)))
         results = tuple(results)
@@ -661,7 +815,7 @@ def run_suites(
     if docs_dir is not None:
         context.build_data_docs(site_names=[DOCS_SITE])
         index = write_overview(results, docs_dir)
-    return QualityReport(results, index)
+    return QualityReport(results, index, tuple(warnings))
 
 
 def record_validated(raw_db: Path, validated: Sequence[Validated], now: datetime | None = None) -> int:

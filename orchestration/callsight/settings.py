@@ -46,6 +46,11 @@ class Settings:
         return self.warehouse_dir / "journal.duckdb"
 
     @property
+    def validated_rows_db(self) -> Path:
+        """The warehouse checks' record of the rows that passed (row hashes, no data; quality.py)."""
+        return self.warehouse_dir / "validated_rows.duckdb"
+
+    @property
     def build_db(self) -> Path:
         """Where dbt builds the next warehouse. Must match dbt_project/profiles.yml."""
         return self.warehouse_dir / "build" / "callsight.duckdb"
