@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import sqlite3
+import struct
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import duckdb
 import pytest
 
 from callsight.audit import read_entries, verify_chain
-from callsight.config import Policy, load_directory
+from callsight.config import Policy, load_directory, load_policy
 from callsight.erase import record_and_scrub
 from callsight.erasure import (
     CONTACT,
@@ -227,9 +228,17 @@ def test_callsight_erase_end_to_end(tmp_path: Path, site: Site, monkeypatch: pyt
         "OR phone_number_display IS NOT NULL OR redirecting_number_display IS NOT NULL)"
     )
     assert served(settings, personal_left)[0][0] > 0
+    # The checks' record holds a hash of each raw leg as it was validated; the raw batch reads the
+    # extract's row hash, itself a hash of the leg's values: numbers and names could be guessed and
+    # confirmed against it. It must go with the erasure, file blocks included.
+    record = settings.validated_rows_db
+    old_hashes = [struct.pack("<Q", h) for h in raw_leg_hashes(settings, erased_ids)]
+    assert old_hashes and all(h in record.read_bytes() for h in old_hashes), "positive control"
 
     # another format of the number than the journal's: '+49 221 ...' is erased by '0049 221 ...'
     assert main(["erase", "--phone", "00" + digits, "--contact", name.upper()]) == 0
+    assert record.exists(), "the republish recorded the legs as they are now"
+    assert [p for p in settings.home.rglob("*") if p.is_file() and any(h in p.read_bytes() for h in old_hashes)] == []
     assert served(settings, counts_sql) == counts, "erased calls still count; other calls keep their numbers"
     assert served(settings, personal_left) == [(0,)]
     assert kept_builds(settings.served_db) == [], "kept builds predate the erasure"
@@ -267,6 +276,21 @@ def test_callsight_erase_end_to_end(tmp_path: Path, site: Site, monkeypatch: pyt
     last = json.loads(read_entries(con)[-1].detail)
     con.close()
     assert (last["event"], last["status"], last["failed_step"]) == ("finished", "failure", "raw__journal")
+
+
+def raw_leg_hashes(settings: Settings, ids: set[int]) -> list[int]:
+    """The row hashes the raw checks record for these legs (quality.ROW_HASH_SQL over the batch's query)."""
+    from callsight.quality import ROW_HASH_SQL, connect, load_suites
+
+    (batch,) = [b for s in load_suites() if s.stage == "raw" for b in s.batches if b.incremental]
+    timezone = load_policy(settings.effective_policy_path).timezone
+    con = connect(settings.raw_db, timezone=timezone)
+    try:
+        in_ids = ", ".join(map(str, ids))
+        sql = f'SELECT {ROW_HASH_SQL} FROM ({batch.query}) AS batch WHERE "ID" IN ({in_ids})'
+        return [h for (h,) in con.execute(f"SELECT * FROM ({sql})").fetchall()]
+    finally:
+        con.close()
 
 
 def test_erase_without_a_key_records_nothing(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import duckdb
 import requests
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
@@ -25,7 +24,7 @@ from .org_store import SITE_TABLES, store_site
 from .provision import provision_superset
 from .pseudonyms import PseudonymKeyError, pseudonym_key
 from .publish import kept_builds, prepare_build, prune_build, publish, stored_fingerprint
-from .quality import QualityReport, SuiteSpec, load_suites, record_validated, run_suites
+from .quality import QualityReport, SuiteSpec, load_suites, run_suites
 from .retention import RUN_DATE_TAG, prune_expired_builds, resolve_run_date, retention_cutoff
 from .run_audit import NIGHTLY_JOB, run_partitions, run_summary
 from .settings import Settings
@@ -224,16 +223,11 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         """Great Expectations suites over the raw store, after the extract and before dbt builds on it."""
         s = site.settings()
         timezone = load_policy(s.effective_policy_path).timezone
-        started = datetime.now()  # records made now run out a week after this run's start
-        report = run_suites(raw_suites, s.raw_db, timezone=timezone, incremental=True, now=started)
+        # Rows whose content passed before are not validated again (quality.REVALIDATE_AFTER aside).
+        report = run_suites(
+            raw_suites, s.raw_db, timezone=timezone, incremental=True, now=datetime.now(), record_db=s.validated_rows_db
+        )
         _log_report(context, report)
-        if report.validated:
-            # Rows that passed are not validated again next night (quality.REVALIDATE_AFTER aside).
-            try:
-                recorded = record_validated(s.raw_db, report.validated, now=started)
-                context.log.info(f"raw checks: {recorded} extract or erasure stamps recorded as validated")
-            except duckdb.Error as exc:  # e.g. the store is busy: the next night validates these rows again
-                context.log.warning(f"raw checks: could not record what passed: {type(exc).__name__}: {exc}")
         yield from quality_check_results(report)
 
     project = dbt_project()

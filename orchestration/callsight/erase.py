@@ -2,7 +2,9 @@
 
 1. The identifiers are registered (keyed hashes only) and every stored call matching the register loses
    its personal fields, in the raw journal and the quarantine, in one transaction with the audit entry.
-2. The raw store is compacted: the cleared values do not stay in free blocks of the file.
+2. The raw store is compacted: the cleared values do not stay in free blocks of the file. The data
+   quality checks' record of validated rows (hashes of rows as they were) is deleted: the next run
+   validates every row again.
 3. The warehouse is rebuilt from the raw store and published (job `republish`); the kept builds are
    deleted, since they predate the erasure (`callsight rollback` has nothing to go back to afterwards).
 4. From then on, every extract suppresses the same fields for matching source rows before they land.
@@ -78,6 +80,9 @@ def record_and_scrub(settings: Settings, identifiers: Sequence[Identifier]) -> t
     finally:
         con.close()
     compact(settings.raw_db)
+    record = settings.validated_rows_db
+    for path in (record, record.with_name(record.name + ".wal")):
+        path.unlink(missing_ok=True)
     return request_id, counts.journal_rows, counts.quarantine_rows
 
 

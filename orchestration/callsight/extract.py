@@ -157,6 +157,9 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
         con.execute(f"UPDATE {prefix}journal SET _row_hash = {SCRUBBED_ROW_HASH} WHERE _row_hash IS NULL")
     ensure_register(con, db)
     ensure_audit_log(con, db)
+    # Where the raw checks once recorded the extract stamps that passed; they now keep their record of
+    # validated rows in a file of their own (quality.py).
+    con.execute(f"DROP TABLE IF EXISTS {prefix}quality_validated")
 
 
 # ---- the staging SELECT: mask, type, validate ------------------------------------------------------

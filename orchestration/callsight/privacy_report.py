@@ -295,8 +295,8 @@ def document(facts: Facts) -> list[Block]:
             "p",
             "The raw store (`warehouse/journal.duckdb`) holds the journal as masked by the policy; it is never "
             "served. The published warehouse holds the marts listed; Superset reads only that file. The data "
-            "quality checks keep a record of the warehouse rows that passed (`warehouse/validated_rows.duckdb`): "
-            "64-bit hashes of rows and their counts, no values.",
+            "quality checks keep a record of the journal and warehouse rows that passed "
+            "(`warehouse/validated_rows.duckdb`): 64-bit hashes of rows and their counts, no values.",
         ),
         _columns_table(facts),
         ("h2", "Private calls"),

@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 import duckdb
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .compaction import compact
 from .config import Policy
 from .settings import REPO_ROOT
 from .timezones import folds
@@ -48,23 +49,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Incremental(_Strict):
-    stamp: str | None = Field(default=None, min_length=1)
-    content: bool = False
-
-    @model_validator(mode="after")
-    def _one_way(self) -> _Incremental:
-        if (self.stamp is None) == (not self.content):
-            raise ValueError("give either `stamp: <column>` or `content: true`")
-        return self
-
-
 class _BatchFile(_Strict):
     name: str = Field(pattern=NAME_RE.pattern)
     description: str | None = None
     query: str = Field(min_length=1)
     expectations: list[dict[str, Any]] = Field(min_length=1)
-    incremental: _Incremental | None = None
+    incremental: bool = False
 
 
 class _SuiteFile(_Strict):
@@ -97,20 +87,13 @@ class ExpectationSpec:
 
 @dataclass(frozen=True)
 class BatchSpec:
-    """An incremental batch is validated at night over the rows that have not passed yet (run_suites):
-    `stamp` (raw stage only) names the column of its rows that says when a row was last written;
-    `by_content`: rows are known by their content (a hash of the batch's row)."""
+    """`incremental`: validated at night over the rows whose content has not passed yet; see run_suites."""
 
     name: str
     query: str
     expectations: tuple[ExpectationSpec, ...]
     description: str | None = None
-    stamp: str | None = None
-    by_content: bool = False
-
-    @property
-    def incremental(self) -> bool:
-        return self.stamp is not None or self.by_content
+    incremental: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,10 +129,7 @@ def parse_suite(path: Path, data: object) -> SuiteSpec:
             raise SuiteError(f"{path}: batch {b.name!r} defined twice")
         seen.add(b.name)
         expectations = tuple(_expectation(e, f"{path}: batch {b.name}") for e in b.expectations)
-        how = b.incremental
-        batch = BatchSpec(b.name, b.query, expectations, b.description, how and how.stamp, bool(how and how.content))
-        if batch.stamp is not None and spec.stage != "raw":
-            raise SuiteError(f"{path}: batch {b.name}: `incremental` by a stamp is for raw-stage suites only")
+        batch = BatchSpec(b.name, b.query, expectations, b.description, b.incremental)
         if batch.incremental and partition_key(batch) is None:
             raise SuiteError(
                 f"{path}: batch {b.name}: `incremental` needs row-wise expectations (and at most one unique key)"
@@ -192,22 +172,9 @@ class ExpectationOutcome:
 
 
 @dataclass(frozen=True)
-class Validated:
-    """Stamps of an incremental batch whose rows all passed, not validated by it before (see run_suites)."""
-
-    fingerprint: str
-    stamps: tuple[datetime, ...]
-    rows: tuple[int, ...] = ()  # per stamp: the batch's rows with it when they passed
-    # (stamp, rows now) of the stamps that were valid already: deletions (edits, retention) lower the
-    # recorded count, so that rows added later with an old stamp show as more rows than passed.
-    kept: tuple[tuple[datetime, int], ...] = ()
-
-
-@dataclass(frozen=True)
 class SuiteResult:
     suite: SuiteSpec
     outcomes: tuple[ExpectationOutcome, ...]
-    validated: tuple[Validated, ...] = ()
 
     @property
     def success(self) -> bool:
@@ -238,10 +205,6 @@ class QualityReport:
     @property
     def expectation_count(self) -> int:
         return sum(len(r.outcomes) for r in self.results)
-
-    @property
-    def validated(self) -> list[Validated]:
-        return [v for r in self.results for v in r.validated]
 
 
 def describe(kind: str, kwargs: Mapping[str, Any], result: Mapping[str, Any]) -> str:
@@ -522,61 +485,45 @@ def _validate_batch(
 
 
 # ---- incremental batches -----------------------------------------------------------------------
-# A raw-stage batch marked `incremental: {stamp: <column>}` may be validated over the rows written since
-# they last passed instead of all rows. Raw rows are written only by the extract and by an erasure, and
-# both stamp what they write (_extracted_at, one value per run). The raw store records, per batch
-# definition and time zone (batch_fingerprint), the stamps whose rows have passed and when. A nightly
-# run validates the rows whose stamp is not recorded (or was recorded more than REVALIDATE_AFTER ago,
-# so that every row is validated again at least that often, and a row changed behind the extract's
-# back is found within that time), and every row that shares its unique key with one of those
-# (a duplicate of a new row may be old). Stamps are compared by value, not as a time line: a clock set
-# back between two runs misses nothing.
-VALIDATED_TABLE = "quality_validated"
-VALIDATED_DDL = f"""
-CREATE TABLE IF NOT EXISTS {VALIDATED_TABLE} (
-    fingerprint VARCHAR NOT NULL,
-    stamp TIMESTAMP NOT NULL,
-    validated_at TIMESTAMP NOT NULL,
-    rows BIGINT NOT NULL
-)
-"""
-# How long a record holds. Nightly runs start at about the same time; with half a day of slack for
-# start times, every record runs out on the seventh night after it was made.
-REVALIDATE_AFTER = timedelta(days=6, hours=12)
-# TEMP tables on the validating connection: the stamps an incremental batch need not validate again,
-# and the keys of the rows it must (computed once, not per part of the batch).
-VALID_STAMPS_TABLE = "valid_stamps"
-CHANGED_KEYS_TABLE = "changed_keys"
-# Above this share of changed rows a batch is validated whole.
-WHOLE_BATCH_SHARE = 0.5
-INCREMENTAL_NOTE = " (rows written since they last passed)"
-
-# A batch marked `incremental: {content: true}` (either stage) knows its rows by their content: the hash
-# of the batch's row, every column the expectations see. Its expectations are row-wise, so a row with
-# the content of a row that passed passes too, whatever wrote it: a build that alters an old row, or
-# duplicates one, changes what is validated (uniqueness: rows sharing a key with a new row are
-# validated with it; a hash now held by more rows than passed is due). The record is a DuckDB file of
-# its own (run_suites' `record_db`, attached read-write as RECORD_DB): per batch fingerprint, a table of
-# (row hash, rows) that passed, and when every row was last validated (`validated_whole_at`); when that
-# is older than REVALIDATE_AFTER, the batch is validated whole again. A batch's table is replaced each
-# time it passes: it holds the batch's rows as they are now.
+# A batch marked `incremental: true` knows its rows by their content: the hash of the batch's row, every
+# column its expectations see. Its expectations are row-wise (and uniqueness), so a row with the content
+# of a row that passed passes too, whatever wrote it, and a nightly run validates only the rows whose
+# content has not passed yet: the extract's new and edited legs, the night's marts, and equally a row
+# altered, added or copied behind the pipeline's back or by a build touching what it should not. A
+# copy is found by its count (a hash now held by more rows than passed is due); a duplicate key by
+# validating, with every due row, the rows sharing its unique key's first column. The record is a
+# DuckDB file of its own (run_suites' `record_db`, attached read-write as RECORD_DB; hashes and counts,
+# no values, compacted after each run that wrote to it): per batch fingerprint a table of (row hash,
+# rows) that passed, replaced each time the batch passes (dropping the batch's records under other
+# fingerprints), and when every row was last validated (`validated_whole_at`). When that is older than
+# REVALIDATE_AFTER, when at least WHOLE_BATCH_SHARE of the rows are due, or without a usable record
+# (a warning), the batch is validated whole.
 RECORD_DB = "validated_rows"
 RECORD_BATCHES_DDL = f"""
 CREATE TABLE IF NOT EXISTS {RECORD_DB}.batches (
     fingerprint VARCHAR PRIMARY KEY,
+    batch VARCHAR NOT NULL,
     validated_whole_at TIMESTAMP NOT NULL,
     written_at TIMESTAMP NOT NULL
 )
 """
+# Nightly runs start at about the same time; with half a day of slack for start times, every batch is
+# validated whole on the seventh night after it last was.
+REVALIDATE_AFTER = timedelta(days=6, hours=12)
+# Above this share of due rows a batch is validated whole (filtering would cost more than it saves).
+WHOLE_BATCH_SHARE = 0.5
 ROW_HASH_SQL = "hash(*COLUMNS(*))"
-# TEMP tables: the batch's row hashes with their number of rows, and those that are due.
-ROW_COUNTS_TABLE = "row_counts"
-DUE_ROWS_TABLE = "due_rows"
-CONTENT_NOTE = " (rows new or changed since they last passed)"
+# TEMP tables on the validating connection: the batch's row hashes with their number of rows, those
+# that are due, and the keys of the rows to validate (computed once, not per part of the batch).
+ROW_COUNTS_TABLE = "_callsight_row_counts"
+DUE_ROWS_TABLE = "_callsight_due_rows"
+CHANGED_KEYS_TABLE = "_callsight_changed_keys"
+INCREMENTAL_NOTE = " (rows new or changed since they last passed)"
 
 
-def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
-    """Pure: identity of what a batch checks; another query, expectation or time zone starts afresh."""
+def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str, columns: Sequence[Any] = ()) -> str:
+    """Pure: identity of what a batch checks; another query, expectation, time zone or result type
+    (`columns`: the query's column names and types; a hash does not tell 1 from true) starts afresh."""
     import hashlib
     import json
 
@@ -586,10 +533,9 @@ def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
         "suite": suite.name,
         "batch": batch.name,
         "query": batch.query,
-        "stamp": batch.stamp,
-        "by_content": batch.by_content,
         "expectations": [[e.type, dict(e.kwargs)] for e in batch.expectations],
         "timezone": timezone,
+        "columns": [list(map(str, c)) for c in columns],
         # the zone's rules as this machine's tz database has them (the checks read its repeated hours)
         "repeated_hours": repr(repeated_hour_rows(timezone)),
         "gx": gx.__version__,
@@ -599,21 +545,16 @@ def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str) -> str:
 
 
 def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
-    """Pure: (query, keys): the query of the batch's rows that have not passed yet or whose key's first
-    column is in CHANGED_KEYS_TABLE, and the query that fills that table: the key (first column) of
-    every row that has not passed; None for a batch without a key. Not passed: by stamp, a stamp that
-    is not in the TEMP table VALID_STAMPS_TABLE; by content, a row whose hash is in DUE_ROWS_TABLE."""
-    if batch.by_content:
-        changed = f"{ROW_HASH_SQL} IN (SELECT row_hash FROM {DUE_ROWS_TABLE})"
-    else:
-        stamp = _ident(batch.stamp or "")
-        changed = f"{stamp} IS NULL OR {stamp} NOT IN (SELECT stamp FROM {VALID_STAMPS_TABLE})"
-    base = f"SELECT * FROM ({batch.query}) AS batch WHERE {changed}"
+    """Pure: (query, keys): the query of the batch's rows whose hash is in the TEMP table DUE_ROWS_TABLE
+    or whose key's first column is in CHANGED_KEYS_TABLE, and the query that fills that table: the key
+    (first column) of every due row; None for a batch without a key."""
+    due = f"{ROW_HASH_SQL} IN (SELECT row_hash FROM {DUE_ROWS_TABLE})"
+    base = f"SELECT * FROM ({batch.query}) AS batch WHERE {due}"
     key = partition_key(batch)
     if not key:
         return base, None
     col = _ident(key[0])
-    keys = f"SELECT DISTINCT {col} FROM ({batch.query}) AS batch WHERE ({changed}) AND {col} IS NOT NULL"
+    keys = f"SELECT DISTINCT {col} FROM ({batch.query}) AS batch WHERE {due} AND {col} IS NOT NULL"
     return f"{base} OR {col} IN (SELECT {col} FROM {CHANGED_KEYS_TABLE})", keys
 
 
@@ -625,80 +566,17 @@ def _scoped(batch: BatchSpec, known: bool, con: duckdb.DuckDBPyConnection) -> Ba
     query, keys = changed_rows_sql(batch)
     if keys:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
-    return BatchSpec(batch.name, query, batch.expectations, batch.description, batch.stamp, batch.by_content)
-
-
-def _load_valid_stamps(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime, counts: dict) -> set[datetime]:
-    """Fill VALID_STAMPS_TABLE from the raw store's record and return its stamps. A stamp
-    that now has more rows than when they passed (`counts`: rows per stamp now) is not valid: rows were
-    added behind the extract's back with an old stamp."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {VALID_STAMPS_TABLE} (stamp TIMESTAMP)")
-    recorded = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'raw' AND table_name = ?", [VALIDATED_TABLE]
-    ).fetchone()[0]
-    valid: list[datetime] = []
-    if recorded:
-        rows = con.execute(
-            f"SELECT stamp, min(rows) FROM raw.{VALIDATED_TABLE} WHERE fingerprint = ? AND validated_at >= ? "
-            "GROUP BY stamp",
-            [fingerprint, now - REVALIDATE_AFTER],
-        ).fetchall()
-        valid = [stamp for stamp, passed in rows if counts.get(stamp, 0) <= passed]
-        if valid:
-            con.execute(f"INSERT INTO {VALID_STAMPS_TABLE} SELECT unnest(CAST(? AS TIMESTAMP[]))", [valid])
-    return set(valid)
-
-
-def _run_batch(
-    context,
-    suite: SuiteSpec,
-    batch: BatchSpec,
-    con,
-    timezone: str,
-    incremental: bool,
-    now: datetime,
-    warnings: list[str] | None,
-):
-    """(outcomes, Validated or None) of one batch. `warnings`: given where the record of rows that
-    passed by content is attached (RECORD_DB), collects what went wrong in writing it."""
-    if incremental and batch.by_content and warnings is not None:
-        return _run_content_batch(context, suite, batch, con, timezone, now, warnings), None
-    if not (incremental and batch.stamp):
-        return _validate_batch(context, suite, batch, con), None
-    try:
-        columns = [d[0] for d in con.execute(f"SELECT * FROM ({batch.query}) AS batch LIMIT 0").description]
-    except duckdb.Error:
-        return _validate_batch(context, suite, batch, con), None  # reports the failing query
-    if batch.stamp not in columns:
-        reason = f"incremental: the stamp column {batch.stamp!r} is not a column of the batch"
-        return tuple(
-            ExpectationOutcome(suite.name, batch.name, e.name, False, reason, e.description) for e in batch.expectations
-        ), None
-    fingerprint = batch_fingerprint(suite, batch, timezone)
-    # Rows per stamp (NULL: rows without one), in one pass: what is due, and what to record.
-    counts = dict(
-        con.execute(f"SELECT {_ident(batch.stamp)}, count(*) FROM ({batch.query}) AS batch GROUP BY 1").fetchall()
-    )
-    valid = _load_valid_stamps(con, fingerprint, now, counts)
-    # Nothing recorded, or most rows due (the week's records ran out): every row is validated, by the
-    # batch's own query (filtering would cost more than it saves).
-    due = sum(n for st, n in counts.items() if st not in valid)
-    known = bool(valid) and due < WHOLE_BATCH_SHARE * sum(counts.values())
-    outcomes = _validate_batch(context, suite, _scoped(batch, known, con), con, INCREMENTAL_NOTE if known else "")
-    if not all(o.success for o in outcomes):
-        return outcomes, None
-    # Every row whose stamp was not valid has just passed.
-    new = tuple(sorted(st for st in counts if st is not None and st not in valid))
-    kept = tuple((st, counts.get(st, 0)) for st in sorted(valid))
-    return outcomes, Validated(fingerprint, new, tuple(counts[st] for st in new), kept)
+    return BatchSpec(batch.name, query, batch.expectations, batch.description, batch.incremental)
 
 
 def _rows_table(fingerprint: str) -> str:
     return f'{RECORD_DB}."rows_{fingerprint}"'
 
 
-def _recorded(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> datetime | None:
-    """When the batch's rows were last validated whole, if that holds still and its table is there."""
+def _due(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> tuple[datetime, bool] | None:
+    """(validated_whole_at, known) from the record, or None where there is none that holds: `known`
+    when fewer than WHOLE_BATCH_SHARE of the batch's rows (ROW_COUNTS_TABLE) are due (DUE_ROWS_TABLE,
+    filled here)."""
     found = con.execute(
         f"SELECT validated_whole_at FROM {RECORD_DB}.batches WHERE fingerprint = ? AND validated_whole_at >= ?",
         [fingerprint, now - REVALIDATE_AFTER],
@@ -707,62 +585,104 @@ def _recorded(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
         [RECORD_DB, f"rows_{fingerprint}"],
     ).fetchone()[0]
-    return found[0] if found and exists else None
+    if not found or not exists:
+        return None
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {DUE_ROWS_TABLE} AS SELECT c.row_hash, c.n "
+        f"FROM {ROW_COUNTS_TABLE} AS c LEFT JOIN {_rows_table(fingerprint)} AS r USING (row_hash) "
+        "WHERE r.row_hash IS NULL OR c.n > r.n"
+    )
+    due, total = con.execute(
+        f"SELECT (SELECT coalesce(sum(n), 0) FROM {DUE_ROWS_TABLE}), (SELECT coalesce(sum(n), 0) "
+        f"FROM {ROW_COUNTS_TABLE})"
+    ).fetchone()
+    return found[0], due < WHOLE_BATCH_SHARE * total
 
 
-def _run_content_batch(
+def _run_incremental_batch(
     context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, now: datetime, warnings: list[str]
-):
-    """Outcomes of a batch known by content (see above); its record is replaced when it passes."""
-    fingerprint = batch_fingerprint(suite, batch, timezone)
+) -> tuple[tuple[ExpectationOutcome, ...], bool]:
+    """(outcomes, recorded) of an incremental batch (see above); its record is replaced when it passes."""
+    name = f"{suite.name}.{batch.name}"
     try:
+        columns = con.execute(f"DESCRIBE {batch.query}").fetchall()
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {ROW_COUNTS_TABLE} AS SELECT {ROW_HASH_SQL} AS row_hash, "
             f"count(*) AS n FROM ({batch.query}) AS batch GROUP BY ALL"
         )
     except duckdb.Error:
-        return _validate_batch(context, suite, batch, con)  # reports the failing query
-    whole_at = _recorded(con, fingerprint, now)
-    known = False
-    if whole_at is not None:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {DUE_ROWS_TABLE} AS SELECT c.row_hash, c.n "
-            f"FROM {ROW_COUNTS_TABLE} AS c LEFT JOIN {_rows_table(fingerprint)} AS r USING (row_hash) "
-            "WHERE r.row_hash IS NULL OR c.n > r.n"
-        )
-        due, total = con.execute(
-            f"SELECT (SELECT coalesce(sum(n), 0) FROM {DUE_ROWS_TABLE}), (SELECT coalesce(sum(n), 0) "
-            f"FROM {ROW_COUNTS_TABLE})"
-        ).fetchone()
-        known = due < WHOLE_BATCH_SHARE * total
-    outcomes = _validate_batch(context, suite, _scoped(batch, known, con), con, CONTENT_NOTE if known else "")
+        return _validate_batch(context, suite, batch, con), False  # reports the failing query
+    fingerprint = batch_fingerprint(suite, batch, timezone, [c[:2] for c in columns])
+    try:
+        recorded = _due(con, fingerprint, now)
+    except duckdb.Error as exc:  # a damaged record: validated whole, and recorded afresh if it passes
+        warnings.append(f"{name}: its record of validated rows is unusable, every row is validated: {exc}")
+        recorded = None
+    known = recorded is not None and recorded[1]
+    outcomes = _validate_batch(context, suite, _scoped(batch, known, con), con, INCREMENTAL_NOTE if known else "")
     if not all(o.success for o in outcomes):
-        return outcomes
+        return outcomes, False
     try:
         con.execute("BEGIN TRANSACTION")
+        # The batch's records under other fingerprints (another query, zone, ...) are of no use now.
+        others = con.execute(
+            f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE batch = ? AND fingerprint <> ?", [name, fingerprint]
+        ).fetchall()
+        _drop_records(con, [f for (f,) in others])
         con.execute(f"CREATE OR REPLACE TABLE {_rows_table(fingerprint)} AS FROM {ROW_COUNTS_TABLE}")
         con.execute(
-            f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?)",
-            [fingerprint, whole_at if known else now, now],
+            f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?, ?)",
+            [fingerprint, name, recorded[0] if known and recorded else now, now],
         )
         con.execute("COMMIT")
     except duckdb.Error as exc:  # the next night validates these rows again
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-        warnings.append(f"{suite.name}.{batch.name}: could not record what passed: {type(exc).__name__}: {exc}")
-    return outcomes
+        warnings.append(f"{name}: could not record what passed: {type(exc).__name__}: {exc}")
+        return outcomes, False
+    return outcomes, True
+
+
+def _attach_record(con: duckdb.DuckDBPyConnection, record_db: Path, now: datetime, warnings: list[str]) -> bool:
+    """Attach the record read-write and drop what has run out. A file that cannot be used is only a
+    record: it is deleted and started afresh (every row is validated, as on a first night)."""
+    record_db.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in (1, 2):
+        try:
+            con.execute(f"ATTACH {_literal(str(record_db))} AS {RECORD_DB} (READ_WRITE)")
+            con.execute(RECORD_BATCHES_DDL)
+            _forget_unused_records(con, now)
+            return True
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DETACH {RECORD_DB}")
+            # Held by another run (DuckDB's file lock): left alone; this run validates every row.
+            if attempt == 2 or "lock" in str(exc).lower():
+                warnings.append(f"the record of validated rows ({record_db}) is unusable: {type(exc).__name__}: {exc}")
+                return False
+            warnings.append(f"the record of validated rows ({record_db}) was damaged and is started afresh")
+            for path in (record_db, record_db.with_name(record_db.name + ".wal")):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+    return False
+
+
+def _drop_records(con: duckdb.DuckDBPyConnection, fingerprints: Sequence[str]) -> None:
+    for fingerprint in fingerprints:
+        con.execute(f"DROP TABLE IF EXISTS {_rows_table(fingerprint)}")
+        con.execute(f"DELETE FROM {RECORD_DB}.batches WHERE fingerprint = ?", [fingerprint])
 
 
 def _forget_unused_records(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
-    """Drop the records of batches not written for REVALIDATE_AFTER (a changed suite, query or zone):
-    they would be validated whole anyway."""
+    """Drop the records not written for REVALIDATE_AFTER (a batch renamed or removed): they would be
+    validated whole anyway."""
     old = con.execute(
         f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE written_at < ?", [now - REVALIDATE_AFTER]
     ).fetchall()
     con.execute("BEGIN TRANSACTION")
-    for (fingerprint,) in old:
-        con.execute(f"DROP TABLE IF EXISTS {_rows_table(fingerprint)}")
-        con.execute(f"DELETE FROM {RECORD_DB}.batches WHERE fingerprint = ?", [fingerprint])
+    _drop_records(con, [f for (f,) in old])
     con.execute("COMMIT")
 
 
@@ -778,11 +698,10 @@ def run_suites(
 ) -> QualityReport:
     """Validate `suites`; warehouse-stage suites need `warehouse_db`. With `docs_dir`, GX Data Docs
     of this validation are written there. `timezone` is the site's (policy): the journal's local times
-    are checked against its repeated hours. With `incremental`, incremental batches are validated over
-    the rows that have not passed yet (see above; `now` for the records' age): by stamp, the report's
-    `validated` says what to record (record_validated) once the checks are through; by content (only
-    with `record_db`, the record's file, created if missing), what passed is recorded here. Without,
-    every row of every batch is validated."""
+    are checked against its repeated hours. With `incremental` and `record_db` (the record's file,
+    created if missing), incremental batches are validated over the rows whose content has not passed
+    yet, and what passes is recorded (see above; `now` for the records' age). Otherwise every row of
+    every batch is validated."""
     if any(s.stage == "warehouse" for s in suites) and warehouse_db is None:
         raise ValueError("warehouse suites need a warehouse file")
     now = now or datetime.now()
@@ -791,54 +710,39 @@ def run_suites(
     con = connect(raw_db, warehouse_db, timezone)
     try:
         warnings: list[str] = []
-        record: list[str] | None = None
-        if incremental and record_db is not None and any(b.by_content for s in suites for b in s.batches):
-            try:
-                record_db.parent.mkdir(parents=True, exist_ok=True)
-                con.execute(f"ATTACH {_literal(str(record_db))} AS {RECORD_DB} (READ_WRITE)")
-                con.execute(RECORD_BATCHES_DDL)
-                _forget_unused_records(con, now)
-                record = warnings
-            except duckdb.Error as exc:  # e.g. a damaged file: every row is validated, as on a first night
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                warnings.append(f"the record of validated rows ({record_db}) is unusable: {type(exc).__name__}: {exc}")
+        record = (
+            incremental
+            and record_db is not None
+            and any(b.incremental for s in suites for b in s.batches)
+            and _attach_record(con, record_db, now, warnings)
+        )
+        recorded = False
         results = []
         for suite in suites:
-            runs = [_run_batch(context, suite, b, con, timezone, incremental, now, record) for b in suite.batches]
-            outcomes = tuple(o for batch_outcomes, _ in runs for o in batch_outcomes)
-            results.append(SuiteResult(suite, outcomes, tuple(v for _, v in runs if v is not None)))
+            outcomes: list[ExpectationOutcome] = []
+            for b in suite.batches:
+                if record and b.incremental:
+                    batch_outcomes, wrote = _run_incremental_batch(context, suite, b, con, timezone, now, warnings)
+                    outcomes += batch_outcomes
+                    recorded = recorded or wrote
+                else:
+                    outcomes += _validate_batch(context, suite, b, con)
+            results.append(SuiteResult(suite, tuple(outcomes)))
         results = tuple(results)
     finally:
         con.close()
+    if recorded and record_db is not None:
+        # Replaced tables leave their hashes in free blocks of the file: those of rows since expired or
+        # erased must not stay there.
+        try:
+            compact(record_db)
+        except (duckdb.Error, OSError) as exc:
+            warnings.append(f"the record of validated rows could not be compacted: {type(exc).__name__}: {exc}")
     index = None
     if docs_dir is not None:
         context.build_data_docs(site_names=[DOCS_SITE])
         index = write_overview(results, docs_dir)
     return QualityReport(results, index, tuple(warnings))
-
-
-def record_validated(raw_db: Path, validated: Sequence[Validated], now: datetime | None = None) -> int:
-    """Record in the raw store the stamps whose rows passed (QualityReport.validated), as of `now`, and
-    forget records older than REVALIDATE_AFTER. Returns the stamps recorded."""
-    now = now or datetime.now()
-    con = duckdb.connect(str(raw_db))
-    try:
-        con.execute(VALIDATED_DDL)
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"DELETE FROM {VALIDATED_TABLE} WHERE validated_at < ?", [now - REVALIDATE_AFTER])
-        rows = [(v.fingerprint, stamp, now, n) for v in validated for stamp, n in zip(v.stamps, v.rows, strict=True)]
-        if rows:
-            con.executemany(f"INSERT INTO {VALIDATED_TABLE} VALUES (?, ?, ?, ?)", rows)
-        lower = [(n, v.fingerprint, stamp, n) for v in validated for stamp, n in v.kept]
-        if lower:
-            con.executemany(
-                f"UPDATE {VALIDATED_TABLE} SET rows = ? WHERE fingerprint = ? AND stamp = ? AND rows > ?", lower
-            )
-        con.execute("COMMIT")
-        return len(rows)
-    finally:
-        con.close()
 
 
 def write_overview(results: Sequence[SuiteResult], docs_dir: Path) -> Path:
