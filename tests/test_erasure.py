@@ -237,7 +237,7 @@ def test_callsight_erase_end_to_end(tmp_path: Path, site: Site, monkeypatch: pyt
 
     # another format of the number than the journal's: '+49 221 ...' is erased by '0049 221 ...'
     assert main(["erase", "--phone", "00" + digits, "--contact", name.upper()]) == 0
-    assert record.exists(), "the republish recorded the legs as they are now"
+    assert record.exists(), "the republish's warehouse checks recorded the facts as they are now"
     assert [p for p in settings.home.rglob("*") if p.is_file() and any(h in p.read_bytes() for h in old_hashes)] == []
     assert served(settings, counts_sql) == counts, "erased calls still count; other calls keep their numbers"
     assert served(settings, personal_left) == [(0,)]

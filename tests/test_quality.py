@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import struct
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -387,14 +389,16 @@ def test_nightly_raw_checks_validate_the_legs_that_have_not_passed(tmp_path: Pat
     tamper('DELETE FROM journal WHERE "ID" = 9999')
     tamper('UPDATE journal SET "Outbound" = 0 WHERE "ID" = 5')
     tamper('INSERT INTO journal SELECT * FROM journal WHERE "ID" = 11')
-    assert f"{unique}: 2 of 2 rows unexpected{note}" in failed(check(5))
+    # (and leg 5, mended: its content left the record while the leg was changed)
+    assert f"{unique}: 2 of 3 rows unexpected{note}" in failed(check(5))
     tamper('DELETE FROM journal WHERE "ID" = 11 AND rowid = (SELECT max(rowid) FROM journal)')
     mended = check(5)
-    assert mended.success and detail(mended, not_null) == f"0 of 0 rows unexpected{note}"
+    assert mended.success and detail(mended, not_null) == f"0 of 1 rows unexpected{note}"
+    assert detail(check(6), not_null) == f"0 of 0 rows unexpected{note}"
 
 
 def test_nightly_checks_by_content_validate_the_rows_that_have_not_passed(tmp_path: Path) -> None:
-    """A batch known by content (`incremental: {content: true}`) validates the rows whose content has not
+    """An incremental batch (`incremental: true`, known by content) validates the rows whose content has not
     passed yet and the rows sharing their key: new rows, an old row altered in place or copied, an old
     key given to a new row; what passed is recorded in its own file; every row again when the whole
     batch passed more than REVALIDATE_AFTER ago, in another time zone, without the record, or with a
@@ -460,27 +464,34 @@ def test_nightly_checks_by_content_validate_the_rows_that_have_not_passed(tmp_pa
     sql("INSERT INTO marts.legs VALUES (41, 1, 'z'), (42, 2, 'z')")
     assert details(check(night + timedelta(days=2)))[unique] == f"0 of 2 rows unexpected{note}"
 
-    # An old row altered in place (a build touching what it should not): found, night after night.
+    # An old row altered in place (a build touching what it should not): found, night after night. A
+    # row that goes that night (expired) leaves the record although the batch failed.
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (expired,) = con.execute(f"SELECT {ROW_HASH_SQL} FROM (SELECT id, v FROM marts.legs WHERE id = 6)").fetchone()
+    assert struct.pack("<Q", expired) in record.read_bytes()  # positive control
     sql("UPDATE marts.legs SET v = 12 WHERE id = 5")
+    sql("DELETE FROM marts.legs WHERE id = 6")
     for day in (3, 4):
         assert [f"{o.expectation}: {o.detail}" for o in check(night + timedelta(days=day)).failed] == [
             f"{between}: 1 of 1 rows unexpected{note}"
         ]
+        assert struct.pack("<Q", expired) not in record.read_bytes()
     sql("UPDATE marts.legs SET v = 5 WHERE id = 5")
+    sql("INSERT INTO marts.legs VALUES (6, 6, 'y')")  # back, and due again
     # An exact copy of an old row: its content has more rows than passed; the key finds both copies.
     sql("INSERT INTO marts.legs SELECT * FROM marts.legs WHERE id = 8")
     assert [f"{o.expectation}: {o.detail}" for o in check(night + timedelta(days=4)).failed] == [
-        f"{unique}: 2 of 2 rows unexpected{note}"  # row 5, mended, has the content that passed
+        f"{unique}: 2 of 4 rows unexpected{note}"  # and rows 5 and 6: their content left the record
     ]
     sql("DELETE FROM marts.legs WHERE id = 8 AND label = 'y' AND rowid = (SELECT max(rowid) FROM marts.legs)")
     # A new row with an old row's key: the old row is validated with it.
     sql("INSERT INTO marts.legs VALUES (9, 6, 'n')")
     assert [f"{o.expectation}: {o.detail}" for o in check(night + timedelta(days=4)).failed] == [
-        f"{unique}: 2 of 2 rows unexpected{note}"
+        f"{unique}: 2 of 4 rows unexpected{note}"
     ]
     sql("DELETE FROM marts.legs WHERE label = 'n'")
     mended = check(night + timedelta(days=4, hours=1))
-    assert mended.success and details(mended)[unique] == f"0 of 0 rows unexpected{note}"
+    assert mended.success and details(mended)[unique] == f"0 of 2 rows unexpected{note}"  # rows 5 and 6
 
     # Every row on the seventh night after the whole batch last passed, also when that run starts a
     # little earlier in the day, when at least half the rows are due, and without the record.
@@ -528,10 +539,35 @@ def test_nightly_checks_by_content_validate_the_rows_that_have_not_passed(tmp_pa
     bad_table = check(later)
     assert bad_table.success and details(bad_table)[unique] == "0 of 85 rows unexpected"
     assert len(bad_table.warnings) == 1 and "its record of validated rows is unusable" in bad_table.warnings[0]
+    # A record held by another process is left alone: a warning, and every row is validated.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(record)!r}); print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"1"
+        held = check(later)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert held.success and details(held)[unique] == "0 of 85 rows unexpected"
+    assert len(held.warnings) == 1 and "is unusable" in held.warnings[0] and "lock" in held.warnings[0]
+    assert details(check(later))[unique] == f"0 of 0 rows unexpected{note}"  # its record is intact
+    # A record of another layout (an older version's) is started afresh.
+    with duckdb.connect(str(record)) as con:
+        con.execute("ALTER TABLE batches DROP COLUMN batch")
+    older = check(later)
+    assert older.success and details(older)[unique] == "0 of 85 rows unexpected"
+    assert len(older.warnings) == 1 and "started afresh" in older.warnings[0]
+    assert details(check(later))[unique] == f"0 of 0 rows unexpected{note}"
     record.write_bytes(b"not a database")
     damaged = check(later)
     assert damaged.success and details(damaged)[unique] == "0 of 85 rows unexpected"
-    assert len(damaged.warnings) == 1 and "was damaged and is started afresh" in damaged.warnings[0]
+    assert len(damaged.warnings) == 1 and "was unusable and is started afresh" in damaged.warnings[0]
     assert details(check(later + timedelta(days=1)))[unique] == f"0 of 0 rows unexpected{note}"
 
 

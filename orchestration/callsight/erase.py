@@ -34,6 +34,7 @@ from .erasure import (
 )
 from .extract import ensure_raw_store
 from .publish import kept_builds, stored_fingerprint
+from .quality import delete_record
 from .settings import Settings
 
 
@@ -80,9 +81,7 @@ def record_and_scrub(settings: Settings, identifiers: Sequence[Identifier]) -> t
     finally:
         con.close()
     compact(settings.raw_db)
-    record = settings.validated_rows_db
-    for path in (record, record.with_name(record.name + ".wal")):
-        path.unlink(missing_ok=True)
+    delete_record(settings.validated_rows_db)
     return request_id, counts.journal_rows, counts.quarantine_rows
 
 

@@ -581,11 +581,7 @@ def _due(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> tup
         f"SELECT validated_whole_at FROM {RECORD_DB}.batches WHERE fingerprint = ? AND validated_whole_at >= ?",
         [fingerprint, now - REVALIDATE_AFTER],
     ).fetchone()
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
-        [RECORD_DB, f"rows_{fingerprint}"],
-    ).fetchone()[0]
-    if not found or not exists:
+    if not found or not _has_rows_table(con, fingerprint):
         return None
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {DUE_ROWS_TABLE} AS SELECT c.row_hash, c.n "
@@ -601,8 +597,10 @@ def _due(con: duckdb.DuckDBPyConnection, fingerprint: str, now: datetime) -> tup
 
 def _run_incremental_batch(
     context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, now: datetime, warnings: list[str]
-) -> tuple[tuple[ExpectationOutcome, ...], bool]:
-    """(outcomes, recorded) of an incremental batch (see above); its record is replaced when it passes."""
+) -> tuple[ExpectationOutcome, ...]:
+    """Outcomes of an incremental batch (see above). When it passes, its record is replaced by its rows
+    as they are now; when it fails, hashes no longer in the batch leave the record (rows that went,
+    also expired or erased ones: that can only make more rows due)."""
     name = f"{suite.name}.{batch.name}"
     try:
         columns = con.execute(f"DESCRIBE {batch.query}").fetchall()
@@ -610,46 +608,107 @@ def _run_incremental_batch(
             f"CREATE OR REPLACE TEMP TABLE {ROW_COUNTS_TABLE} AS SELECT {ROW_HASH_SQL} AS row_hash, "
             f"count(*) AS n FROM ({batch.query}) AS batch GROUP BY ALL"
         )
-    except duckdb.Error:
-        return _validate_batch(context, suite, batch, con), False  # reports the failing query
+    except duckdb.Error as exc:  # a failing query fails its expectations below, and says why
+        warnings.append(f"{name}: validated whole, its rows could not be hashed ({type(exc).__name__})")
+        return _validate_batch(context, suite, batch, con)
     fingerprint = batch_fingerprint(suite, batch, timezone, [c[:2] for c in columns])
+    scoped, known, whole_at = batch, False, None
     try:
         recorded = _due(con, fingerprint, now)
+        if recorded is not None:
+            whole_at, known = recorded
+            if known:
+                scoped = _scoped(batch, known, con)
     except duckdb.Error as exc:  # a damaged record: validated whole, and recorded afresh if it passes
         warnings.append(f"{name}: its record of validated rows is unusable, every row is validated: {exc}")
-        recorded = None
-    known = recorded is not None and recorded[1]
-    outcomes = _validate_batch(context, suite, _scoped(batch, known, con), con, INCREMENTAL_NOTE if known else "")
-    if not all(o.success for o in outcomes):
-        return outcomes, False
+        scoped, known = batch, False
+    outcomes = _validate_batch(context, suite, scoped, con, INCREMENTAL_NOTE if known else "")
+    passed = all(o.success for o in outcomes)
     try:
         con.execute("BEGIN TRANSACTION")
-        # The batch's records under other fingerprints (another query, zone, ...) are of no use now.
-        others = con.execute(
-            f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE batch = ? AND fingerprint <> ?", [name, fingerprint]
-        ).fetchall()
-        _drop_records(con, [f for (f,) in others])
-        con.execute(f"CREATE OR REPLACE TABLE {_rows_table(fingerprint)} AS FROM {ROW_COUNTS_TABLE}")
-        con.execute(
-            f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?, ?)",
-            [fingerprint, name, recorded[0] if known and recorded else now, now],
-        )
+        if passed:
+            # The batch's records under other fingerprints (another query, zone, ...) are of no use now.
+            others = con.execute(
+                f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE batch = ? AND fingerprint <> ?",
+                [name, fingerprint],
+            ).fetchall()
+            _drop_records(con, [f for (f,) in others])
+            con.execute(f"CREATE OR REPLACE TABLE {_rows_table(fingerprint)} AS FROM {ROW_COUNTS_TABLE}")
+            con.execute(
+                f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?, ?)",
+                [fingerprint, name, whole_at if known else now, now],
+            )
+        elif _has_rows_table(con, fingerprint):
+            table = _rows_table(fingerprint)
+            con.execute(f"DELETE FROM {table} WHERE row_hash NOT IN (SELECT row_hash FROM {ROW_COUNTS_TABLE})")
+            con.execute(
+                f"UPDATE {table} AS r SET n = c.n FROM {ROW_COUNTS_TABLE} AS c "
+                "WHERE r.row_hash = c.row_hash AND c.n < r.n"
+            )
         con.execute("COMMIT")
     except duckdb.Error as exc:  # the next night validates these rows again
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-        warnings.append(f"{name}: could not record what passed: {type(exc).__name__}: {exc}")
-        return outcomes, False
-    return outcomes, True
+        warnings.append(f"{name}: could not update its record of validated rows: {type(exc).__name__}: {exc}")
+    return outcomes
+
+
+def _has_rows_table(con: duckdb.DuckDBPyConnection, fingerprint: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+            [RECORD_DB, f"rows_{fingerprint}"],
+        ).fetchone()[0]
+    )
+
+
+# What DuckDB says when another connection holds the file: left alone. Anything else that keeps the
+# record from being opened, or a record of another layout, starts it afresh.
+LOCKED_MESSAGES = ("Could not set lock on file", "Conflicting lock", "Unique file handle conflict")
+BATCHES_COLUMNS = ["fingerprint", "batch", "validated_whole_at", "written_at"]
+
+
+def record_paths(record_db: Path) -> list[Path]:
+    """The record's file and what DuckDB and a compaction may leave beside it."""
+    compacting = record_db.with_name(record_db.name + ".compact")
+    return [
+        record_db,
+        record_db.with_name(record_db.name + ".wal"),
+        compacting,
+        compacting.with_name(compacting.name + ".wal"),
+        record_db.with_name(record_db.name + ".compact-spill"),
+    ]
+
+
+def delete_record(record_db: Path) -> None:
+    """Delete the record of validated rows and whatever copies of it a crash may have left."""
+    import shutil
+
+    for path in record_paths(record_db):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _attach_record(con: duckdb.DuckDBPyConnection, record_db: Path, now: datetime, warnings: list[str]) -> bool:
-    """Attach the record read-write and drop what has run out. A file that cannot be used is only a
-    record: it is deleted and started afresh (every row is validated, as on a first night)."""
+    """Attach the record read-write and drop what has run out. A record held by another run is left
+    alone; one that cannot be used otherwise is deleted and started afresh (every row is validated, as
+    on a first night)."""
     record_db.parent.mkdir(parents=True, exist_ok=True)
     for attempt in (1, 2):
         try:
             con.execute(f"ATTACH {_literal(str(record_db))} AS {RECORD_DB} (READ_WRITE)")
+            layout = [
+                c
+                for (c,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = 'batches' "
+                    "ORDER BY column_index",
+                    [RECORD_DB],
+                ).fetchall()
+            ]
+            if layout and layout != BATCHES_COLUMNS:
+                raise duckdb.CatalogException(f"the record's table `batches` has the columns {layout}")
             con.execute(RECORD_BATCHES_DDL)
             _forget_unused_records(con, now)
             return True
@@ -658,14 +717,15 @@ def _attach_record(con: duckdb.DuckDBPyConnection, record_db: Path, now: datetim
                 con.execute("ROLLBACK")
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DETACH {RECORD_DB}")
-            # Held by another run (DuckDB's file lock): left alone; this run validates every row.
-            if attempt == 2 or "lock" in str(exc).lower():
+            if attempt == 2 or any(m in str(exc) for m in LOCKED_MESSAGES):
                 warnings.append(f"the record of validated rows ({record_db}) is unusable: {type(exc).__name__}: {exc}")
                 return False
-            warnings.append(f"the record of validated rows ({record_db}) was damaged and is started afresh")
-            for path in (record_db, record_db.with_name(record_db.name + ".wal")):
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+            warnings.append(f"the record of validated rows ({record_db}) was unusable and is started afresh: {exc}")
+            try:
+                delete_record(record_db)
+            except OSError as err:
+                warnings.append(f"the record of validated rows could not be deleted: {err}")
+                return False
     return False
 
 
@@ -708,36 +768,34 @@ def run_suites(
     context = _gx_context(docs_dir)
     context.data_sources.add_pandas("callsight")
     con = connect(raw_db, warehouse_db, timezone)
+    warnings: list[str] = []
+    record = False
     try:
-        warnings: list[str] = []
         record = (
             incremental
             and record_db is not None
             and any(b.incremental for s in suites for b in s.batches)
             and _attach_record(con, record_db, now, warnings)
         )
-        recorded = False
         results = []
         for suite in suites:
             outcomes: list[ExpectationOutcome] = []
             for b in suite.batches:
                 if record and b.incremental:
-                    batch_outcomes, wrote = _run_incremental_batch(context, suite, b, con, timezone, now, warnings)
-                    outcomes += batch_outcomes
-                    recorded = recorded or wrote
+                    outcomes += _run_incremental_batch(context, suite, b, con, timezone, now, warnings)
                 else:
                     outcomes += _validate_batch(context, suite, b, con)
             results.append(SuiteResult(suite, tuple(outcomes)))
         results = tuple(results)
     finally:
         con.close()
-    if recorded and record_db is not None:
-        # Replaced tables leave their hashes in free blocks of the file: those of rows since expired or
-        # erased must not stay there.
-        try:
-            compact(record_db)
-        except (duckdb.Error, OSError) as exc:
-            warnings.append(f"the record of validated rows could not be compacted: {type(exc).__name__}: {exc}")
+        if record and record_db is not None:
+            # Replaced, dropped and pruned tables leave their hashes in free blocks of the file: those
+            # of rows since expired or erased must not stay there.
+            try:
+                compact(record_db)
+            except (duckdb.Error, OSError) as exc:
+                warnings.append(f"the record of validated rows could not be compacted: {type(exc).__name__}: {exc}")
     index = None
     if docs_dir is not None:
         context.build_data_docs(site_names=[DOCS_SITE])
