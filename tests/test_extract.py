@@ -4,6 +4,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import sqlalchemy as sa
 
 from callsight.config import Directory, Policy, PrivateCalls
 from callsight.demo_data import JOURNAL_COLUMNS, JOURNAL_DDL
@@ -389,27 +390,42 @@ def test_batches_give_the_same_raw_store_as_one_pass(tmp_path: Path) -> None:
     assert raw(tmp_path / "1.duckdb", "SELECT * FROM journal ORDER BY ID") == before
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_a_window_far_larger_than_the_memory_cap_streams_through(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """Memory holds a batch and the window's IDs and hashes, never the window's rows: under a DuckDB
     memory cap of 160 MB (no spilling: cleartext stays in memory; a row group of the raw store being
     written takes about 45 MB of it), 600,000 legs (200 MB as SQLite) load in batches of 20,000, and load
-    again unchanged (the stored rows' anti join), with every row counted."""
+    again unchanged (the stored rows' anti join), with every row counted. From PostgreSQL too, whose
+    pass-through query gives DuckDB no row estimate (the anti join must still build on the stored rows)."""
+    import uuid
+
     import callsight.extract as extract_module
-    from callsight.bench.generator import generate_journal
+    from callsight.bench.generator import generate_journal, write_postgres
     from callsight.config import load_directory, load_policy
 
     night = date(2026, 3, 30)
     j = generate_journal(tmp_path / "j", rows=600_000, night_rows=0, rows_per_day=60_000, night_day=night, users=40)
     source = Source(f"sqlite:///{j.sqlite_path}", "journal")
+    table = f"journal_stream_{uuid.uuid4().hex[:8]}"
+    if kind == "postgres":
+        write_postgres(j.sqlite_path, "host=127.0.0.1 port=5432 user=postgres dbname=test", table)
+        source = Source("postgresql+psycopg://postgres@127.0.0.1:5432/test", table)
     directory, policy = load_directory(j.directory_path), load_policy(j.policy_path)
     window = Window(datetime(2026, 1, 1), datetime.combine(night, datetime.min.time()))
     assert j.sqlite_path.stat().st_size > 160 * 2**20
     monkeypatch.setattr(extract_module, "MEMORY_LIMIT", "160MB")
     raw_db = tmp_path / "raw.duckdb"
-    first = extract(source, raw_db, window, directory, policy, "r1", batch_rows=20_000)
-    again = extract(source, raw_db, window, directory, policy, "r2", batch_rows=20_000)
+    try:
+        first = extract(source, raw_db, window, directory, policy, "r1", batch_rows=20_000)
+        again = extract(source, raw_db, window, directory, policy, "r2", batch_rows=20_000)
+    finally:
+        if kind == "postgres":
+            engine = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+            engine.dispose()
     assert first.source_rows == again.source_rows == 600_000
     assert first.loaded_rows + first.quarantined_rows == 600_000 and first.written_rows == first.loaded_rows
     assert again.written_rows == 0 and again.loaded_rows == first.loaded_rows

@@ -339,8 +339,28 @@ def _staged_batches(
         return
     relation = source.relation_sql(window)
     types = {name: str(kind) for name, kind, *_ in reader.execute(f"DESCRIBE {relation}").fetchall()}
-    for batch in reader.execute(sql_for(relation, types)).fetch_record_batch(batch_rows):
+    for batch in _planned_as_written(reader, sql_for(relation, types)).fetch_record_batch(batch_rows):
         yield pa.Table.from_batches([batch])
+
+
+def _planned_as_written(reader: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:
+    """Execute the staging SELECT with its joins' build sides as written. A pass-through query
+    (postgres_query, mysql_query) gives DuckDB no row estimate, so it assumes one row and would build
+    the unchanged-row anti join's hash table on the window's staged rows instead of the stored (ID,
+    row hash): every row of the window in memory (out of memory under MEMORY_LIMIT once a window of
+    stored rows is read again, as every night). execute() plans the statement; its rows are read
+    afterwards. The setting is the instance's: it is put back at once, on a connection of its own
+    (another statement on `reader` would end the stream)."""
+    settings = reader.cursor()
+    try:
+        (previous,) = settings.execute("SELECT current_setting('disabled_optimizers')").fetchone()
+        settings.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        try:
+            return reader.execute(sql)
+        finally:
+            settings.execute(f"SET disabled_optimizers = {quote_literal(previous or '')}")
+    finally:
+        settings.close()
 
 
 def _index_window(source: Source, con: duckdb.DuckDBPyConnection, window: Window, chunk_rows: int) -> None:
