@@ -7,8 +7,10 @@ A batch is one SQL query whose result Great Expectations validates with the list
 a query returning the violating rows with `expect_table_row_count_to_equal: 0`, or a one-row query of
 counts with `expect_column_pair_values_to_be_equal`.
 
-The files are opened read-only; GX runs on pandas (an ephemeral context, nothing written unless Data
-Docs are asked for). Results name every expectation, never a data value: they go to logs and mails.
+The raw store and the warehouse are opened read-only; GX runs on pandas (an ephemeral context, nothing
+written unless Data Docs are asked for). The nightly runs validate incremental batches over the rows
+that have not passed yet and keep a record of what passed in a file of their own (row hashes, see
+"incremental batches"). Results name every expectation, never a data value: they go to logs and mails.
 """
 
 from __future__ import annotations
@@ -493,11 +495,11 @@ def _validate_batch(
 # copy is found by its count (a hash now held by more rows than passed is due); a duplicate key by
 # validating, with every due row, the rows sharing its unique key's first column. The record is a
 # DuckDB file of its own (run_suites' `record_db`, attached read-write as RECORD_DB; hashes and counts,
-# no values, compacted after each run that wrote to it): per batch fingerprint a table of (row hash,
-# rows) that passed, replaced each time the batch passes (dropping the batch's records under other
-# fingerprints), and when every row was last validated (`validated_whole_at`). When that is older than
-# REVALIDATE_AFTER, when at least WHOLE_BATCH_SHARE of the rows are due, or without a usable record
-# (a warning), the batch is validated whole.
+# no values, compacted after each run that used it): per batch fingerprint a table of (row hash, rows)
+# that passed, replaced each time the batch passes (dropping the batch's records under other
+# fingerprints) and pruned of rows that went when it fails, and when every row was last validated
+# (`validated_whole_at`). When that is older than REVALIDATE_AFTER, when at least WHOLE_BATCH_SHARE of
+# the rows are due, or without a usable record (a warning), the batch is validated whole.
 RECORD_DB = "validated_rows"
 RECORD_BATCHES_DDL = f"""
 CREATE TABLE IF NOT EXISTS {RECORD_DB}.batches (
