@@ -29,11 +29,16 @@ from .sources import quote_literal
 MEMORY_LIMIT = "1GB"
 
 
+def scratch_paths(path: Path) -> tuple[Path, Path]:
+    """(copy, spill folder): where a compaction of `path` writes before the copy replaces the file. A
+    compaction that crashed leaves them behind (the next one removes them)."""
+    return path.with_name(path.name + ".compact"), path.with_name(path.name + ".compact-spill")
+
+
 def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
     """Replace `path` by a fresh copy of its contents. Nobody may hold the file open for writing.
     `order_by`: {"schema.table": "<ORDER BY expressions>"} - those tables' rows in that order."""
-    tmp = path.with_name(path.name + ".compact")
-    spill = path.with_name(path.name + ".compact-spill")
+    tmp, spill = scratch_paths(path)
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
     shutil.rmtree(spill, ignore_errors=True)

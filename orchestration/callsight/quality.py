@@ -28,9 +28,10 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .compaction import compact
+from .compaction import compact, scratch_paths
 from .config import Policy
 from .settings import REPO_ROOT
+from .sources import quote_literal
 from .timezones import folds
 
 DEFAULT_TIMEZONE = Policy().timezone
@@ -290,10 +291,6 @@ def repeated_hour_rows(timezone: str) -> list[tuple[date, datetime, datetime]]:
     return rows
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def connect(
     raw_db: Path, warehouse_db: Path | None = None, timezone: str = DEFAULT_TIMEZONE
 ) -> duckdb.DuckDBPyConnection:
@@ -303,7 +300,7 @@ def connect(
         if path is not None and not path.exists():
             raise FileNotFoundError(f"{path}: no such DuckDB file")
     con = duckdb.connect(str(warehouse_db), read_only=True) if warehouse_db else duckdb.connect()
-    con.execute(f"ATTACH {_literal(str(raw_db))} AS raw (READ_ONLY)")
+    con.execute(f"ATTACH {quote_literal(str(raw_db))} AS raw (READ_ONLY)")
     con.execute(f"CREATE TEMP TABLE {REPEATED_HOURS_TABLE} (day DATE, start_local TIMESTAMP, end_local TIMESTAMP)")
     rows = repeated_hour_rows(timezone)
     if rows:  # a zone without clock changes (UTC) has none
@@ -560,11 +557,9 @@ def changed_rows_sql(batch: BatchSpec) -> tuple[str, str | None]:
     return f"{base} OR {col} IN (SELECT {col} FROM {CHANGED_KEYS_TABLE})", keys
 
 
-def _scoped(batch: BatchSpec, known: bool, con: duckdb.DuckDBPyConnection) -> BatchSpec:
-    """The batch to validate: whole, or (`known`: some rows passed before) its rows that have not
-    passed and those sharing their key (CHANGED_KEYS_TABLE filled here)."""
-    if not known:
-        return batch
+def _scoped(batch: BatchSpec, con: duckdb.DuckDBPyConnection) -> BatchSpec:
+    """The batch's rows that have not passed and those sharing their key (CHANGED_KEYS_TABLE filled
+    here)."""
     query, keys = changed_rows_sql(batch)
     if keys:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
@@ -620,7 +615,7 @@ def _run_incremental_batch(
         if recorded is not None:
             whole_at, known = recorded
             if known:
-                scoped = _scoped(batch, known, con)
+                scoped = _scoped(batch, con)
     except duckdb.Error as exc:  # a damaged record: validated whole, and recorded afresh if it passes
         warnings.append(f"{name}: its record of validated rows is unusable, every row is validated: {exc}")
         scoped, known = batch, False
@@ -672,14 +667,8 @@ BATCHES_COLUMNS = ["fingerprint", "batch", "validated_whole_at", "written_at"]
 
 def record_paths(record_db: Path) -> list[Path]:
     """The record's file and what DuckDB and a compaction may leave beside it."""
-    compacting = record_db.with_name(record_db.name + ".compact")
-    return [
-        record_db,
-        record_db.with_name(record_db.name + ".wal"),
-        compacting,
-        compacting.with_name(compacting.name + ".wal"),
-        record_db.with_name(record_db.name + ".compact-spill"),
-    ]
+    copy, spill = scratch_paths(record_db)
+    return [record_db, record_db.with_name(record_db.name + ".wal"), copy, copy.with_name(copy.name + ".wal"), spill]
 
 
 def delete_record(record_db: Path) -> None:
@@ -700,7 +689,7 @@ def _attach_record(con: duckdb.DuckDBPyConnection, record_db: Path, now: datetim
     record_db.parent.mkdir(parents=True, exist_ok=True)
     for attempt in (1, 2):
         try:
-            con.execute(f"ATTACH {_literal(str(record_db))} AS {RECORD_DB} (READ_WRITE)")
+            con.execute(f"ATTACH {quote_literal(str(record_db))} AS {RECORD_DB} (READ_WRITE)")
             layout = [
                 c
                 for (c,) in con.execute(
