@@ -17,6 +17,10 @@ on it finish, new ones never reach it. The configuration is locked after opening
 change settings (memory, threads, temp directory) for the others sharing the instance, and external
 access stays off.
 
+Chart data that Superset caches is tied to the version it was read from (`versions_now`,
+`versions_read`; the cache itself is served_cache.py): a publish makes every cached result of the
+replaced warehouse unreachable at once.
+
 Standalone (duckdb only), so that the pipeline's tests import it without Superset.
 """
 
@@ -73,6 +77,7 @@ class ServedWarehouse:
                 self._dir = None
             if current is None or current.identity != _identity(st):
                 current = self._open()
+            _note_read(self.path, current.identity)
             return duckdb.connect(str(current.link), read_only=True, config=self.config)
 
     def _open(self) -> _Version:
@@ -129,6 +134,47 @@ def served(path: str, config: dict[str, Any]) -> ServedWarehouse:
         if key not in _registry:
             _registry[key] = ServedWarehouse(key[0], config)
         return _registry[key]
+
+
+Version = tuple[str, tuple[int, int, int, int] | None]
+_reads = threading.local()
+
+
+def _note_read(path: Path, identity: tuple[int, int, int, int]) -> None:
+    seen: dict[str, set] | None = getattr(_reads, "seen", None)
+    if seen is None:
+        seen = _reads.seen = {}
+    seen.setdefault(str(path), set()).add(identity)
+
+
+def versions_now() -> tuple[Version, ...]:
+    """(path, identity of the file there now; None if there is none) for every served path of this
+    process, sorted by path: what a query starting now would read."""
+    with _registry_lock:
+        paths = sorted({str(w.path) for w in _registry.values()})
+    now = []
+    for path in paths:
+        try:
+            now.append((path, _identity(os.stat(path))))
+        except FileNotFoundError:
+            now.append((path, None))
+    return tuple(now)
+
+
+def watch_reads() -> None:
+    """Start noting the versions this thread's connections read (`versions_read`)."""
+    _reads.seen = {}
+
+
+def versions_read() -> tuple[Version, ...] | None:
+    """The versions this thread read since `watch_reads`, in the form of `versions_now`: the version read
+    where a served path was read, the version there now where it was not. None if a path was read in two
+    versions (a publish between two connections of one query): no single version a result belongs to."""
+    seen: dict[str, set] = getattr(_reads, "seen", None) or {}
+    if any(len(identities) > 1 for identities in seen.values()):
+        return None
+    read = {path: next(iter(identities)) for path, identities in seen.items()}
+    return tuple((path, read.get(path, identity)) for path, identity in versions_now())
 
 
 def connection_mutator(url: Any, params: dict[str, Any], *_: Any) -> tuple[Any, dict[str, Any]]:

@@ -86,19 +86,22 @@ EXCEL_EXTENSIONS: set = set()
 COLUMNAR_EXTENSIONS: set = set()
 
 
-def _load_served_warehouse():
-    """superset/served_warehouse.py, beside this file (this file is loaded by path, not as a package)."""
+def _load_beside(name: str, filename: str):
+    """A module beside this file (this file is loaded by path, not as a package), registered as `name`."""
     import importlib.util
     import sys
 
-    name = "callsight_served_warehouse"
     if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), "served_warehouse.py")
+        path = os.path.join(os.path.dirname(__file__), filename)
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def _load_served_warehouse():
+    return _load_beside("callsight_served_warehouse", "served_warehouse.py")
 
 
 # Read-only DuckDB files (the served warehouse): one DuckDB instance per published version of the file,
@@ -109,9 +112,17 @@ DB_CONNECTION_MUTATOR = _load_served_warehouse().connection_mutator
 SQLLAB_TIMEOUT = 60
 SQL_MAX_ROW = 100000
 
-# Caches: results are keyed per user and RLS; keep them short so that erasure and retention apply soon.
+# Caches. Chart results are keyed per user and row-level security by Superset, and by the published
+# version of the served warehouse by served_cache.py: a publish (a night, an erasure, retention, a new
+# mapping of who sees whom) makes every result of the replaced file unreachable at once, so they may
+# live until the next publish. In memory of each Superset process, nothing on disk.
 CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
-DATA_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
+_load_beside("callsight_served_cache", "served_cache.py")
+DATA_CACHE_CONFIG = {
+    "CACHE_TYPE": "callsight_served_cache.ServedVersionCache",
+    "CACHE_DEFAULT_TIMEOUT": 24 * 3600,
+    "CACHE_THRESHOLD": 1000,  # results per Superset process; the oldest go first
+}
 
 # ---- Alerts & Reports (production profile: PostgreSQL metadata DB + Redis + Celery) ------------
 _redis = os.environ.get("CALLSIGHT_REDIS_URL")

@@ -230,6 +230,120 @@ def test_in_superset_engines_share_the_version_and_dialects_ask_duckdb_nothing(t
     assert r.stdout.split() == ["['callsight:1000']", "1"], r.stdout
 
 
+CACHE_IN_SUPERSET = """
+import json, os, runpy, sys
+from flask import Flask
+from flask_caching import Cache
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+served_db, version_2, version_3 = sys.argv[2:5]
+config = runpy.run_path(sys.argv[1])
+cache = Cache(Flask("test"), config=config["DATA_CACHE_CONFIG"])  # as Superset makes its data cache
+url = make_url("duckdb:///" + served_db)
+params = {"poolclass": NullPool, "connect_args": {"read_only": True, "config": {"enable_external_access": False}}}
+
+def query():
+    url2, kwargs = config["DB_CONNECTION_MUTATOR"](url, dict(params), "someone", None, None)
+    with create_engine(url2, **kwargs).connect() as con:
+        return con.execute(text("SELECT max(version) FROM marts.fct_calls")).scalar()
+
+def chart(key):  # as Superset answers a chart: look up; on a miss query and store
+    if (hit := cache.get(key)) is not None:
+        return ["cached", hit]
+    value = query()
+    cache.set(key, value)
+    return ["queried", value]
+
+out = [chart("k"), chart("k")]
+os.replace(version_2, served_db)  # a publish
+out += [chart("k"), chart("k")]
+# a query that read version 2 and ends after version 3 is published: its result is not stored
+cache.get("slow")
+value = query()
+os.replace(version_3, served_db)
+cache.set("slow", value)
+out += [["slow", value, cache.get("slow")], chart("slow"), chart("slow")]
+out.append(sorted(key.split(":", 1)[-1] for key in cache.cache._cache))  # what the cache still holds
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.superset
+def test_superset_never_answers_a_chart_from_a_replaced_warehouse_out_of_its_cache(tmp_path: Path) -> None:
+    """The data cache of superset_config.py, made as Superset makes it: a result is cached for the
+    version of the served file its query read; a publish makes the old results unreachable and drops
+    them; a result read from a version replaced before it was stored is not stored."""
+    import json
+    import os
+    import subprocess
+
+    from callsight.settings import Settings
+
+    from .conftest import require_service
+
+    python = Settings.from_env({}).superset_venv / "bin" / "python"
+    require_service(python.exists(), "Superset venv")
+    (tmp_path / "warehouse").mkdir()
+    db = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
+    versions = [build(tmp_path / f"build{v}.duckdb", v) for v in (2, 3)]
+    env = {"PATH": os.environ["PATH"], "CALLSIGHT_HOME": str(tmp_path), "SUPERSET_SECRET_KEY": "test-only"}
+    r = subprocess.run(
+        [str(python), "-c", CACHE_IN_SUPERSET, str(REPO_ROOT / "superset" / "superset_config.py"), str(db)]
+        + [str(v) for v in versions],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.splitlines()[-1]) == [
+        ["queried", 1],
+        ["cached", 1],
+        ["queried", 2],
+        ["cached", 2],
+        ["slow", 2, None],
+        ["queried", 3],
+        ["cached", 3],
+        ["slow"],
+    ]
+
+
+def test_a_result_belongs_to_the_version_its_connections_read(tmp_path: Path) -> None:
+    """versions_read: what the served data cache stores a result under."""
+    (tmp_path / "warehouse").mkdir()
+    path = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
+    sw = served_warehouse.served(str(path), CONFIG)
+
+    def mine(versions):
+        assert versions is not None
+        return dict(versions)[str(path)]
+
+    v1 = mine(served_warehouse.versions_now())
+    served_warehouse.watch_reads()
+    assert mine(served_warehouse.versions_read()) == v1  # nothing read yet: the version there now
+    first = sw.connect()
+    assert version_of(first) == 1
+    publish(build(tmp_path / "build2.duckdb", 2), path)
+    v2 = mine(served_warehouse.versions_now())
+    assert v2 not in (v1, None)
+    assert mine(served_warehouse.versions_read()) == v1  # read before the publish: version 1's
+    second = sw.connect()
+    assert version_of(second) == 2
+    assert served_warehouse.versions_read() is None  # one query, two versions: neither
+    served_warehouse.watch_reads()
+    third = sw.connect()
+    publish(build(tmp_path / "build3.duckdb", 3), path)
+    other = threading.Thread(target=lambda: sw.connect().close())  # another thread's reads are its own
+    other.start()
+    other.join()
+    assert mine(served_warehouse.versions_read()) == v2
+    for con in (first, second, third):
+        con.close()
+    sw.close()
+
+
 def test_a_forked_child_opens_its_own_instance(served, tmp_path: Path) -> None:
     """A Celery pool worker is forked from a parent that may have connected: the child must not use the
     parent's DuckDB instance (not fork-safe), and the parent keeps working."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import duckdb
@@ -14,6 +16,7 @@ import requests
 import yaml
 
 from callsight.config import load_directory
+from callsight.publish import publish
 from callsight.superset_api import SupersetAPIError, SupersetClient
 from callsight.superset_assets import load_assets
 
@@ -51,19 +54,25 @@ def expected_counts(server: SupersetServer, viewer: str | None, table: str = "fc
 
 
 def chart_counts(client: SupersetClient, mart: str = "fct_calls") -> dict[str, int]:
+    return chart_answer(client, mart)[0]
+
+
+def chart_answer(client: SupersetClient, mart: str = "fct_calls", force: bool = True) -> tuple[dict[str, int], bool]:
+    """Rows per agent as a chart of the mart shows them, and whether Superset answered from its cache."""
     table, metric = FACTS[mart]
     (ds,) = list(client.list_all("dataset", [("table_name", "eq", table)]))
     assert ds["table_name"] == table
     data = client.chart_data(
         {
             "datasource": {"id": ds["id"], "type": "table"},
-            "force": True,
+            "force": force,
             "queries": [{"metrics": [metric], "columns": ["agent_username"], "filters": [], "row_limit": 10000}],
             "result_format": "json",
             "result_type": "full",
         }
     )
-    return {r["agent_username"]: r[metric] for r in data["result"][0]["data"]}
+    (result,) = data["result"]
+    return {r["agent_username"]: r[metric] for r in result["data"]}, bool(result["is_cached"])
 
 
 def test_every_directory_user_sees_exactly_what_the_directory_allows(superset_server: SupersetServer) -> None:
@@ -97,6 +106,47 @@ def test_every_directory_user_sees_exactly_what_the_directory_allows(superset_se
         g.leaders[0] for g in directory.groups if g.journal_visible_to_leader and not g.journal_visible_to_group
     )
     assert len(expected_counts(superset_server, leader)) > 1
+
+
+def test_cached_charts_are_each_viewers_own_and_end_with_the_published_warehouse(
+    superset_server: SupersetServer, tmp_path: Path
+) -> None:
+    """Charts asked as the dashboards ask (no `force`: Superset may answer from its data cache): a
+    viewer never gets a result cached for another, and once a publish has replaced the warehouse (here:
+    one agent's calls gone, as after an erasure) nobody gets a result of the replaced one."""
+    s = superset_server
+    served = s.site.settings.served_db
+    directory = load_directory(s.site.settings.effective_directory_path)
+    leader = next(
+        g.leaders[0] for g in directory.groups if g.journal_visible_to_leader and not g.journal_visible_to_group
+    )
+    member = next(u for u in directory.usernames if list(expected_counts(s, u)) == [u])
+    clients = {u: SupersetClient(s.url).login(u, s.user_password) for u in (leader, member)}
+    clients["admin"] = SupersetClient(s.url).login("admin", s.admin_password)
+
+    def check_everyone(rounds: int = 3) -> list[bool]:
+        cached = []
+        for _ in range(rounds):
+            for who, client in clients.items():
+                counts, from_cache = chart_answer(client, force=False)
+                assert counts == expected_counts(s, None if who == "admin" else who), (who, from_cache)
+                cached.append(from_cache)
+        return cached
+
+    assert any(check_everyone()), "the data cache answers (one connection stays with one gunicorn worker)"
+    gone = sorted(set(expected_counts(s, leader)) - {leader})[0]
+    original = shutil.copy2(served, tmp_path / "original.duckdb")
+    changed = shutil.copy2(served, tmp_path / "changed.duckdb")
+    con = duckdb.connect(str(changed))
+    con.execute("DELETE FROM marts.fct_calls WHERE agent_username = ?", [gone])
+    con.close()
+    try:
+        publish(Path(changed), served, keep=0)
+        assert gone not in expected_counts(s, leader) and gone not in expected_counts(s, None)
+        assert any(check_everyone()), "cached again, for the new warehouse"
+    finally:
+        publish(Path(original), served, keep=0)
+    assert gone in chart_answer(clients["admin"], force=False)[0]
 
 
 def test_the_management_summary_dashboard_is_imported(superset_server: SupersetServer) -> None:
