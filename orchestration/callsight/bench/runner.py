@@ -200,6 +200,7 @@ def figures(rows: int, stages: Mapping[str, StageResult]) -> dict[str, Any]:
     f["chart_p95_ms"] = charts.detail.get("p95_ms") if charts else None
     f["chart_worst_p95_ms"] = charts.detail.get("worst_chart_p95_ms") if charts else None
     f["load"] = charts.detail.get("load") if charts else None
+    f["chart_cached"] = charts.detail.get("cached") if charts else None
     f["goals"] = verdicts(f)
     return f
 
@@ -249,6 +250,14 @@ def report_lines(results: list[dict[str, Any]], load: tuple[float, float, float]
             [f"{_fmt(f['chart_p50_ms'], ',.0f')} / {_fmt(f['chart_p95_ms'], ',.0f')} ms" for f in sizes],
         ),
         ("worst chart p95", [_fmt(f["chart_worst_p95_ms"], ",.0f", " ms") for f in sizes]),
+        (
+            "chart again: p50 / p95, cached",
+            [
+                f"{_fmt(c.get('p50_ms'), ',.0f')} / {_fmt(c.get('p95_ms'), ',.0f')} ms, "
+                f"{c.get('from_cache', '-')}/{c.get('samples', '-')}"
+                for c in (f.get("chart_cached") or {} for f in sizes)
+            ],
+        ),
         (
             "load: requests / errors",
             [f"{(f['load'] or {}).get('requests', '-')} / {(f['load'] or {}).get('errors', '-')}" for f in sizes],
