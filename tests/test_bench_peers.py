@@ -8,6 +8,7 @@ import os
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from callsight.bench.floor import KPI_COLUMNS, run_floor
 from callsight.bench.generator import BenchJournal, generate_journal
 from callsight.bench.peer_pandas import run_pandas
+from callsight.bench.stages import run_timings
 from callsight.config import load_directory, load_policy
 from callsight.demo_data import default_policy
 from callsight.nightly import run_nightly, yesterday
@@ -127,6 +129,10 @@ def test_floor_and_pandas_agree_with_the_marts_after_a_build_and_a_night(
 
     night = run_nightly(settings, j.night_day, j.night_day, log_level="WARNING")
     assert night.success, night.failure
+    with dg.DagsterInstance.get() as instance:  # what the benchmark reports of a run
+        steps, publish = run_timings(instance, night.run_id)
+    assert {"raw__journal", "warehouse_models", "published_warehouse"} <= set(steps)
+    assert set(publish) == {"prune", "compact", "swap"} and 0 < publish["compact"] < steps["published_warehouse"]
     everything = marts(settings)
     assert everything["call_date"].max() == j.night_day and len(everything) > len(history)
     after = j.night_day + timedelta(days=1)

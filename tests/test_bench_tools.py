@@ -120,7 +120,9 @@ def _stages(build: float, night: float, floor: float, pandas: float, rss: float)
         "extract_sqlite": _stage("extract_sqlite", 5, rss, {"rows_per_second": 1_200_000.0, "quarantined": 0}),
         "extract_postgresql": _stage("extract_postgresql", 5, 900, {"rows_per_second": 250_000.0, "quarantined": 0}),
         "full_build": _stage("full_build", build, 1500, {"steps": {"raw__journal": 4.0, "warehouse_models": 20.0}}),
-        "night": _stage("night", night, 1200),
+        "night": _stage(
+            "night", night, 1200, {"steps": {"published_warehouse": 9.0}, "publish": {"prune": 0.5, "compact": 8.0}}
+        ),
         "floor": _stage("floor", floor, 800),
         "pandas": _stage("pandas", pandas, 3000),
         "charts": _stage(
@@ -178,6 +180,8 @@ def test_report_table_and_json() -> None:
     assert "1,200,000" in text and "250,000" in text
     assert "80 / 240 ms" in text
     assert "21 / 38 ms, 357/360" in text  # a dashboard opened again: from the cache, and how often
+    assert "night steps at 10,000,000 rows (s): published_warehouse 9.0" in text
+    assert "publish at 10,000,000 rows, night (s): prune 0.5, compact 8.0" in text
     assert "load average at the end: 3.50" in text
     goal_lines = [line for line in text.splitlines() if (line.startswith("  ") and "<=" in line) or ">=" in line]
     assert any("MISSED" in line for line in goal_lines) and any("met" in line for line in goal_lines)

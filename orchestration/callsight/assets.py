@@ -2,6 +2,7 @@
 the data-quality checks (Great Expectations suites in data_quality/suites) that gate the publish."""
 
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -288,7 +289,8 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         atomically. Kept builds holding calls beyond retention + one night are deleted."""
         s = site.settings()
         policy = load_policy(s.effective_policy_path)
-        prune_build(s.build_db)
+        seconds = prune_build(s.build_db)
+        started = time.perf_counter()
         counts = publish(
             s.build_db,
             s.served_db,
@@ -297,13 +299,18 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         )
         cutoff = retention_cutoff(run_date(context, policy.tz), policy.retention.journal_days)
         pruned = prune_expired_builds(s.served_db, cutoff)
-        context.log.info(f"published {s.served_db}: {counts}; expired kept builds deleted: {len(pruned)}")
+        seconds["swap"] = time.perf_counter() - started
+        context.log.info(
+            f"published {s.served_db}: {counts}; expired kept builds deleted: {len(pruned)}; seconds: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
+        )
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(s.served_db)),
                 "build_fingerprint": stored_fingerprint(s.served_db) or "",
                 "kept_builds": len(kept_builds(s.served_db)),
                 "kept_builds_expired": len(pruned),
+                **{f"seconds_{k}": dg.MetadataValue.float(round(v, 2)) for k, v in seconds.items()},
                 **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
             }
         )

@@ -187,6 +187,9 @@ def figures(rows: int, stages: Mapping[str, StageResult]) -> dict[str, Any]:
         f[f"{name}_s"] = s.seconds if s else None
     build, floor, pandas = ok("full_build"), ok("floor"), ok("pandas")
     f["build_steps_s"] = build.detail.get("steps") if build else None
+    night = ok("night")
+    f["night_steps_s"] = night.detail.get("steps") if night else None
+    f["publish_parts_s"] = {n: s.detail.get("publish") for n in ("full_build", "night") if (s := ok(n))} or None
     f["build_vs_floor"] = build.seconds / floor.seconds if build and floor else None
     f["pandas_vs_build"] = pandas.seconds / build.seconds if build and pandas else None
     f["pandas_vs_floor"] = pandas.seconds / floor.seconds if floor and pandas else None
@@ -273,9 +276,14 @@ def report_lines(results: list[dict[str, Any]], load: tuple[float, float, float]
         + "; ".join(f"{f['rows']:,}: " + ", ".join(f"{k} {v:,}" for k, v in f["peak_rss_mib"].items()) for f in sizes)
     )
     for f in sizes:
-        if f.get("build_steps_s"):
-            steps = ", ".join(f"{k} {v:.1f}" for k, v in f["build_steps_s"].items())
-            lines.append(f"full build steps at {f['rows']:,} rows (s): {steps}")
+        for key, what in (("build_steps_s", "full build"), ("night_steps_s", "night")):
+            if f.get(key):
+                steps = ", ".join(f"{k} {v:.1f}" for k, v in f[key].items())
+                lines.append(f"{what} steps at {f['rows']:,} rows (s): {steps}")
+        for run, parts in (f.get("publish_parts_s") or {}).items():
+            if parts:
+                text = ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+                lines.append(f"publish at {f['rows']:,} rows, {run.replace('_', ' ')} (s): {text}")
     lines.append("")
     lines.append("goals:")
     for key, text in GOALS.items():

@@ -92,14 +92,29 @@ def stage_run(args: dict[str, Any]) -> dict[str, Any]:
         settings, date.fromisoformat(args["first_day"]), date.fromisoformat(args["last_day"]), log_level="WARNING"
     )
     seconds = time.perf_counter() - t0
-    steps: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
-        for s in instance.get_run_step_stats(result.run_id):
-            if s.start_time and s.end_time:
-                steps[s.step_key] = round(s.end_time - s.start_time, 2)
+        steps, publish = run_timings(instance, result.run_id)
     if not result.success:
         raise RuntimeError(f"nightly run failed: {result.failure}")
-    return {"run_id": result.run_id, "seconds": seconds, "steps": steps}
+    return {"run_id": result.run_id, "seconds": seconds, "steps": steps, "publish": publish}
+
+
+def run_timings(instance: Any, run_id: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per step of a Dagster run, and of the parts of its publish (prune, compact, swap: the
+    metadata of `published_warehouse`)."""
+    import dagster as dg
+
+    steps: dict[str, float] = {}
+    for s in instance.get_run_step_stats(run_id):
+        if s.start_time and s.end_time:
+            steps[s.step_key] = round(s.end_time - s.start_time, 2)
+    publish: dict[str, float] = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        event = entry.dagster_event
+        if event and event.asset_key and event.asset_key.to_user_string() == "published_warehouse":
+            metadata = event.step_materialization_data.materialization.metadata
+            publish = {k.removeprefix("seconds_"): v.value for k, v in metadata.items() if k.startswith("seconds_")}
+    return steps, publish
 
 
 def stage_floor(args: dict[str, Any]) -> dict[str, Any]:
