@@ -38,9 +38,10 @@ demo: venvs
 # Two pytest-xdist workers; tests/conftest.py groups them (a module stays in one worker, the modules
 # using the shared Superset server in one) and puts the heavy groups first. Much of a test waits on
 # Superset, dbt or the browser, so two workers share the 2 cores well. TEST_WORKERS=0: one process.
+# The 20 slowest tests are listed at the end: the suite should stay well under 20 minutes.
 TEST_WORKERS ?= 2
 test: venvs
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 test-fast: venvs
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not superset and not slow"
