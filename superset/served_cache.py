@@ -56,24 +56,20 @@ class ServedVersionCache(SimpleCache):
         _served().watch_reads()
         return super().get(self._key(versions, key))
 
-    def _stored_as(self) -> tuple | None:
-        """The versions a result computed since the last lookup belongs to, if they are still served."""
+    def _stored_key(self, key: str) -> str | None:
+        """The key a result computed since the last lookup is stored under: the versions its query read,
+        if they are still served; None (not stored) otherwise."""
         read = _served().versions_read()
         _served().watch_reads()
-        now = self._current()
-        return read if read == now else None
+        return self._key(read, key) if read == self._current() else None
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        versions = self._stored_as()
-        if versions is None:
-            return False
-        return super().set(self._key(versions, key), value, timeout)
+        stored = self._stored_key(key)
+        return stored is not None and super().set(stored, value, timeout)
 
     def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        versions = self._stored_as()
-        if versions is None:
-            return False
-        return super().add(self._key(versions, key), value, timeout)
+        stored = self._stored_key(key)
+        return stored is not None and super().add(stored, value, timeout)
 
     def delete(self, key: str) -> bool:
         return super().delete(self._key(self._current(), key))

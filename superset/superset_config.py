@@ -100,14 +100,10 @@ def _load_beside(name: str, filename: str):
     return sys.modules[name]
 
 
-def _load_served_warehouse():
-    return _load_beside("callsight_served_warehouse", "served_warehouse.py")
-
-
 # Read-only DuckDB files (the served warehouse): one DuckDB instance per published version of the file,
 # reused by every query until a publish replaces the file (see served_warehouse.py: faster, and no query
 # ever lands on a replaced warehouse).
-DB_CONNECTION_MUTATOR = _load_served_warehouse().connection_mutator
+DB_CONNECTION_MUTATOR = _load_beside("callsight_served_warehouse", "served_warehouse.py").connection_mutator
 
 SQLLAB_TIMEOUT = 60
 SQL_MAX_ROW = 100000

@@ -189,7 +189,8 @@ def figures(rows: int, stages: Mapping[str, StageResult]) -> dict[str, Any]:
     f["build_steps_s"] = build.detail.get("steps") if build else None
     night = ok("night")
     f["night_steps_s"] = night.detail.get("steps") if night else None
-    f["publish_parts_s"] = {n: s.detail.get("publish") for n in ("full_build", "night") if (s := ok(n))} or None
+    runs = {"full_build": build, "night": night}
+    f["publish_parts_s"] = {n: r.detail.get("publish") for n, r in runs.items() if r} or None
     f["build_vs_floor"] = build.seconds / floor.seconds if build and floor else None
     f["pandas_vs_build"] = pandas.seconds / build.seconds if build and pandas else None
     f["pandas_vs_floor"] = pandas.seconds / floor.seconds if floor and pandas else None
