@@ -36,6 +36,7 @@ from .erasure import (
     prepare_matching,
     suppressed_columns_sql,
 )
+from .number_keys import ensure_number_key_salt
 from .privacy import masked_columns_sql, private_sql
 from .retention import PurgeCounts, clip_window, purge_store
 from .sources import (
@@ -157,6 +158,7 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
         con.execute(f"UPDATE {prefix}journal SET _row_hash = {SCRUBBED_ROW_HASH} WHERE _row_hash IS NULL")
     ensure_register(con, db)
     ensure_audit_log(con, db)
+    ensure_number_key_salt(con, db)  # the analysts' number keys (number_keys.py)
     # Where the raw checks once recorded the extract stamps that passed; they now keep their record of
     # validated rows in a file of their own (quality.py).
     con.execute(f"DROP TABLE IF EXISTS {prefix}quality_validated")

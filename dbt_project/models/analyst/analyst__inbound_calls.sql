@@ -1,5 +1,6 @@
 {{ config(alias='inbound_calls') }}
--- fct_inbound_calls for analysts' SQL: agents under the labels analysts may see, no usernames.
+-- fct_inbound_calls for analysts' SQL: agents under the labels analysts may see, no usernames; the
+-- caller's number as the dashboards show it and its keyed hash (as in analyst.calls), not the number.
 select
     calls.chain_key,
     calls.first_call_id,
@@ -19,8 +20,8 @@ select
     calls.counts_for_service_level,
     calls.is_within_service_level,
     calls.talk_seconds,
-    calls.phone_number,
-    calls.phone_match_key,
+    calls.phone_number_display as phone_number,
+    case when not calls.is_private then number_keys.number_key end as number_key,
     calls.contact_company,
     calls.project_id,
     calls.project_name,
@@ -32,3 +33,4 @@ from {{ portable_ref('fct_inbound_calls') }} as calls
 left join {{ portable_ref('agent_labels') }} as agent on calls.agent_username = agent.agent_username
 left join {{ portable_ref('agent_labels') }} as answered_by
     on calls.answered_by_username = answered_by.agent_username
+left join {{ portable_ref('number_keys') }} as number_keys on calls.phone_match_key = number_keys.phone_match_key
