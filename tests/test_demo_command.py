@@ -1,5 +1,6 @@
 """`callsight demo` (what `make demo` runs) end to end, twice: the second run duplicates nothing."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,15 @@ def test_demo_reaches_ready_and_is_idempotent(tmp_path: Path) -> None:
     assert "callsight DEMO" in out and "ready: chart data served over HTTP" in out
     assert "leader of" in out and "analyst:" in out and "admin: everything" in out
     assert "60 users created" in out
+    # Admin-role logins have passwords of their own: leader, member and analyst share one, the directory's
+    # admin and the bootstrap admin each have another.
+    logins = [line.split() for line in out.splitlines() if line.startswith("  login ")]
+    assert any("directory admin" in " ".join(words) for words in logins)
+    assert len({words[3] for words in logins}) == 3, logins
     secrets = home / "demo" / "demo-secrets.env"
     assert secrets.stat().st_mode & 0o777 == 0o600
+    assert "CALLSIGHT_DEMO_ADMIN_PASSWORD=" in secrets.read_text()
+    assert "WARNING: callsight is running as root" in out or os.geteuid() != 0
     con = duckdb.connect(str(home / "warehouse" / "callsight.duckdb"), read_only=True)
     rows = con.execute("SELECT count(*) FROM marts.fct_calls").fetchone()[0]
     con.close()

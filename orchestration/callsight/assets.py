@@ -13,12 +13,14 @@ import requests
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from .admin_passwords import SharedPasswordError, set_admin_passwords
 from .audit import record_audit
 from .config import load_directory, load_policy
 from .dbt_guard import PARENT_PID as DBT_PARENT_PID
 from .dbt_project import build_vars, dbt_project, vars_arg
 from .erasure import ErasureKeyError, erasure_key
 from .extract import Window, extract
+from .file_modes import restrict_umask, secure_home
 from .freshness import judge, read_served_state
 from .halt import halt_point
 from .org_store import SITE_TABLES, store_site
@@ -41,6 +43,8 @@ class SiteResource(dg.ConfigurableResource):
     """Site settings, read from the environment when a run starts (never at import)."""
 
     def settings(self) -> Settings:
+        # Every asset starts here: what it writes is owner-only, whichever process runs it (file_modes).
+        restrict_umask()
         return Settings.from_env()
 
 
@@ -143,6 +147,7 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
         """Org directory (users, groups, options, staff) and holiday calendar, written to the raw store.
         A nightly run records its start in the audit log first."""
         s = site.settings()
+        secure_home(s)  # a run the daemon launched tightens the home too (file_modes)
         if context.job_name == NIGHTLY_JOB:
             first, last = run_partitions(context.run.tags)
             started = {"event": "started", "job": NIGHTLY_JOB, "first_day": first, "last_day": last}
@@ -334,7 +339,8 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
             return dg.MaterializeResult(metadata={"skipped": True})
         try:
             report = provision_superset(s, s.superset_url, admin_password, s.secret("CALLSIGHT_DEMO_PASSWORD"))
-        except (requests.RequestException, SupersetAPIError) as exc:
+            set_admin_passwords(s, s.superset_url, admin_password)  # demo: admins' own password
+        except (requests.RequestException, SupersetAPIError, SharedPasswordError) as exc:
             raise dg.Failure(description=f"Superset at {s.superset_url} could not be synced: {exc}") from exc
         return dg.MaterializeResult(
             metadata={

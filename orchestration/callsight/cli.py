@@ -15,7 +15,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from .admin_passwords import ADMIN_PASSWORD, MEMBER_PASSWORD, SharedPasswordError, check_distinct
 from .config import ConfigError, load_directory, load_policy
+from .file_modes import OWNER_ONLY_UMASK, secure_home
 from .settings import Settings
 
 DEMO_BANNER = """
@@ -26,10 +28,18 @@ DEMO_BANNER = """
  #  your own journal and configuration instead.                               #
  ############################################################################
 """
+ROOT_WARNING = """
+ ############################################################################
+ #  WARNING: callsight is running as root.                                  #
+ #  Run its services as a dedicated unprivileged user (e.g. `callsight`)    #
+ #  owning CALLSIGHT_HOME, never as root - README: Running the services     #
+ ############################################################################
+"""
 DEMO_SECRET_NAMES = (
     "SUPERSET_SECRET_KEY",
     "SUPERSET_ADMIN_PASSWORD",
-    "CALLSIGHT_DEMO_PASSWORD",
+    MEMBER_PASSWORD,
+    ADMIN_PASSWORD,
     "CALLSIGHT_ERASURE_KEY",
     "CALLSIGHT_PSEUDONYM_KEY",
 )
@@ -39,6 +49,12 @@ DASHBOARD_SLUGS = ("management-summary", "agenten", "kunden", "projekte")
 
 def _print(msg: str) -> None:
     print(msg, flush=True)
+
+
+def warn_if_root(demo: bool) -> None:
+    """Services never run as root; a loud warning, not a refusal (the demo may run on a throwaway box)."""
+    if os.geteuid() == 0:
+        _print(ROOT_WARNING + ("  (tolerated for the demo on a throwaway machine)\n" if demo else ""))
 
 
 # ---- demo secrets ---------------------------------------------------------------------------------
@@ -144,14 +160,20 @@ def _superset_up(url: str) -> bool:
 
 
 def provision(settings: Settings, url: str, admin_password: str, user_password: str | None) -> None:
+    from .admin_passwords import set_admin_passwords
     from .provision import provision_superset
 
     report = provision_superset(settings, url, admin_password, user_password)
+    own = set_admin_passwords(settings, url, admin_password)
     _print(
         f"provisioned Superset at {url}: datasets {sorted(report.datasets)}, "
         f"{len(report.users_created)} users created, {len(report.users_updated)} updated, "
         f"{len(report.users_deactivated)} deactivated, RLS rules {report.rls_rules}"
     )
+    if own:
+        _print(f"admin logins with their own password (not the members' demo password): {', '.join(own)}")
+    elif user_password and not settings.secret(ADMIN_PASSWORD):
+        _print(f"WARNING: {MEMBER_PASSWORD} without {ADMIN_PASSWORD}: the directory's admins share it")
     if report.missing_permissions:
         _print(f"note: permissions not offered by this Superset version: {', '.join(report.missing_permissions)}")
     if report.reports is None:
@@ -172,7 +194,7 @@ def cmd_provision(settings: Settings, args: argparse.Namespace) -> int:
 
     secret = require_secret(settings, "SUPERSET_SECRET_KEY")
     admin_password = require_secret(settings, "SUPERSET_ADMIN_PASSWORD")
-    user_password = settings.secret("CALLSIGHT_DEMO_PASSWORD")
+    user_password = settings.secret(MEMBER_PASSWORD)
     env = SupersetEnv(settings, secret)
     env.init_metadata(admin_password)
     if _superset_up(settings.superset_url):
@@ -216,10 +238,16 @@ def serve(
     port: int = 8088,
     dagster_port: int = 3000,
     once: bool = False,
+    dagster_ui: bool = True,
 ) -> int:
+    from .dagster_ui import allowed_hosts
     from .superset_runtime import SupersetEnv, stop, wait_healthy
 
     url = f"http://127.0.0.1:{port}"
+    try:
+        ui_hosts = allowed_hosts(settings)  # a bad name fails now, not after Superset started
+    except ValueError as exc:
+        raise SystemExit(f"callsight: {exc}") from None
     # Report screenshots: the worker's browser must reach this web server.
     webdriver = () if settings.env.get("CALLSIGHT_WEBDRIVER_BASEURL") else (("CALLSIGHT_WEBDRIVER_BASEURL", f"{url}/"),)
     env = SupersetEnv(settings, secret, extra_env=webdriver)
@@ -234,44 +262,18 @@ def serve(
             procs.append(env.start_worker())
             procs.append(env.start_beat())
             _print("e-mail reports: Celery worker and beat started (production profile: PostgreSQL + Redis)")
-        provision(settings, url, admin_password, settings.secret("CALLSIGHT_DEMO_PASSWORD"))
+        provision(settings, url, admin_password, settings.secret(MEMBER_PASSWORD))
         if demo_logins:
             n = check_ready(url, *demo_logins[0][:2])
             _print(
                 f"ready: chart data served over HTTP from {settings.served_db} "
                 f"({n} inbound calls visible to {demo_logins[0][0]})"
             )
-        dagster_log = (settings.log_dir / "dagster.log").open("ab")
-        # The nightly job syncs Superset's users, roles and RLS after publishing: it needs the admin secret.
-        dagster_env = {
-            **os.environ,
-            **settings.export(),
-            "CALLSIGHT_SUPERSET_URL": url,
-            "SUPERSET_ADMIN_PASSWORD": admin_password,
-        }
-        # the demo's come from its secrets file
-        for name in ("CALLSIGHT_DEMO_PASSWORD", "CALLSIGHT_ERASURE_KEY", "CALLSIGHT_PSEUDONYM_KEY"):
-            if settings.secret(name):
-                dagster_env[name] = settings.secret(name)
-        dagster = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("dagster")),
-                "dev",
-                "-m",
-                "callsight.definitions",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(dagster_port),
-            ],
-            env=dagster_env,
-            stdout=dagster_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        procs.append(dagster)
+        procs += start_dagster(settings, url, admin_password, dagster_port if dagster_ui else None)
         _print(f"\nSuperset: {url}/   (admin: {settings.superset_admin_username})")
-        _print(f"Dagster:  http://127.0.0.1:{dagster_port}/   (lineage, runs, nightly schedule 02:00)")
+        if dagster_ui:
+            _print(f"Dagster:  http://127.0.0.1:{dagster_port}/   (lineage, runs; answers Host {', '.join(ui_hosts)})")
+        _print("Dagster daemon: nightly schedule 02:00, freshness check hourly")
         _print("Dashboards: " + "  ".join(f"{url}/superset/dashboard/{slug}/" for slug in DASHBOARD_SLUGS))
         for user, pw, role in demo_logins or []:
             _print(f"  login {user:<24} password {pw:<18} {role}")
@@ -304,17 +306,61 @@ def serve(
             stop(p)
 
 
+def start_dagster(
+    settings: Settings, superset_url: str, admin_password: str, ui_port: int | None
+) -> list[subprocess.Popen]:
+    """The Dagster daemon (schedules, sensors, runs launched from the UI) and, with a port, the UI behind
+    its Host check (callsight.dagster_ui) - what `dagster dev` started, without its unguarded UI."""
+    from .nightly import prepare_instance
+
+    prepare_instance(settings)
+    # The nightly job syncs Superset's users, roles and RLS after publishing: it needs the admin secret.
+    env = {
+        **os.environ,
+        **settings.export(),
+        "CALLSIGHT_SUPERSET_URL": superset_url,
+        "SUPERSET_ADMIN_PASSWORD": admin_password,
+    }
+    # the demo's come from its secrets file
+    for name in (MEMBER_PASSWORD, ADMIN_PASSWORD, "CALLSIGHT_ERASURE_KEY", "CALLSIGHT_PSEUDONYM_KEY"):
+        if settings.secret(name):
+            env[name] = settings.secret(name)
+    bin_dir = Path(sys.executable).parent
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    commands = {"dagster-daemon.log": [str(bin_dir / "dagster-daemon"), "run", "-m", "callsight.definitions"]}
+    if ui_port is not None:
+        commands["dagster-ui.log"] = [sys.executable, "-m", "callsight.dagster_ui", "--port", str(ui_port)]
+    procs = []
+    for log_name, command in commands.items():
+        with (settings.log_dir / log_name).open("ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    umask=OWNER_ONLY_UMASK,
+                )
+            )
+    return procs
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    warn_if_root(demo=False)
     secret = require_secret(settings, "SUPERSET_SECRET_KEY")
     admin_password = require_secret(settings, "SUPERSET_ADMIN_PASSWORD")
     from .superset_runtime import SupersetEnv
 
     SupersetEnv(settings, secret).init_metadata(admin_password)
-    return serve(settings, secret, admin_password, None, args.port, args.dagster_port, args.once)
+    return serve(
+        settings, secret, admin_password, None, args.port, args.dagster_port, args.once, not args.no_dagster_ui
+    )
 
 
-def demo_logins(settings: Settings, password: str) -> list[tuple[str, str, str]]:
-    """(username, password, what they see) for a group leader, a plain member and an analyst."""
+def demo_logins(settings: Settings, password: str, admin_password: str | None = None) -> list[tuple[str, str, str]]:
+    """(username, password, what they see) for a group leader, a plain member, an analyst and, given its
+    password (never the members': admin_passwords), the directory's first admin."""
     directory = load_directory(settings.effective_directory_path)
     picks: list[tuple[str, str, str]] = []
     group = next((g for g in directory.groups if g.journal_visible_to_leader and g.leaders), None)
@@ -324,6 +370,9 @@ def demo_logins(settings: Settings, password: str) -> list[tuple[str, str, str]]
         if plain:
             picks.append((plain, password, f"member of {group.name}: sees own calls"))
     picks += [(a, password, "analyst: all masked calls, SQL Lab") for a in directory.analysts[:1]]
+    if admin_password:
+        admins = [a for a in directory.admins if a != settings.superset_admin_username]
+        picks += [(a, admin_password, "directory admin: everything, own password") for a in admins[:1]]
     return picks
 
 
@@ -398,7 +447,11 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .superset_runtime import SupersetEnv
 
     _print(DEMO_BANNER)
+    warn_if_root(demo=True)
     values = demo_secrets(settings)
+    # Admin-role logins never share the members' demo password (also when the environment sets them).
+    admin_secrets = {name: values[name] for name in ("SUPERSET_ADMIN_PASSWORD", ADMIN_PASSWORD)}
+    check_distinct(values[MEMBER_PASSWORD], admin_secrets)
     env = dict(settings.env, **values)
     settings = Settings.from_env(env)
     # The nightly run below reads its settings from the process environment: it needs the erasure key
@@ -418,10 +471,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     SupersetEnv(settings, secret).init_metadata(admin_password)
     # The first login is checked for chart data ("ready"): a group leader, not the admin.
     logins = [
-        *demo_logins(settings, values["CALLSIGHT_DEMO_PASSWORD"]),
+        *demo_logins(settings, values[MEMBER_PASSWORD], values[ADMIN_PASSWORD]),
         (settings.superset_admin_username, admin_password, "admin: everything"),
     ]
-    return serve(settings, secret, admin_password, logins, args.port, args.dagster_port, args.once)
+    return serve(
+        settings, secret, admin_password, logins, args.port, args.dagster_port, args.once, not args.no_dagster_ui
+    )
 
 
 def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
@@ -582,13 +637,16 @@ def build_parser() -> argparse.ArgumentParser:
     pv = sub.add_parser("provision", help="Superset: connection, assets, roles, users, row-level security")
     pv.set_defaults(func=cmd_provision)
     for name, func, helptext in (
-        ("serve", cmd_serve, "serve Superset (:8088) and the Dagster UI (:3000)"),
+        ("serve", cmd_serve, "serve Superset (:8088), the Dagster daemon and UI (:3000)"),
         ("demo", cmd_demo, "demo data -> nightly run -> provision -> serve"),
     ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--port", type=int, default=8088)
         s.add_argument("--dagster-port", type=int, default=3000)
         s.add_argument("--once", action="store_true", help="stop after reaching 'ready' (for scripts)")
+        s.add_argument(
+            "--no-dagster-ui", action="store_true", help="Dagster daemon only (schedules run), no Dagster UI"
+        )
         s.set_defaults(func=func)
     dd = sub.add_parser("dbt-docs", help="generate (and --serve) the dbt docs for analysts")
     dd.add_argument("--serve", action="store_true")
@@ -637,10 +695,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         _print(f"callsight: {exc}")
         return 2
+    secure_home(settings)  # owner-only files for this command and every process it starts
     try:
         return args.func(settings, args)
     except ConfigError as exc:
         _print(f"callsight: configuration refused:\n{exc}")
+        return 2
+    except SharedPasswordError as exc:
+        _print(f"callsight: {exc}")
         return 2
 
 

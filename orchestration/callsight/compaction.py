@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from .file_modes import GROUP_OTHER_BITS
 from .sources import quote_literal
 
 MEMORY_LIMIT = "1GB"
@@ -76,5 +77,6 @@ def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit:
         shutil.rmtree(spill, ignore_errors=True)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
-    os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # keep the file's permissions
+    # The file's permissions, without group or other bits (file_modes: owner-only).
+    os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) & ~GROUP_OTHER_BITS)
     os.replace(tmp, path)

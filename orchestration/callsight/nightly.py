@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 
 from .config import load_directory, load_policy
+from .file_modes import secure_home
 from .settings import Settings
 from .sources import Source, SourceUnavailableError, first_start_select
 
@@ -107,7 +108,7 @@ def run_nightly(
     # Refuse a bad configuration before anything is written.
     load_directory(settings.effective_directory_path)
     load_policy(settings.effective_policy_path)
-    _prepare_instance(settings)
+    prepare_instance(settings)
     start, end = plan_range(settings, first, last, run_date)
     if start > end:
         raise ValueError(f"empty range: {start} > {end}")
@@ -129,7 +130,7 @@ def republish(settings: Settings, discard_kept_builds: bool, log_level: str = "W
     """Build, check and publish from the raw store as it is, without extracting (after an erasure)."""
     from .definitions import REPUBLISH_JOB
 
-    _prepare_instance(settings)
+    prepare_instance(settings)
     run_config = {
         "loggers": {"console": {"config": {"log_level": log_level}}},
         "ops": {"published_warehouse": {"config": {"discard_kept_builds": discard_kept_builds}}},
@@ -139,7 +140,10 @@ def republish(settings: Settings, discard_kept_builds: bool, log_level: str = "W
     return RunResult(out.success, out.run_id, today, today, out.failure, out.failed_expectations, out.notified)
 
 
-def _prepare_instance(settings: Settings) -> None:
+def prepare_instance(settings: Settings) -> None:
+    """The site's Dagster instance (DAGSTER_HOME in CALLSIGHT_HOME), for a run or the Dagster UI. Files
+    are owner-only also when a run starts inside another program (tests, the benchmark)."""
+    secure_home(settings)
     os.environ.update(settings.export())
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     instance_yaml = settings.dagster_home / "dagster.yaml"

@@ -1,7 +1,8 @@
 """Run Apache Superset from its own virtual environment: metadata set-up and the web server.
 
 The pipeline never imports Superset; it runs Superset's CLI and gunicorn as child processes and talks
-to the server over HTTP (superset_api).
+to the server over HTTP (superset_api). Every child process gets umask 077: Superset's metadata DB, its
+files and logs under CALLSIGHT_HOME are owner-only (file_modes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import requests
 
+from .file_modes import OWNER_ONLY_UMASK, restrict_umask
 from .settings import REPO_ROOT, Settings
 
 SUPERSET_CONFIG = REPO_ROOT / "superset" / "superset_config.py"
@@ -55,6 +57,7 @@ class SupersetEnv:
 
     def cli(self, *args: str, log: Path | None = None, timeout: float = 600) -> str:
         self.check_installed()
+        restrict_umask()  # the log below, too
         proc = subprocess.run(
             [str(self.bin_dir / "superset"), *args],
             env=self.environ(),
@@ -62,6 +65,7 @@ class SupersetEnv:
             capture_output=True,
             timeout=timeout,
             cwd=self.settings.home,
+            umask=OWNER_ONLY_UMASK,
         )
         if log:
             log.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +78,7 @@ class SupersetEnv:
 
     def init_metadata(self, admin_password: str) -> None:
         """Create/upgrade the metadata DB, the bootstrap admin and Superset's built-in roles (idempotent)."""
+        restrict_umask()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         log = self.settings.log_dir / "superset-init.log"
         self.cli("db", "upgrade", log=log)
@@ -99,10 +104,6 @@ class SupersetEnv:
     def start_web(
         self, host: str = "127.0.0.1", port: int = 8088, workers: int = 2, log_name: str = "superset-web.log"
     ) -> subprocess.Popen:
-        self.check_installed()
-        log_path = self.settings.log_dir / log_name
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = log_path.open("ab")
         cmd = [
             str(self.bin_dir / "gunicorn"),
             "--bind",
@@ -129,27 +130,23 @@ class SupersetEnv:
             "0",
             "superset.app:create_app()",
         ]
-        return subprocess.Popen(
-            cmd,
-            env=self.environ(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.settings.home,
-            start_new_session=True,
-        )
+        return self._spawn(cmd, log_name)
 
     def _spawn(self, cmd: list[str], log_name: str) -> subprocess.Popen:
         self.check_installed()
+        restrict_umask()  # the log file, too
         log_path = self.settings.log_dir / log_name
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen(
-            cmd,
-            env=self.environ(),
-            stdout=log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            cwd=self.settings.home,
-            start_new_session=True,
-        )
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                cmd,
+                env=self.environ(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.settings.home,
+                start_new_session=True,
+                umask=OWNER_ONLY_UMASK,
+            )
 
     def start_worker(self, concurrency: int = 2, log_name: str = "superset-worker.log") -> subprocess.Popen:
         """Celery worker for Alerts & Reports (screenshots with chromium, CSV, e-mail)."""
