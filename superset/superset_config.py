@@ -5,6 +5,24 @@ import os
 
 from celery.schedules import crontab
 
+
+def _load_beside(name: str, filename: str):
+    """A module beside this file (this file is loaded by path, not as a package), registered as `name`."""
+    import importlib.util
+    import sys
+
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(__file__), filename)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+# Whatever a Superset process writes under CALLSIGHT_HOME (metadata, logs, caches) is owner-only, also
+# when a service manager started it without UMask=0077.
+os.umask(0o077)
 _home = os.path.abspath(os.environ.get("CALLSIGHT_HOME", "var"))
 _superset_home = os.path.join(_home, "superset")
 os.makedirs(_superset_home, exist_ok=True)
@@ -52,13 +70,39 @@ LANGUAGES = {
 # German number format in charts: 1.234,5
 D3_FORMAT = {"decimal": ",", "thousands": ".", "grouping": [3], "currency": ["", " €"]}
 
-# Login throttling per client address; raise it only for test runs that log in many users at once.
-AUTH_RATE_LIMITED = True
-AUTH_RATE_LIMIT = os.environ.get("CALLSIGHT_AUTH_RATE_LIMIT", "10 per second")
+# ---- logins (login_guard.py) ----------------------------------------------------------------
+# FAILED logins are counted per client address and per account, on the login form and the REST login
+# alike, shared by all gunicorn workers (in Redis when CALLSIGHT_REDIS_URL is set, else in a small SQLite
+# file beside the metadata). At a rule's limit the address or account is refused with HTTP 429 for the
+# rule's period and one `login_burst` security event is written. Successful logins are not counted: a
+# company behind one proxy (or the test suite) logs in many users at once. README: "Logins".
+CALLSIGHT_LOGIN_GUARD = {
+    "address": os.environ.get("CALLSIGHT_AUTH_RATE_LIMIT", "30 per minute"),
+    "account": os.environ.get("CALLSIGHT_AUTH_ACCOUNT_RATE_LIMIT", "10 per 5 minutes"),
+    "redis_url": os.environ.get("CALLSIGHT_REDIS_URL"),
+    "state_file": os.path.join(_superset_home, "login-guard.sqlite"),
+}
+# Flask-AppBuilder's AUTH_RATE_LIMIT never applied: Flask-Limiter is off unless SUPERSET_ENV=production, and
+# Superset 6.1 puts that limit on its GET-only React login view, not on the form's POST nor the REST login.
+# Off on purpose, and so is Flask-Limiter's app-wide limit (Superset: "50 per second" per client address):
+# a dashboard asks for all its charts at once, and behind a reverse proxy all users are one address.
+AUTH_RATE_LIMITED = False
+RATELIMIT_ENABLED = False
+RATELIMIT_APPLICATION = None
+
+
+# Superset's security manager with three small overrides: refuse a throttled login before its view runs,
+# count the failures of DB and LDAP logins.
+CUSTOM_SECURITY_MANAGER = _load_beside("callsight_login_guard", "login_guard.py").LoginGuardSecurityManager
+# ---- end of logins ---------------------------------------------------------------------------
 
 # Served over plain HTTP on localhost by default; put a TLS proxy in front in production and set
 # CALLSIGHT_HTTPS=1 so that cookies are marked secure.
 _https = os.environ.get("CALLSIGHT_HTTPS", "0") == "1"
+# Behind the reverse proxy: trust its X-Forwarded-For/-Proto (one hop), so that the login throttle counts
+# each client's address, not the proxy's. Only when Superset is reachable through the proxy alone.
+ENABLE_PROXY_FIX = os.environ.get("CALLSIGHT_BEHIND_PROXY", "0") == "1"
+PROXY_FIX_CONFIG = {"x_for": 1, "x_proto": 1, "x_host": 1, "x_port": 1, "x_prefix": 1}
 SESSION_COOKIE_SECURE = _https
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -84,20 +128,6 @@ PREVENT_UNSAFE_DB_CONNECTIONS = True
 CSV_EXTENSIONS: set = set()
 EXCEL_EXTENSIONS: set = set()
 COLUMNAR_EXTENSIONS: set = set()
-
-
-def _load_beside(name: str, filename: str):
-    """A module beside this file (this file is loaded by path, not as a package), registered as `name`."""
-    import importlib.util
-    import sys
-
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), filename)
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 # Read-only DuckDB files (the served warehouse): one DuckDB instance per published version of the file,
@@ -225,6 +255,14 @@ def cache_duckdb_reserved_words() -> None:
     preparer.callsight_cached = True
 
 
+# What non-admins' chart queries may be (sql_guard.py: custom SQL fragments, the final query's shape)
+# and what goes back to them (no generated SQL, no engine errors).
+_load_beside("callsight_security_events", "security_events.py")
+_load_beside("callsight_sql_guard", "sql_guard.py")
+_sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py")
+
+
 def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask app
     serialise_time_range_parsing()
     cache_duckdb_reserved_words()
+    _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))

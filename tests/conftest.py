@@ -4,6 +4,7 @@ CALLSIGHT_REQUIRE_SERVICES=1 (set by .ci/run) turns that skip into a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
 import os
 import re
@@ -255,6 +256,24 @@ class SupersetServer:
     site: Site
     admin_password: str
     user_password: str
+    secret_key: str = ""
+
+    @contextlib.contextmanager
+    def sibling(self, log_name: str, **env: str) -> Iterator[str]:
+        """Another gunicorn on the same metadata DB and warehouse (provisioned already), started with
+        extra environment - a security layer switched off, the real login throttle - on a free port;
+        yields its URL. One worker: a start takes seconds, not a provisioning."""
+        from callsight.superset_runtime import SupersetEnv, stop, wait_healthy
+
+        server_env = SupersetEnv(self.site.settings, self.secret_key, extra_env=tuple(env.items()))
+        port = free_port()
+        proc = server_env.start_web(port=port, workers=1, log_name=log_name)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc)
+            yield url
+        finally:
+            stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -281,7 +300,7 @@ def superset_server(published_site: Site) -> Iterator[SupersetServer]:
         wait_healthy(url, proc)
         os.environ["CALLSIGHT_HOME"] = str(published_site.home)
         provision(settings, url, admin_pw, user_pw)
-        yield SupersetServer(url, published_site, admin_pw, user_pw)
+        yield SupersetServer(url, published_site, admin_pw, user_pw, env.secret_key)
     finally:
         os.environ.clear()
         os.environ.update(saved)

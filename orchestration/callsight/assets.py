@@ -30,6 +30,7 @@ from .publish import kept_builds, prepare_build, prune_build, publish, stored_fi
 from .quality import QualityReport, SuiteSpec, load_suites, run_suites
 from .retention import RUN_DATE_TAG, prune_expired_builds, resolve_run_date, retention_cutoff
 from .run_audit import NIGHTLY_JOB, run_partitions, run_summary
+from .security_events import import_security_events
 from .settings import Settings
 from .sources import Source, SourceUnavailableError
 from .superset_api import SupersetAPIError
@@ -382,7 +383,8 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
             return dg.MaterializeResult(metadata={"recorded": False})
         detail = {"event": "finished", "status": "success", **run_summary(context.instance, context.run.run_id)}
         entry = record_audit(site.settings(), "run", context.run.run_id, detail)
-        return dg.MaterializeResult(metadata={"recorded": True, "audit_seq": entry.seq})
+        security = import_security_events(site.settings())  # refused queries, login bursts (Superset)
+        return dg.MaterializeResult(metadata={"recorded": True, "audit_seq": entry.seq, "security_events": security})
 
     return [
         site_config,

@@ -16,6 +16,7 @@ from .audit import record_audit_entries
 from .config import Directory, Policy, load_directory, load_policy
 from .publish import served_build_id
 from .reports import WEEKLY_CSV_CHART, ReportSync, ReportSyncResult, report_specs
+from .security_events import import_security_events
 from .settings import Settings
 from .superset_api import SupersetAPIError, SupersetClient
 from .superset_assets import admin_only, bundle, load_assets, render, uuids_of
@@ -73,7 +74,6 @@ VIEWER_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("can_log", "Superset"),
     ("can_language_pack", "Superset"),
     ("can_view_chart_as_table", "Dashboard"),
-    ("can_view_query", "Dashboard"),
     ("can_drill", "Dashboard"),
     ("can_read", "CurrentUserRestApi"),
     ("can_read", "Tag"),
@@ -82,7 +82,6 @@ VIEWER_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("menu_access", "Charts"),
     ("can_export", "Chart"),
     ("can_export", "Dashboard"),
-    ("can_read", "RowLevelSecurity"),
 )
 # SQL Lab for analysts (on top of the viewer set); database access is limited to the marts schema.
 ANALYST_PERMISSIONS: tuple[tuple[str, str], ...] = (
@@ -203,8 +202,11 @@ class Provisioner:
         bootstrap_admin: str,
         policy: Policy | None = None,
         with_reports: bool = False,
+        admin_user_password: str | None = None,
     ):
         self.c = client
+        # The demo's password of the directory's admins: an Admin-role login never gets the members' one.
+        self.admin_user_password = admin_user_password
         self.policy = policy or Policy()
         self.with_reports = with_reports
         self.directory = directory
@@ -358,29 +360,31 @@ class Provisioner:
         wanted = {u.username: u for u in self.directory.users}
         for username, user in wanted.items():
             first, last = split_name(user.name)
+            role = role_for(self.directory, username)
             payload = {
                 "first_name": first,
                 "last_name": last,
                 "username": username,
                 "email": user.email or f"{username}@invalid.local",
                 "active": True,
-                "roles": [roles[role_for(self.directory, username)]],
+                "roles": [roles[role]],
             }
             if username in existing:
                 change = user_change(existing[username], payload, roles)
                 if change:
+                    if change.get("role") == ROLE_ADMIN and self.admin_user_password:
+                        payload["password"] = self.admin_user_password  # promoted: not the members' password
                     self.c.put(f"/api/v1/security/users/{existing[username]['id']}", payload)
                     self.report.users_updated.append(username)
                     self.report.changes.append((f"user:{username}", change))
             else:
                 # Without a demo password, users get an unguessable one: production logins go through
                 # the company's identity provider or a password reset by the admin.
-                payload["password"] = self.user_password or secrets.token_urlsafe(32)
+                own = self.admin_user_password if role == ROLE_ADMIN else None
+                payload["password"] = own or self.user_password or secrets.token_urlsafe(32)
                 self.c.post("/api/v1/security/users/", payload)
                 self.report.users_created.append(username)
-                self.report.changes.append(
-                    (f"user:{username}", {"change": "created", "role": role_for(self.directory, username)})
-                )
+                self.report.changes.append((f"user:{username}", {"change": "created", "role": role}))
         callsight_role_ids = {roles[r] for r in CALLSIGHT_ROLES} | {roles[ROLE_ADMIN]}
         for username, u in existing.items():
             if username in wanted or username == self.bootstrap_admin:
@@ -477,8 +481,10 @@ def provision_superset(settings: Settings, url: str, admin_password: str, user_p
         settings.superset_admin_username,
         policy=policy,
         with_reports=settings.reports_profile,
+        admin_user_password=settings.secret("CALLSIGHT_DEMO_ADMIN_PASSWORD"),
     ).run()
     record_audit_entries(settings, "provisioning", report.audit_entries())
+    import_security_events(settings)  # refused queries and login bursts since the last run
     return report
 
 
