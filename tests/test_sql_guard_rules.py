@@ -1,0 +1,119 @@
+"""The pure rules of superset/sql_guard.py, run in Superset's environment (its sqlglot) without a server:
+which fragments pass layer 1 for a viewer and an analyst, and which final queries pass layer 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from callsight.settings import REPO_ROOT, Settings
+
+from .conftest import require_service
+
+COLUMNS = ["call_date", "agent_username", "talk_seconds", "is_inbound", "phone_number"]
+# fragment -> (viewer may send it, analyst may send it)
+FRAGMENTS = {
+    "call_date": (True, True),
+    '"talk_seconds"': (True, True),
+    "COUNT(*)": (True, True),
+    "count( * )": (True, True),
+    "sum(talk_seconds)": (False, True),
+    "avg(talk_seconds) FILTER (WHERE is_inbound)": (False, True),
+    "CASE WHEN is_inbound THEN 1 ELSE 0 END": (False, True),
+    "date_trunc('week', call_date)": (False, True),
+    "count(*) FROM marts.fct_calls UNION ALL SELECT count(*)": (False, False),
+    "(SELECT count(*) FROM marts.fct_calls)": (False, False),
+    "count(*) AS x": (False, False),
+    "count(*), sum(talk_seconds)": (False, False),
+    "max(viewer_username)": (False, False),
+    "max(c.phone_number)": (False, False),
+    "current_setting('memory_limit')": (False, False),
+    "length(query('SELECT 1'))": (False, False),
+    "count(*) -- x": (False, False),
+    "{{ current_username() }}": (False, False),
+    "sum(": (False, False),
+    "": (False, False),
+}
+SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import sql_guard as g
+cases = json.loads(sys.stdin.read())
+dataset = g.Dataset(frozenset(cases["columns"]), frozenset({"count"}), frozenset({"P1D", "P1W"}))
+out = {"fragments": {}, "final": {}}
+for text in cases["fragments"]:
+    verdict = []
+    for custom in (False, True):
+        query = {"metrics": [{"expressionType": "SQL", "sqlExpression": text, "label": "x"}]}
+        try:
+            g.check_query_object(query, dataset, g.Asker(custom_sql=custom))
+            verdict.append(True)
+        except g.GuardRefusal:
+            verdict.append(False)
+    out["fragments"][text] = verdict
+trusted = g.Trusted((cases["inner"],), None, (cases["predicate"],))
+for name, sql in cases["final"].items():
+    try:
+        regenerated = g.check_final_query(sql, trusted)
+        out["final"][name] = "passed" if "virtual_table" in regenerated else "passed without its dataset"
+    except g.GuardRefusal as refusal:
+        out["final"][name] = refusal.reason
+print(json.dumps(out))
+"""
+INNER = "SELECT c.call_date, c.agent_username, c.talk_seconds FROM marts.fct_calls AS c WHERE TRUE"
+PREDICATE = "(agent_username IN (SELECT agent_username FROM security.viewer_agents WHERE viewer_username = 'me'))"
+FROM = f"FROM ({INNER}) AS virtual_table"
+OTHER_VIEWER = PREDICATE.replace("'me'", "'boss'")
+FINAL = {
+    "plain": f"SELECT call_date, count(*) AS n {FROM} WHERE {PREDICATE} AND call_date > '2026-01-01' GROUP BY 1",
+    "issue 25": f"SELECT count(*) FROM marts.fct_calls UNION ALL SELECT count(*) AS x {FROM} WHERE {PREDICATE}",
+    "subquery in select": f"SELECT (SELECT max(viewer_username) FROM security.viewer_agents) {FROM} WHERE {PREDICATE}",
+    "predicate for another viewer": f"SELECT count(*) {FROM} WHERE {OTHER_VIEWER}",
+    "other source": f"SELECT count(*) FROM ({INNER.replace('WHERE TRUE', '')}) AS virtual_table WHERE {PREDICATE}",
+    "cte": f"WITH x AS (SELECT 1) SELECT count(*) {FROM} WHERE {PREDICATE}",
+    "join": f"SELECT count(*) {FROM} JOIN marts.dim_agent AS a ON TRUE WHERE {PREDICATE}",
+    "two statements": f"SELECT count(*) {FROM} WHERE {PREDICATE}; SELECT 1",
+    "series limit": (
+        f"SELECT call_date, count(*) {FROM} JOIN (SELECT call_date AS call_date__ {FROM} WHERE {PREDICATE} "
+        f"GROUP BY 1 ORDER BY count(*) DESC LIMIT 5) AS series_limit ON call_date = call_date__ WHERE {PREDICATE} "
+        "GROUP BY 1"
+    ),
+}
+EXPECTED_FINAL = {
+    "plain": "passed",
+    "issue 25": "final_shape",
+    "subquery in select": "final_relation",
+    "predicate for another viewer": "final_relation",
+    "other source": "final_source",
+    "cte": "final_relation",
+    "join": "final_join",
+    "two statements": "final_statements",
+    "series limit": "passed",
+}
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict:
+    python = Settings.from_env({}).superset_venv / "bin" / "python"
+    require_service(python.exists(), "Superset virtual environment (make venvs)")
+    cases = {"columns": COLUMNS, "fragments": list(FRAGMENTS), "inner": INNER, "predicate": PREDICATE, "final": FINAL}
+    r = subprocess.run(
+        [str(python), "-c", SCRIPT, str(REPO_ROOT / "superset")],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+def test_layer_one_lets_viewers_name_columns_and_analysts_write_plain_expressions(verdicts: dict) -> None:
+    got = {text: tuple(v) for text, v in verdicts["fragments"].items()}
+    assert got == FRAGMENTS
+
+
+def test_layer_two_accepts_only_the_dataset_and_its_predicates(verdicts: dict) -> None:
+    assert verdicts["final"] == EXPECTED_FINAL
