@@ -351,9 +351,14 @@ class _Shape:
         bare = _strip_parens(node)
         return any(bare == p for p in self.predicates)
 
-    def check_source(self, source: exp.Expression) -> None:
+    def check_source(self, source: exp.Expression, depth: int) -> None:
         if isinstance(source, exp.Subquery) and not source.args.get("joins"):
             if any(source.this == f for f in self.froms):
+                return
+            if type(source.this) is exp.Select:
+                # Superset's row count of a paginated table wraps the chart query: it must itself read the
+                # dataset only
+                self.check_select(source.this, depth + 1)
                 return
         elif (
             isinstance(source, exp.Table)
@@ -389,7 +394,7 @@ class _Shape:
             if value is None or value == []:
                 continue
             if key == "from_" or key == "from":
-                self.check_source(value.this)
+                self.check_source(value.this, depth)
             elif key == "joins":
                 for join in value:
                     # Superset's series limit: an inner join on the top groups, itself a query of the dataset

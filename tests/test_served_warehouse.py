@@ -183,7 +183,7 @@ from sqlalchemy.pool import NullPool
 served_db = sys.argv[2]
 before = duckdb_engine.Dialect().identifier_preparer.reserved_words.copy()
 config = runpy.run_path(sys.argv[1])
-config["FLASK_APP_MUTATOR"](None)  # what Superset does with the app it created
+config["cache_duckdb_reserved_words"]()  # what the config's app hook does for DuckDB (the rest needs an app)
 def no_query(*a, **k):
     raise AssertionError("a DuckDB query while making a dialect")
 duckdb.cursor = no_query

@@ -80,6 +80,11 @@ FINAL = {
         f"GROUP BY 1 ORDER BY count(*) DESC LIMIT 5) AS series_limit ON call_date = call_date__ WHERE {PREDICATE} "
         "GROUP BY 1"
     ),
+    "row count": f"SELECT count(*) AS rowcount FROM (SELECT call_date {FROM} WHERE {PREDICATE}) AS rowcount_qry",
+    "row count of a union": (
+        "SELECT count(*) AS rowcount FROM (SELECT phone_number FROM marts.fct_calls UNION ALL "
+        f"SELECT call_date {FROM} WHERE {PREDICATE}) AS rowcount_qry"
+    ),
 }
 EXPECTED_FINAL = {
     "plain": "passed",
@@ -91,6 +96,8 @@ EXPECTED_FINAL = {
     "join": "final_join",
     "two statements": "final_statements",
     "series limit": "passed",
+    "row count": "passed",
+    "row count of a union": "final_source",
 }
 
 
