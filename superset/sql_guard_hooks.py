@@ -13,6 +13,7 @@ import functools
 import glob
 import logging
 import os
+import re
 import uuid
 from typing import Any
 
@@ -213,23 +214,34 @@ def hide_query(original, result_type: Any):
     return run
 
 
+def _own(text: str) -> bool:
+    """One of callsight's own messages (a refusal): it names a field and a rule, never SQL."""
+    return text.startswith(OWN_MESSAGE) and "\n" not in text
+
+
 def _scrub(value: Any, ref: str, failed: bool) -> Any:
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if key == "query":
-                continue
-            if key in ("error", "message", "error_message") and isinstance(item, str) and failed:
-                item = item if item.startswith(OWN_MESSAGE) and "\n" not in item else GENERIC_ERROR.format(ref=ref)
-            elif key == "extra" and failed and isinstance(item, dict):
-                item = {k: v for k, v in item.items() if k in ("issue_codes",)}
-            out[key] = _scrub(item, ref, failed or (key == "errors" and bool(item)))
-        if out.get("status") == "failed" or out.get("error"):
-            return {k: _scrub(v, ref, True) if k in ("error", "errors", "message") else v for k, v in out.items()}
-        return out
+    """The answer without `query` fields, and - in anything that failed - without engine texts."""
     if isinstance(value, list):
         return [_scrub(v, ref, failed) for v in value]
-    return value
+    if not isinstance(value, dict):
+        return value
+    failed = failed or value.get("status") == "failed" or bool(value.get("error")) or bool(value.get("errors"))
+    out = {}
+    for key, item in value.items():
+        if key == "query":
+            continue
+        if failed and key in ("error", "message", "error_message") and isinstance(item, str):
+            item = item if _own(item) else GENERIC_ERROR.format(ref=ref)
+        elif failed and key == "extra" and isinstance(item, dict):
+            item = {k: v for k, v in item.items() if k == "issue_codes"}
+        elif failed and key == "stacktrace":
+            item = None
+        out[key] = _scrub(item, ref, failed)
+    return out
+
+
+# What a JSON answer must contain to need scrubbing: a `query` text, an error text, a failed status.
+NEEDS_SCRUBBING = re.compile(rb'"(query|error|error_message|message|stacktrace)":\s*"|"errors":\s*\[\s*\{|"failed"')
 
 
 def scrub_response(response):
@@ -241,12 +253,15 @@ def scrub_response(response):
         return response
     if response.direct_passthrough or response.is_streamed:
         return response
+    raw = response.get_data()
+    if not NEEDS_SCRUBBING.search(raw):
+        return response
     try:
-        body = flask_json.loads(response.get_data())
+        body = flask_json.loads(raw)
     except ValueError:
         return response
     ref = uuid.uuid4().hex[:12]
-    scrubbed = _scrub(body, ref, response.status_code >= 400)
+    scrubbed = _scrub(body, ref, response.status_code >= 400 and response.status_code != 401)  # 401: log in
     if scrubbed != body:
         log.warning("answer to %s scrubbed (ref %s): %s", _user_subject(), ref, str(body)[:2000])
         response.set_data(flask_json.dumps(scrubbed))
