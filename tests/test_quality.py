@@ -266,8 +266,13 @@ def test_raw_suites_reconcile_a_real_extract_and_catch_tampering(tmp_path: Path)
         "journal_rows_in_window)",
         "extract_reconciliation.latest_extract_run: expect_column_pair_values_to_be_equal(source_rows, "
         "recounted_source_rows)",
+        # over the whole source too: one row more than the source has
+        "extract_reconciliation.whole_source: expect_column_values_to_be_between(unaccounted_rows, min_value=0, "
+        "max_value=0)",
+        "extract_reconciliation.whole_source: expect_column_pair_values_to_be_equal(source_placed, stored_placed)",
     }
     assert "loaded_rows=39, journal_rows_in_window=40" in str(report.failed[0])
+    assert "(unaccounted_rows=-1)" in str(report.failed[2])
 
     # A leg that stops before it starts, written outside any extract window (the extract never sees it).
     bad = tmp_path / "bad.duckdb"

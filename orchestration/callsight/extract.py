@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -40,10 +40,12 @@ from .number_keys import ensure_number_key_salt
 from .privacy import masked_columns_sql, private_sql
 from .retention import PurgeCounts, clip_window, purge_store
 from .sources import (
+    EARLIEST_START,
     FLAG_COLUMNS,
     INT_COLUMNS,
     TEXT_COLUMNS,
     TIME_COLUMNS,
+    Placement,
     SchemaDriftError,
     Source,
     SourceUnavailableError,
@@ -82,6 +84,8 @@ KNOWN_TABLE = "window_known_ids"
 # the machine's memory. What it must hold: a batch, and per row of the window its ID, the stored
 # (ID, row hash), the known ID and their hash tables, about 60 bytes (0.6 GB for a window of 10M rows).
 MEMORY_LIMIT = "1536MB"
+# Rows starting this many days after today or later are implausible: quarantined (sources.Placement).
+HORIZON = timedelta(days=2)
 CONTROL_CHARS = r"[\x00-\x08\x0a-\x1f\x7f]"
 
 JOURNAL_TYPES = {
@@ -124,6 +128,27 @@ CREATE TABLE IF NOT EXISTS {{db}}extract_runs (
 -- Rows of the window deleted by retention in the same run (a chain that began before the cutoff
 -- expires whole): source rows = loaded + quarantined, and loaded = in the journal + expired.
 ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS expired_in_window BIGINT DEFAULT 0;
+-- The whole source as the counting pass found it (sources.Placement): total rows, expired (usable
+-- StartTime before the cutoff), placed (in [cutoff, reconciled_until)), later (from there up to the
+-- horizon) and unplaced; healed_from: where the window was moved back to because the counts of a day
+-- before it differed between the source and the raw store.
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS source_total BIGINT;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS source_expired BIGINT;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS source_placed BIGINT;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS source_later BIGINT;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS source_unplaced BIGINT;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS retention_cutoff TIMESTAMP;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS reconciled_until TIMESTAMP;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS horizon TIMESTAMP;
+ALTER TABLE {{db}}extract_runs ADD COLUMN IF NOT EXISTS healed_from TIMESTAMP;
+-- Quarantined rows no partition day can hold (no usable StartTime or ID, or one implausibly far
+-- ahead): keyed by ID, replaced every night by the unplaced pass. And when each row was first refused
+-- (kept while it stays refused for the same reason; _extracted_at is the last night that read it).
+ALTER TABLE {{db}}quarantine ADD COLUMN IF NOT EXISTS _unplaced BOOLEAN DEFAULT false;
+ALTER TABLE {{db}}quarantine ADD COLUMN IF NOT EXISTS _first_quarantined_at TIMESTAMP;
+-- Legs from the cutoff on that retention deleted because their chain began before it (a call expires
+-- whole): the source still has them, so the accounting counts them as expired. IDs and days only.
+CREATE TABLE IF NOT EXISTS {{db}}retention_expired ("ID" BIGINT, start_day DATE NOT NULL, _run_id VARCHAR NOT NULL);
 """
 
 
@@ -144,6 +169,11 @@ class ExtractStats:
     expired_rows: int = 0
     expired_quarantined_rows: int = 0
     written_rows: int = 0
+    unplaced_rows: int = 0  # quarantined by the unplaced pass (not counted in source_rows: not in the window)
+    source_total: int = 0  # the counting pass: every row of the source
+    source_expired_rows: int = 0
+    source_later_rows: int = 0
+    healed_from: datetime | None = None  # the window was moved back to here (a day's counts differed)
 
     @property
     def rows_per_second(self) -> float:
@@ -156,6 +186,10 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
     # Rows scrubbed by an erasure before the scrubbed-row hash existed had none (see SCRUBBED_ROW_HASH).
     if con.execute(f"SELECT 1 FROM {prefix}journal WHERE _row_hash IS NULL LIMIT 1").fetchone():
         con.execute(f"UPDATE {prefix}journal SET _row_hash = {SCRUBBED_ROW_HASH} WHERE _row_hash IS NULL")
+    if con.execute(f"SELECT 1 FROM {prefix}quarantine WHERE _first_quarantined_at IS NULL LIMIT 1").fetchone():
+        con.execute(
+            f"UPDATE {prefix}quarantine SET _first_quarantined_at = _extracted_at WHERE _first_quarantined_at IS NULL"
+        )
     ensure_register(con, db)
     ensure_audit_log(con, db)
     ensure_number_key_salt(con, db)  # the analysts' number keys (number_keys.py)
@@ -227,6 +261,7 @@ def staged_select(
     duplicates: str | None = None,
     stored: str | None = None,
     repeated: Sequence[Fold] = (),
+    always_json: bool = False,
 ) -> str:
     """SQL turning source rows into masked, typed rows with a reason for malformed ones.
 
@@ -237,7 +272,8 @@ def staged_select(
     else is wrong with them, are quarantined as duplicated. `stored` names a table of ("ID", _row_hash)
     of stored rows: a well-formed row equal to one of them is left out (it is unchanged). `repeated`
     are the site's repeated local intervals (timezones.folds) around the window: times out of order on
-    the wall clock within one of them are not malformed."""
+    the wall clock within one of them are not malformed. `always_json`: every row's masked JSON, also
+    of rows without a reason (the unplaced pass quarantines them all)."""
     types = {
         c: ("VARCHAR" if types.get(c, "VARCHAR").upper().startswith("VARCHAR") else types[c]) for c in JOURNAL_COLUMNS
     }
@@ -274,7 +310,7 @@ def staged_select(
         staged AS (
             SELECT {", ".join(typed)}, _p AS _is_private, _e AS _is_erased, _reason,
                    CASE WHEN _reason IS NULL THEN hash({", ".join(typed_values)}, _p) END AS _row_hash,
-                   CASE WHEN _reason IS NOT NULL THEN {as_json} END AS _row_json,
+                   CASE WHEN {"true" if always_json else "_reason IS NOT NULL"} THEN {as_json} END AS _row_json,
                    CAST("ID" AS VARCHAR) AS _source_id, CAST("StartTime" AS VARCHAR) AS _start_text
             FROM checked
         )
@@ -283,6 +319,16 @@ def staged_select(
 
 
 # ---- the extract ---------------------------------------------------------------------------------
+# TEMP table of the run: since when each quarantined row (by ID, or by its masked JSON where it has
+# none) has been refused for its reason, taken before the run replaces any quarantined row.
+SINCE_TABLE = "quarantine_since"
+# A staged batch (`batch`) as quarantine rows, in the quarantine table's column order.
+QUARANTINE_SELECT = f"""
+    SELECT b._source_id, b._start_text, b._reason, b._row_json, b._is_private, $run_id, $now, $unplaced,
+           coalesce(s.since, $now)
+    FROM batch AS b
+    LEFT JOIN {SINCE_TABLE} AS s ON s.k = coalesce(b._source_id, md5(b._row_json)) AND s.reason = b._reason
+"""
 COUNTS_SQL = "SELECT count(*), count(_reason), count(*) FILTER (WHERE _is_erased) FROM batch"
 
 
@@ -297,11 +343,10 @@ def _mirror_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table, run_id: str, 
     inserted. Their IDs are remembered (window_written_ids); so are the malformed rows' IDs
     (window_bad_ids), whose stored rows go. Malformed rows wait in window_quarantine until the stream
     is done, and earlier quarantine entries of the batch's IDs are superseded."""
-    con.execute("DELETE FROM store.quarantine WHERE source_id IN (SELECT _source_id FROM batch)")
+    con.execute("DELETE FROM store.quarantine WHERE NOT _unplaced AND source_id IN (SELECT _source_id FROM batch)")
     con.execute(
-        "INSERT INTO window_quarantine SELECT _source_id, _start_text, _reason, _row_json, _is_private, ?, ? "
-        "FROM batch WHERE _reason IS NOT NULL",
-        [run_id, now],
+        f"INSERT INTO window_quarantine {QUARANTINE_SELECT} WHERE b._reason IS NOT NULL",
+        {"run_id": run_id, "now": now, "unplaced": False},
     )
     con.execute('INSERT INTO window_written_ids SELECT "ID" FROM batch WHERE _reason IS NULL')
     con.execute('INSERT INTO window_bad_ids SELECT "ID" FROM batch WHERE _reason IS NOT NULL AND "ID" IS NOT NULL')
@@ -328,18 +373,23 @@ def _staged_batches(
     sql_for: Callable[[str, dict[str, str]], str],
     chunk_rows: int,
     batch_rows: int,
+    placement: Placement | None = None,
+    unplaced: bool = False,
 ) -> Iterator[pa.Table]:
-    """The window's staged (masked, typed, checked) rows in batches, read on `reader`. Tables, not
-    record batches: DuckDB scans a table as often as asked, a record batch only once."""
+    """The window's staged (masked, typed, checked) rows in batches, read on `reader` (with a
+    `placement`, its placed rows only; with `unplaced`, the placement's unplaced rows instead of the
+    window). Tables, not record batches: DuckDB scans a table as often as asked, a record batch only once."""
     if source.kind == "sqlalchemy":
-        for chunk in source.chunks(window, chunk_rows):
+        for chunk in source.chunks(window, chunk_rows, placement, unplaced):
             reader.register("chunk_df", chunk)
             # all text, also a column that is empty throughout the chunk (pandas cannot tell its type)
             relation = "SELECT CAST(COLUMNS(*) AS VARCHAR) FROM chunk_df"
             yield reader.execute(sql_for(relation, {})).fetch_arrow_table()
             reader.unregister("chunk_df")
         return
-    relation = source.relation_sql(window)
+    relation = (
+        source.unplaced_relation_sql(placement) if unplaced and placement else source.relation_sql(window, placement)
+    )
     types = {name: str(kind) for name, kind, *_ in reader.execute(f"DESCRIBE {relation}").fetchall()}
     for batch in _planned_as_written(reader, sql_for(relation, types)).fetch_record_batch(batch_rows):
         yield pa.Table.from_batches([batch])
@@ -365,20 +415,22 @@ def _planned_as_written(reader: duckdb.DuckDBPyConnection, sql: str) -> duckdb.D
         settings.close()
 
 
-def _index_window(source: Source, con: duckdb.DuckDBPyConnection, window: Window, chunk_rows: int) -> None:
+def _index_window(
+    source: Source, con: duckdb.DuckDBPyConnection, window: Window, chunk_rows: int, placement: Placement | None = None
+) -> None:
     """The tables SOURCE_IDS_TABLE (every source row's parsed ID, NULL where it has none),
     DUPLICATES_TABLE, STORED_TABLE (ID and row hash of the stored rows of the window) and KNOWN_TABLE
     (the IDs of stored rows, in the window or not, that the window's source holds)."""
     con.execute(f'CREATE OR REPLACE TABLE memory.{SOURCE_IDS_TABLE} ("ID" BIGINT)')
     if source.kind == "sqlalchemy":
-        for chunk in source.window_ids(window, chunk_rows):
+        for chunk in source.window_ids(window, chunk_rows, placement):
             con.execute(
                 f"INSERT INTO memory.{SOURCE_IDS_TABLE} "
                 "SELECT TRY_CAST(v AS BIGINT) FROM unnest(CAST(? AS VARCHAR[])) t(v)",
                 [chunk],
             )
     else:
-        con.execute(f"INSERT INTO memory.{SOURCE_IDS_TABLE} {source.window_ids_sql(window)}")
+        con.execute(f"INSERT INTO memory.{SOURCE_IDS_TABLE} {source.window_ids_sql(window, placement)}")
     con.execute(
         f'CREATE OR REPLACE TABLE memory.{DUPLICATES_TABLE} AS SELECT "ID" FROM memory.{SOURCE_IDS_TABLE} '
         'WHERE "ID" IS NOT NULL GROUP BY 1 HAVING count(*) > 1'
@@ -422,11 +474,18 @@ def extract(
     source.probe()
     engine = source.engine()
     try:
-        check_schema(engine, source.table)
+        source.use_types(check_schema(engine, source.table))
     finally:
         engine.dispose()
     raw_db.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now()
+    # Without a retention cutoff (tests, benchmarks) the extract answers for the window alone: what lies
+    # before it counts as expired and no day before it is read again.
+    placement = Placement(
+        cutoff if cutoff is not None else window.start,
+        window.end,
+        max(window.end, datetime.combine(datetime.now(policy.tz).date() + HORIZON, datetime.min.time())),
+    )
     con = memory_connection()
     try:
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
@@ -434,9 +493,17 @@ def extract(
         con.execute(f"ATTACH {quote_literal(str(raw_db))} AS store")
         ensure_raw_store(con, "store")
         erasure = check_key(con, erasure_key, "store") > 0
+        # The counting pass: the whole source in one count query run by the source itself. A day before
+        # the window whose count differs from the raw store's (a row deleted, added or fixed there since
+        # the look-back passed it) is read again: the window starts at the first such day.
+        counts = source.counts(con, placement)
+        healed_from = _first_differing_day(con, counts, placement, window)
+        if healed_from is not None:
+            log(f"extract: counts of days before the window differ from the source's: reading from {healed_from}")
+            window = Window(healed_from, window.end)
         # The source is read on a cursor of its own (same database instance, own session): its streaming
         # result is consumed batch by batch while `con` writes the raw store in one transaction.
-        _index_window(source, con, window, chunk_rows)
+        _index_window(source, con, window, chunk_rows, placement)
         reader = con.cursor()
         source.configure(reader)
         if erasure:
@@ -450,6 +517,12 @@ def extract(
                 relation, policy, directory.private_lines, types, erasure, DUPLICATES_TABLE, STORED_TABLE, repeated
             )
 
+        def unplaced_sql_for(relation: str, types: dict[str, str]) -> str:
+            staged = staged_select(
+                relation, policy, directory.private_lines, types, erasure, repeated=repeated, always_json=True
+            )
+            return f"SELECT * REPLACE ({_unplaced_reason_sql(placement)} AS _reason) FROM ({staged})"
+
         # Inserts that keep their order fill the raw journal's row groups one after the other and write
         # each to the file when it is full, while the transaction is still open. Unordered (parallel)
         # inserts write about twice as fast, but leave their rows in memory until the commit, also in
@@ -460,20 +533,51 @@ def extract(
         con.execute('CREATE TEMP TABLE window_written_ids ("ID" BIGINT)')
         con.execute('CREATE TEMP TABLE window_bad_ids ("ID" BIGINT)')
         con.execute("CREATE TEMP TABLE window_quarantine AS FROM store.quarantine LIMIT 0")
-        params = [window.start, window.end]
-        # A rerun of the window supersedes what earlier runs quarantined for the same rows.
         con.execute(
-            "DELETE FROM store.quarantine WHERE "
-            "TRY_CAST(start_time_text AS TIMESTAMP) >= ? AND TRY_CAST(start_time_text AS TIMESTAMP) < ?",
+            f"CREATE TEMP TABLE {SINCE_TABLE} AS SELECT coalesce(source_id, md5(row_json)) AS k, reason, "
+            "min(coalesce(_first_quarantined_at, _extracted_at)) AS since FROM store.quarantine GROUP BY ALL"
+        )
+        params = [window.start, window.end]
+        # A rerun of the window supersedes what earlier runs quarantined for the same rows (by their
+        # start time as the source compares it: the window's bounds are midnights).
+        con.execute(
+            "DELETE FROM store.quarantine WHERE NOT _unplaced AND ("
+            "(TRY_CAST(start_time_text AS TIMESTAMP) >= $1 AND TRY_CAST(start_time_text AS TIMESTAMP) < $2) "
+            "OR (start_time_text >= strftime($1, '%Y-%m-%d %H:%M:%S') "
+            "AND start_time_text < strftime($2, '%Y-%m-%d %H:%M:%S')))",
             params,
         )
+        # The window is read again, and with it the legs retention took from it (purge_store records them anew).
+        con.execute("DELETE FROM store.retention_expired WHERE start_day >= $1 AND start_day < $2", params)
         streamed = quarantined = erased = 0
-        for batch in _staged_batches(source, reader, window, sql_for, chunk_rows, batch_rows):
+        for batch in _staged_batches(source, reader, window, sql_for, chunk_rows, batch_rows, placement):
             rows, bad, gone = _mirror_batch(con, batch, run_id, now)
             streamed, quarantined, erased = streamed + rows, quarantined + bad, erased + gone
             log(f"extract: {streamed} new, edited or malformed rows streamed")
-        reader.close()
         con.execute("INSERT INTO store.quarantine FROM window_quarantine")
+        # The unplaced pass: the rows no window holds, found by the source, all quarantined; what was
+        # quarantined as unplaced before and is not now (fixed or deleted at the source) leaves. When the
+        # counting pass found none, the source is not asked again.
+        con.execute("DELETE FROM store.quarantine WHERE _unplaced")
+        unplaced = 0
+        found = any(k == "unplaced" and n for k, _, n in counts)
+        for batch in (
+            _staged_batches(source, reader, window, unplaced_sql_for, chunk_rows, batch_rows, placement, unplaced=True)
+            if found
+            else ()
+        ):
+            con.execute(
+                f"INSERT INTO store.quarantine {QUARANTINE_SELECT}", {"run_id": run_id, "now": now, "unplaced": True}
+            )
+            # entries an earlier version wrote for these rows within a window
+            con.execute(
+                "DELETE FROM store.quarantine WHERE NOT _unplaced AND _run_id <> ? "
+                "AND source_id IN (SELECT _source_id FROM batch)",
+                [run_id],
+            )
+            unplaced += batch.num_rows
+            erased += batch.filter(batch.column("_is_erased")).num_rows
+        reader.close()
         # Stored rows of the window that this run did not write go when their ID has left the window
         # (deleted in the source, or moved) or is now malformed; the others are the unchanged rows.
         con.execute(
@@ -489,7 +593,7 @@ def extract(
             params,
         ).fetchone()
         source_rows = streamed + unchanged
-        purged = purge_store(con, cutoff, "store") if cutoff is not None else PurgeCounts(0, 0)
+        purged = purge_store(con, cutoff, "store", run_id) if cutoff is not None else PurgeCounts(0, 0)
         expired_in_window = (
             before
             - con.execute(
@@ -498,10 +602,34 @@ def extract(
         )
         seconds = time.perf_counter() - t0
         loaded = source_rows - quarantined
+        totals = {
+            kind: sum(n for k, _, n in counts if k == kind) for kind in ("expired", "placed", "later", "unplaced")
+        }
         con.execute(
             "INSERT INTO store.extract_runs (run_id, window_start, window_end, source_rows, loaded_rows, "
-            "quarantined_rows, seconds, finished_at, expired_in_window) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, window.start, window.end, source_rows, loaded, quarantined, seconds, now, expired_in_window],
+            "quarantined_rows, seconds, finished_at, expired_in_window, source_total, source_expired, "
+            "source_placed, source_later, source_unplaced, retention_cutoff, reconciled_until, horizon, healed_from) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                window.start,
+                window.end,
+                source_rows,
+                loaded,
+                quarantined,
+                seconds,
+                now,
+                expired_in_window,
+                sum(totals.values()),
+                totals["expired"],
+                totals["placed"],
+                totals["later"],
+                totals["unplaced"],
+                placement.cutoff,
+                placement.until,
+                placement.horizon,
+                healed_from,
+            ],
         )
         before_commit()
         con.execute("COMMIT")
@@ -514,6 +642,8 @@ def extract(
     if purged.total:
         compact(raw_db)  # deleted values must not linger in free blocks of the file
         log(f"retention: {purged.journal_rows} journal and {purged.quarantine_rows} quarantined rows deleted")
+    if unplaced:
+        log(f"extract: {unplaced} rows without a usable StartTime or ID (or far ahead) quarantined")
     return ExtractStats(
         run_id,
         window,
@@ -526,4 +656,63 @@ def extract(
         expired_rows=purged.journal_rows,
         expired_quarantined_rows=purged.quarantine_rows,
         written_rows=streamed - quarantined,
+        unplaced_rows=unplaced,
+        source_total=sum(totals.values()),
+        source_expired_rows=totals["expired"],
+        source_later_rows=totals["later"],
+        healed_from=healed_from,
     )
+
+
+def _unplaced_reason_sql(placement: Placement) -> str:
+    """The reason of an unplaced row that the staging found nothing wrong with (constant texts only)."""
+    horizon, earliest = Placement.literal(placement.horizon), Placement.literal(EARLIEST_START)
+    return (
+        "coalesce(_reason, CASE "
+        f"WHEN \"StartTime\" >= TIMESTAMP {horizon} THEN 'StartTime in the future' "
+        f"WHEN \"StartTime\" < TIMESTAMP {earliest} THEN 'StartTime before {EARLIEST_START.year}' "
+        "ELSE 'ID or StartTime not in the journal''s plain form' END)"
+    )
+
+
+def _first_differing_day(
+    con: duckdb.DuckDBPyConnection, counts: list[tuple[str, str | None, int]], placement: Placement, window: Window
+) -> datetime | None:
+    """The first day before the window whose placed rows in the source (`counts`) differ in number
+    from the raw store's (its journal legs, the rows quarantined within a window and the legs retention
+    took with their chain), as a window start; None when every such day agrees."""
+    source_days = {d: n for k, d, n in counts if k == "placed" and d is not None}
+    fmt = "%Y-%m-%d %H:%M:%S"
+    start, until = placement.cutoff.strftime(fmt), window.start.strftime(fmt)
+    stored = dict(
+        con.execute(
+            """
+            SELECT day, count(*) FROM (
+                SELECT strftime(CAST("StartTime" AS DATE), '%Y-%m-%d') AS day FROM store.journal
+                WHERE "StartTime" >= CAST($1 AS TIMESTAMP) AND "StartTime" < CAST($2 AS TIMESTAMP)
+                UNION ALL
+                SELECT left(start_time_text, 10) FROM store.quarantine
+                WHERE NOT _unplaced AND start_time_text >= $1 AND start_time_text < $2
+                UNION ALL
+                SELECT strftime(start_day, '%Y-%m-%d') FROM store.retention_expired
+                WHERE start_day >= CAST($1 AS TIMESTAMP) AND start_day < CAST($2 AS TIMESTAMP)
+            ) GROUP BY day
+            """,
+            [start, until],
+        ).fetchall()
+    )
+    first = window.start.strftime("%Y-%m-%d")
+    differing = sorted(d for d in set(source_days) | set(stored) if d < first and source_days.get(d) != stored.get(d))
+    if not differing:
+        return None
+    return max(placement.cutoff, _day_start(differing[0]))
+
+
+def _day_start(day: str) -> datetime:
+    """Midnight of a day as the source wrote it (YYYY-MM-DD; an impossible day such as 2026-02-30, which
+    text sources allow, counts from the first of its month, or of its year)."""
+    with contextlib.suppress(ValueError):
+        return datetime.combine(date.fromisoformat(day), datetime.min.time())
+    with contextlib.suppress(ValueError):
+        return datetime(int(day[:4]), max(1, min(12, int(day[5:7]))), 1)
+    return EARLIEST_START

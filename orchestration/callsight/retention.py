@@ -55,18 +55,32 @@ class PurgeCounts:
         return self.journal_rows + self.quarantine_rows
 
 
-def purge_store(con: duckdb.DuckDBPyConnection, cutoff: datetime, db: str = "") -> PurgeCounts:
+def purge_store(con: duckdb.DuckDBPyConnection, cutoff: datetime, db: str = "", run_id: str = "") -> PurgeCounts:
     """Delete expired calls (whole chains) from the raw journal and expired rows from the quarantine.
-    Quarantined rows whose start time does not parse expire by the time they were extracted."""
+
+    Legs from the cutoff on that go with their chain are recorded (ID and day) in `retention_expired`,
+    which the night's accounting counts as expired (the source still has them); records of days before
+    the cutoff go (the source's count of expired rows holds those). Quarantined rows are compared by
+    their start time as the source wrote it (text), those without one by when they were extracted;
+    rows quarantined as unplaced (no usable StartTime or ID) never expire: they stay until fixed or
+    deleted at the source."""
     p = f"{db}." if db else ""
+    chains = f'SELECT "TrackerID" FROM {p}journal WHERE "StartTime" < $cutoff AND "TrackerID" IS NOT NULL'
+    con.execute(f"DELETE FROM {p}retention_expired WHERE start_day < CAST($cutoff AS DATE)", {"cutoff": cutoff})
+    con.execute(
+        f'INSERT INTO {p}retention_expired SELECT "ID", CAST("StartTime" AS DATE), $run_id FROM {p}journal '
+        f'WHERE "StartTime" >= $cutoff AND "TrackerID" IN ({chains})',
+        {"cutoff": cutoff, "run_id": run_id},
+    )
     journal = con.execute(
         f'DELETE FROM {p}journal WHERE "StartTime" < $cutoff OR "TrackerID" IN '
         f'(SELECT "TrackerID" FROM {p}journal WHERE "StartTime" < $cutoff AND "TrackerID" IS NOT NULL)',
         {"cutoff": cutoff},
     ).fetchone()[0]
     quarantine = con.execute(
-        f"DELETE FROM {p}quarantine WHERE coalesce(TRY_CAST(start_time_text AS TIMESTAMP), _extracted_at) < ?",
-        [cutoff],
+        f"DELETE FROM {p}quarantine WHERE NOT _unplaced "
+        "AND coalesce(start_time_text < strftime($cutoff, '%Y-%m-%d %H:%M:%S'), _extracted_at < $cutoff)",
+        {"cutoff": cutoff},
     ).fetchone()[0]
     return PurgeCounts(int(journal), int(quarantine))
 
