@@ -220,6 +220,11 @@ def build_assets(timezone: str) -> list[dg.AssetsDefinition | dg.AssetChecksDefi
                 "erased_rows": stats.erased_rows,
                 "expired_rows": stats.expired_rows,
                 "expired_quarantined_rows": stats.expired_quarantined_rows,
+                # the whole source (issue 26): every row published, quarantined, expired or later
+                "source_total_rows": stats.source_total,
+                "source_expired_rows": stats.source_expired_rows,
+                "source_later_rows": stats.source_later_rows,
+                "unplaced_rows": stats.unplaced_rows,
                 "rows_per_second": dg.MetadataValue.float(round(stats.rows_per_second, 1)),
                 "reader": stats.reader,
             }

@@ -28,6 +28,8 @@ SUMMARY_FIELDS = (
     ("raw/journal", "erased_rows", "rows_erased"),
     ("raw/journal", "expired_rows", "rows_expired"),
     ("raw/journal", "expired_quarantined_rows", "quarantined_rows_expired"),
+    ("raw/journal", "source_total_rows", "source_rows_total"),
+    ("raw/journal", "unplaced_rows", "rows_unplaced"),
     ("published_warehouse", "build_fingerprint", "build_fingerprint"),
     ("published_warehouse", "marts.fct_calls", "published_call_legs"),
     ("published_warehouse", "kept_builds_expired", "kept_builds_expired"),
