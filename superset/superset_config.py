@@ -75,7 +75,7 @@ D3_FORMAT = {"decimal": ",", "thousands": ".", "grouping": [3], "currency": ["",
 # alike, shared by all gunicorn workers (in Redis when CALLSIGHT_REDIS_URL is set, else in a small SQLite
 # file beside the metadata). At a rule's limit the address or account is refused with HTTP 429 for the
 # rule's period and one `login_burst` security event is written. Successful logins are not counted: a
-# company behind one proxy (or the test suite) logs in many users at once. README: "Logins".
+# company behind one proxy (or the test suite) logs in many users at once. docs/access.md, "Logins".
 CALLSIGHT_LOGIN_GUARD = {
     "address": os.environ.get("CALLSIGHT_AUTH_RATE_LIMIT", "30 per minute"),
     "account": os.environ.get("CALLSIGHT_AUTH_ACCOUNT_RATE_LIMIT", "10 per 5 minutes"),

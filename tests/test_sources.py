@@ -172,7 +172,7 @@ def test_every_source_query_compiles_for_microsoft_sql_server() -> None:
     assert ids.startswith("SELECT journal.[ID] \nFROM journal \nWHERE journal.[StartTime] >= '2026-04-01 00:00:00'")
     first = str(first_start_select("journal").compile(dialect=dialect))
     assert first == "SELECT min(journal.[StartTime]) AS min_1 \nFROM journal"
-    # the URL documented in the README is understood by the installed driver
+    # the URL documented in docs/journal-sources.md is understood by the installed driver
     assert Source("mssql+pymssql://callsight:secret@ucserver:1433/UCServer", "journal").kind == "sqlalchemy"
     engine = sa.create_engine("mssql+pymssql://callsight:secret@ucserver:1433/UCServer")
     assert engine.dialect.driver == "pymssql"

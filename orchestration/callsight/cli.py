@@ -32,7 +32,7 @@ ROOT_WARNING = """
  ############################################################################
  #  WARNING: callsight is running as root.                                  #
  #  Run its services as a dedicated unprivileged user (e.g. `callsight`)    #
- #  owning CALLSIGHT_HOME, never as root - README: Running the services     #
+ #  owning CALLSIGHT_HOME, never as root - docs/running.md              #
  ############################################################################
 """
 DEMO_SECRET_NAMES = (
@@ -88,7 +88,7 @@ def require_secret(settings: Settings, name: str) -> str:
     if not value:
         raise SystemExit(
             f"callsight: {name} is not set. Secrets come from the environment "
-            f"(see README, 'Settings'); `make demo` generates demo secrets."
+            f"(see docs/settings.md); `make demo` generates demo secrets."
         )
     return value
 
@@ -179,7 +179,8 @@ def provision(settings: Settings, url: str, admin_password: str, user_password: 
     if report.reports is None:
         _print(
             "e-mail reports: not provisioned - they need the production profile "
-            "(SUPERSET_DATABASE_URI=postgresql+psycopg2://..., CALLSIGHT_REDIS_URL=redis://...; see README)"
+            "(SUPERSET_DATABASE_URI=postgresql+psycopg2://..., CALLSIGHT_REDIS_URL=redis://...; "
+            "see docs/dashboards-and-reports.md)"
         )
     else:
         r = report.reports
@@ -396,7 +397,7 @@ def demo_reports_profile(settings: Settings) -> dict[str, str]:
         _print(
             "e-mail reports: off (PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 not both reachable).\n"
             "  Enable: run both, or set SUPERSET_DATABASE_URI=postgresql+psycopg2://... and "
-            "CALLSIGHT_REDIS_URL=redis://... (README: 'E-mail reports')."
+            "CALLSIGHT_REDIS_URL=redis://... (docs/dashboards-and-reports.md)."
         )
         return {}
     # One metadata database and one Celery queue per demo home: two demos never share reports.

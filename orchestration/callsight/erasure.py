@@ -90,7 +90,7 @@ def erasure_key(settings: Settings, required: bool) -> str | None:
         if required:
             raise ErasureKeyError(
                 f"{KEY_ENV} is not set: erasure requests are stored as hashes keyed with this secret "
-                "(see README, 'Erasure'). Generate one, e.g. "
+                "(see docs/privacy.md, 'Erasure'). Generate one, e.g. "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, and keep it with your other secrets"
             )
         return None

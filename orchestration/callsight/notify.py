@@ -4,7 +4,7 @@ The mail says which run failed, which steps and which data-quality expectations,
 warehouse was published; it never carries exception text or data values (they can hold call data),
 only step names, expectation names and counts. One message per admin, so no admin sees the others'
 addresses. SMTP settings come from the environment, with the same names and defaults as Superset's
-(README, "Settings").
+(docs/settings.md).
 """
 
 from __future__ import annotations

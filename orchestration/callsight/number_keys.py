@@ -1,4 +1,4 @@
-"""The per-site salt of the analysts' number keys (README "Privacy", docs/warehouse-schema.md).
+"""The per-site salt of the analysts' number keys (docs/privacy.md, docs/warehouse-schema.md).
 
 Analysts see numbers as the dashboards do (last digits XXX) and match calls of one number by
 `number_key`: SHA-256 over `salt|digits`, the digits being the warehouse's phone_match_key, cut to

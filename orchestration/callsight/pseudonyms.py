@@ -46,7 +46,7 @@ def pseudonym_key(settings: Settings, policy: Policy) -> str | None:
     if key is None:
         raise PseudonymKeyError(
             f"policy works_council.pseudonymize_agents_for_analysts is on but {KEY_ENV} is not set: analysts "
-            "see pseudonyms keyed with this secret (see README, 'Works-council mode'). Generate one, e.g. "
+            "see pseudonyms keyed with this secret (see docs/access.md, 'Works-council mode'). Generate one, e.g. "
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, and keep it with your other secrets"
         )
     if len(key) < MIN_KEY_LENGTH:

@@ -1,4 +1,4 @@
-"""Site settings: the one contract every part of callsight reads (see README, "Settings").
+"""Site settings: the one contract every part of callsight reads (see docs/settings.md).
 
 Nothing here reads the environment at import time. `Settings.from_env()` is called once at start
 (CLI, Dagster code location) and the resulting object is passed down.
