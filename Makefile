@@ -61,7 +61,7 @@ dq-docs: $(VENV)/.installed
 # BENCH_FLAGS=--skip-superset leaves out the charts. Table on stdout, JSON in bench-results/.
 ROWS ?= 1000000
 bench: venvs
-	$(VENV)/bin/callsight bench $(foreach r,$(ROWS),--rows $(r)) $(BENCH_FLAGS)
+	$(VENV)/bin/python -m bench $(foreach r,$(ROWS),--rows $(r)) $(BENCH_FLAGS)
 
 # Extract throughput and peak memory at 1M rows (SQLite, and PostgreSQL on loopback when running).
 bench-extract: $(VENV)/.installed

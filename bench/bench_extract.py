@@ -27,8 +27,9 @@ from pathlib import Path
 import duckdb
 import sqlalchemy as sa
 
-from callsight.demo_data import JOURNAL_COLUMNS, generate
-from callsight.sources import extension_directory
+from callsight.demo.journal import generate
+from callsight.journal.contract import JOURNAL_COLUMNS
+from callsight.journal.sources import extension_directory
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 END = date(2026, 10, 30)
@@ -37,9 +38,10 @@ RUNNER = """
 import sys, json, os, time, resource
 from datetime import datetime
 from pathlib import Path
-from callsight.config import load_directory, load_policy
-from callsight.extract import Window, extract
-from callsight.sources import Source
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
+from callsight.extract.run import Window, extract
+from callsight.journal.sources import Source
 url, table, raw, demo, run_id = sys.argv[1:6]
 src = Source(url, table)
 w = Window(datetime(2026, 7, 1), datetime(2026, 11, 1))  # the generated journal spans 120 days up to END

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import duckdb
 
-from callsight.demo_data import generate
-from callsight.nightly import run_nightly, yesterday
-from callsight.quality import load_suites, run_suites
-from callsight.settings import Settings
+from callsight.defs.nightly import run_nightly, yesterday
+from callsight.demo.journal import generate
+from callsight.quality.suites import load_suites, run_suites
+from callsight.site.settings import Settings
 
 
 def inflate(db: Path, table: str, id_column: str, rows: int, raw_attach: Path | None = None) -> int:

@@ -1,6 +1,6 @@
 """Security events of the Superset processes - a refused chart query, a burst of failed logins - as JSON
 lines in CALLSIGHT_HOME/superset/security-events.jsonl (owner-only). The pipeline moves them into the
-hash-chained audit log (callsight.security_events) at every provisioning and nightly run.
+hash-chained audit log (callsight.bi.security_events) at every provisioning and nightly run.
 
 An event holds no data and no SQL: its kind, the Superset user id or the client address, a reason code
 and counts. Loaded by superset_config.py beside it; Superset never imports callsight."""

@@ -23,10 +23,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from callsight.demo_data import generate
-from callsight.nightly import yesterday
-from callsight.publish import REQUIRED_TABLES
-from callsight.settings import REPO_ROOT, Settings
+from callsight.defs.nightly import yesterday
+from callsight.demo.journal import generate
+from callsight.publish.builds import REQUIRED_TABLES
+from callsight.site.settings import REPO_ROOT, Settings
 
 # Journals end yesterday: the first run loads the whole source within the retention period.
 END_DAY = yesterday("Europe/Berlin")
@@ -34,7 +34,7 @@ END_DAY = yesterday("Europe/Berlin")
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist every worker builds with dbt artefacts of its own (DBT_TARGET_PATH, honoured
-    by dbt, dagster-dbt and callsight.dbt_project): two dbt parses must not write one manifest."""
+    by dbt, dagster-dbt and callsight.warehouse.dbt_project): two dbt parses must not write one manifest."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         os.environ["DBT_TARGET_PATH"] = f"target/{worker}"
@@ -146,7 +146,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
 @pytest.fixture(scope="session")
 def published_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """One nightly run over a small journal, shared by read-only tests (session scope)."""
-    from callsight.nightly import run_nightly
+    from callsight.defs.nightly import run_nightly
 
     home = tmp_path_factory.mktemp("published") / "home"
     s = make_site(home, days=30, users=24, seed=11)
@@ -263,7 +263,7 @@ class SupersetServer:
         """Another gunicorn on the same metadata DB and warehouse (provisioned already), started with
         extra environment - a security layer switched off, the real login throttle - on a free port;
         yields its URL. One worker: a start takes seconds, not a provisioning."""
-        from callsight.superset_runtime import SupersetEnv, stop, wait_healthy
+        from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
 
         server_env = SupersetEnv(self.site.settings, self.secret_key, extra_env=tuple(env.items()))
         port = free_port()
@@ -279,8 +279,8 @@ class SupersetServer:
 @pytest.fixture(scope="session")
 def superset_server(published_site: Site) -> Iterator[SupersetServer]:
     """A real Superset (gunicorn) on a free port, metadata in the test home, provisioned by callsight."""
-    from callsight.cli import provision
-    from callsight.superset_runtime import SupersetEnv, stop, wait_healthy
+    from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
+    from callsight.cli.main import provision
 
     settings = published_site.settings
     require_service(

@@ -21,12 +21,12 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from callsight.config import Policy
-from callsight.demo_data import JOURNAL_COLUMNS, JOURNAL_DDL
-from callsight.extract import Window, extract
-from callsight.notify import FailureReport, compose
-from callsight.quality import load_suites, run_suites
-from callsight.sources import Source
+from callsight.defs.notify import FailureReport, compose
+from callsight.extract.run import Window, extract
+from callsight.journal.contract import JOURNAL_COLUMNS, JOURNAL_DDL
+from callsight.journal.sources import Source
+from callsight.quality.suites import load_suites, run_suites
+from callsight.site.policy import Policy
 
 from .conftest import require_service
 from .test_extract import DIRECTORY, row

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from callsight.admin_passwords import SharedPasswordError, check_distinct, set_admin_passwords
-from callsight.config import load_directory
-from callsight.settings import Settings
-from callsight.superset_api import SupersetAPIError, SupersetClient
+from callsight.bi.admin_passwords import SharedPasswordError, check_distinct, set_admin_passwords
+from callsight.bi.api import SupersetAPIError, SupersetClient
+from callsight.site.directory import load_directory
+from callsight.site.settings import Settings
 
 from .conftest import SupersetServer, make_site
 
@@ -24,7 +24,7 @@ def test_an_admin_password_equal_to_the_members_is_refused() -> None:
 
 
 def test_the_demo_banner_gives_the_directory_admin_its_own_password(tmp_path: Path) -> None:
-    from callsight.cli import demo_logins
+    from callsight.cli.main import demo_logins
 
     site = make_site(tmp_path / "home", days=2, users=12)
     logins = demo_logins(site.settings, "member-pw", "admin-pw")

@@ -1,6 +1,6 @@
 """Analysts see numbers as the dashboards do (DESIGN.md "Security in depth", point 4): no column of an
 analyst view holds a number of the journal; number_key matches the calls of one number without being
-it, keyed with the site's salt, which stays in the raw store (callsight.number_keys)."""
+it, keyed with the site's salt, which stays in the raw store (callsight.privacy.number_keys)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from callsight.config import load_policy
-from callsight.dbt_project import DBT_PROJECT_DIR
-from callsight.number_keys import SALT_TABLE, number_key
+from callsight.journal.raw_store import SALT_TABLE
+from callsight.privacy.number_keys import number_key
+from callsight.site.policy import load_policy
+from callsight.warehouse.dbt_project import DBT_PROJECT_DIR
 
 from .conftest import Site
 from .privacy_scan import scan
@@ -217,7 +218,7 @@ def test_the_salt_stays_in_the_raw_store(published_site: Site) -> None:
 
 @pytest.mark.slow
 def test_keys_survive_a_rebuild_and_go_with_an_erasure(published_copy: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    from callsight.cli import main
+    from callsight.cli.main import main
 
     settings = published_copy.settings
     ((number,),) = query(

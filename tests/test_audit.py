@@ -6,9 +6,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from callsight.audit import AuditError, append, ensure_audit_log, read_entries, record_audit, verify_chain
-from callsight.run_audit import run_partitions, summary_from_metadata
-from callsight.settings import Settings
+from callsight.defs.run_audit import run_partitions, summary_from_metadata
+from callsight.journal.raw_store import ensure_audit_log
+from callsight.privacy.audit import (
+    AuditError,
+    append,
+    read_entries,
+    record_audit,
+    verify_chain,
+)
+from callsight.site.settings import Settings
 
 
 def test_record_audit_appends_a_verifiable_chain(tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from bench.generator import BenchJournal, generate_journal, write_postgres
 
-from callsight.bench.generator import BenchJournal, generate_journal, write_postgres
-from callsight.config import load_directory, load_policy
-from callsight.demo_data import JOURNAL_COLUMNS, PRIVATE_LINE
-from callsight.extract import Window, extract
-from callsight.sources import Source
+from callsight.demo.journal import PRIVATE_LINE
+from callsight.extract.run import Window, extract
+from callsight.journal.contract import JOURNAL_COLUMNS
+from callsight.journal.sources import Source
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
 
 from .conftest import require_service
 

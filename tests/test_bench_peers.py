@@ -12,15 +12,16 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
+from bench.floor import KPI_COLUMNS, run_floor
+from bench.generator import BenchJournal, generate_journal
+from bench.peer_pandas import run_pandas
+from bench.stages import run_timings
 
-from callsight.bench.floor import KPI_COLUMNS, run_floor
-from callsight.bench.generator import BenchJournal, generate_journal
-from callsight.bench.peer_pandas import run_pandas
-from callsight.bench.stages import run_timings
-from callsight.config import load_directory, load_policy
-from callsight.demo_data import default_policy
-from callsight.nightly import run_nightly, yesterday
-from callsight.settings import Settings
+from callsight.defs.nightly import run_nightly, yesterday
+from callsight.demo.journal import default_policy
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
+from callsight.site.settings import Settings
 
 from .test_bench_gen import last_switch
 

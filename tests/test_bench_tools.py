@@ -11,11 +11,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from bench.charts import chart_queries
+from bench.measure import StageResult, percentile, run_child, run_python_stage
+from bench.runner import GOALS, figures, report_lines, verdicts
 
-from callsight.bench.charts import chart_queries
-from callsight.bench.measure import StageResult, percentile, run_child, run_python_stage
-from callsight.bench.runner import GOALS, figures, report_lines, verdicts
-from callsight.superset_assets import load_assets
+from callsight.bi.assets import load_assets
 
 from .conftest import dbt_target_env
 
@@ -65,7 +65,8 @@ def test_python_stage_writes_its_detail(tmp_path: Path) -> None:
     """A real stage in a child: the floor on an empty journal reports its rows and groups."""
     import sqlite3
 
-    from callsight.demo_data import JOURNAL_DDL, default_policy
+    from callsight.demo.journal import default_policy
+    from callsight.journal.contract import JOURNAL_DDL
 
     lite = tmp_path / "j.sqlite"
     con = sqlite3.connect(lite)
@@ -236,9 +237,9 @@ def test_the_manifest_is_parsed_with_the_build_vars_and_only_when_something_chan
     import duckdb
     from dbt.version import __version__
 
-    from callsight.config import Policy
-    from callsight.dbt_project import build_vars, dbt_project, dbt_resource, ensure_manifest
-    from callsight.demo_data import default_policy
+    from callsight.demo.journal import default_policy
+    from callsight.site.policy import Policy
+    from callsight.warehouse.dbt_project import build_vars, dbt_project, dbt_resource, ensure_manifest
 
     (tmp_path / "warehouse" / "build").mkdir(parents=True)
     duckdb.connect(str(tmp_path / "warehouse" / "journal.duckdb")).close()

@@ -6,7 +6,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from callsight.compaction import compact
+from callsight.site.compaction import compact
 
 from .privacy_scan import scan
 

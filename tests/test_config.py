@@ -3,8 +3,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from callsight.config import ConfigError, load_directory, load_policy
-from callsight.settings import Settings
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
+from callsight.site.settings import Settings
+from callsight.site.yaml_config import ConfigError
 
 GOOD_DIRECTORY = {
     "users": [

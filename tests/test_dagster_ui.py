@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from callsight.dagster_ui import allowed_hosts
-from callsight.settings import Settings
+from callsight.cli.dagster_ui import allowed_hosts
+from callsight.site.settings import Settings
 
 from .conftest import Site, dbt_target_env, free_port, make_site
 
@@ -51,7 +51,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     }
     log = (site.home.parent / "dagster-ui.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "callsight.dagster_ui", "--port", str(port)],
+        [sys.executable, "-m", "callsight.cli.dagster_ui", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -110,8 +110,8 @@ def test_the_configured_proxy_name_passes(ui: tuple[str, int]) -> None:
 
 def test_without_the_ui_only_the_daemon_runs(site: Site) -> None:
     """`callsight serve --no-dagster-ui`: the schedules still run (the daemon), nothing listens for a UI."""
-    from callsight.cli import start_dagster
-    from callsight.superset_runtime import stop
+    from callsight.bi.runtime import stop
+    from callsight.cli.main import start_dagster
 
     procs = start_dagster(site.settings, "http://127.0.0.1:9", "not-used", None)
     try:

@@ -13,11 +13,11 @@ import duckdb
 import pytest
 import requests
 
-from callsight.cli import DASHBOARD_SLUGS
-from callsight.config import load_directory
-from callsight.settings import REPO_ROOT
-from callsight.superset_api import SupersetClient
-from callsight.superset_assets import AssetError, expand, expand_agent_macros, load_assets, read_assets, render
+from callsight.bi.api import SupersetClient
+from callsight.bi.assets import AssetError, expand, expand_agent_macros, load_assets, read_assets, render
+from callsight.cli.main import DASHBOARD_SLUGS
+from callsight.site.directory import load_directory
+from callsight.site.settings import REPO_ROOT
 
 from .conftest import SupersetServer, require_service
 
@@ -381,7 +381,7 @@ def json_rison(value: str) -> str:
 @pytest.mark.superset
 def test_the_operations_dashboard_and_its_datasets_are_for_admins_only(superset_server: SupersetServer) -> None:
     """Quarantine by reason and day, and the audit log: admins read them, viewers and analysts cannot."""
-    from callsight.superset_api import SupersetAPIError
+    from callsight.bi.api import SupersetAPIError
 
     s = superset_server
     con = duckdb.connect(str(s.site.settings.raw_db), read_only=True)
@@ -442,7 +442,7 @@ def test_the_benchmarks_chart_requests_are_answered_as_the_dashboards_are(supers
     """`callsight bench` times these requests, so each must be one Superset answers in full: every query
     of every chart without error, and for the call lists what the table plugin asks with server
     pagination - the first page, newest first, and the row count up to the chart's row limit."""
-    from callsight.bench.charts import chart_queries, dataset_ids
+    from bench.charts import chart_queries, dataset_ids
 
     settings = superset_server.site.settings
     con = duckdb.connect(str(settings.served_db), read_only=True)
@@ -548,7 +548,7 @@ def test_superset_config_serialises_time_range_parsing(tmp_path: Path) -> None:
     error (before the lock, about one round in ten failed)."""
     import subprocess
 
-    from callsight.settings import Settings
+    from callsight.site.settings import Settings
 
     python = Settings.from_env({}).superset_venv / "bin" / "python"
     require_service(python.exists(), "Superset venv")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import duckdb
 
-from callsight.config import Calendar, Directory
-from callsight.dbt_project import DBT_PROJECT_DIR
-from callsight.extract import ensure_raw_store
-from callsight.org_store import store_site
+from callsight.extract.org_store import store_site
+from callsight.journal.raw_store import ensure_raw_store
+from callsight.site.directory import Directory
+from callsight.site.policy import Calendar
+from callsight.warehouse.dbt_project import DBT_PROJECT_DIR
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 
@@ -37,7 +38,8 @@ def dbt(home: Path, *args: str) -> subprocess.CompletedProcess:
             "CALLSIGHT_HOME": str(home),
             "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "PYTHONPATH": str(DBT_PROJECT_DIR.parent / "orchestration"),  # the profile loads callsight.dbt_guard
+            # the profile loads callsight.warehouse.dbt_guard
+            "PYTHONPATH": str(DBT_PROJECT_DIR.parent / "orchestration"),
         },
     )
 

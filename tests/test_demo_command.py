@@ -26,7 +26,7 @@ def demo(home: Path) -> subprocess.CompletedProcess:
 
 
 def test_demo_reaches_ready_and_is_idempotent(tmp_path: Path) -> None:
-    from callsight.settings import Settings
+    from callsight.site.settings import Settings
 
     require_service((Settings.from_env({}).superset_venv / "bin" / "superset").exists(), "Superset venv")
     home = tmp_path / "home"

@@ -5,8 +5,10 @@ from pathlib import Path
 import holidays
 import pytest
 
-from callsight.config import load_directory, load_policy
-from callsight.demo_data import JOURNAL_COLUMNS, PRIVATE_LINE, generate
+from callsight.demo.journal import PRIVATE_LINE, generate
+from callsight.journal.contract import JOURNAL_COLUMNS
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ and the dbt docs site builds against a published warehouse."""
 
 import yaml
 
-from callsight.dbt_project import DBT_PROJECT_DIR
-from callsight.docs import SCHEMA_DOC, generate_dbt_docs, schema_markdown
+from callsight.warehouse.dbt_project import DBT_PROJECT_DIR
+from callsight.warehouse.schema_docs import SCHEMA_DOC, generate_dbt_docs, schema_markdown
 
 from .conftest import Site
 

@@ -11,28 +11,28 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from callsight.audit import read_entries, verify_chain
-from callsight.config import Policy, load_directory, load_policy
-from callsight.erase import record_and_scrub
-from callsight.erasure import (
+from callsight.defs.nightly import run_nightly
+from callsight.extract.run import extract
+from callsight.journal.raw_store import SCRUBBED_ROW_HASH, ensure_register
+from callsight.journal.sources import Window
+from callsight.privacy.audit import read_entries, verify_chain
+from callsight.privacy.erase_everywhere import record_and_scrub
+from callsight.privacy.erasure import (
     CONTACT,
     ERASED_COLUMNS,
     PHONE,
-    SCRUBBED_ROW_HASH,
     ErasureKeyError,
     Identifier,
     check_key,
-    ensure_register,
     erasure_key,
     hash_sql,
     identifier_hash,
     register_requests,
 )
-from callsight.extract import extract
-from callsight.nightly import run_nightly
-from callsight.publish import kept_builds
-from callsight.settings import Settings
-from callsight.sources import Window
+from callsight.site.directory import load_directory
+from callsight.site.home import kept_builds
+from callsight.site.policy import Policy, load_policy
+from callsight.site.settings import Settings
 
 from .conftest import Site, dbt_target_env
 from .privacy_scan import scan
@@ -189,7 +189,7 @@ def pick_identifiers(journal: sqlite3.Connection, staff_names: set[str]) -> tupl
 
 @pytest.mark.slow
 def test_callsight_erase_end_to_end(tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    from callsight.cli import main
+    from callsight.cli.main import main
 
     # The PBX's journal is not ours: outside CALLSIGHT_HOME, so that everything under it can be scanned.
     source = tmp_path / "pbx" / "journal.sqlite"
@@ -280,7 +280,7 @@ def test_callsight_erase_end_to_end(tmp_path: Path, site: Site, monkeypatch: pyt
 
 def raw_leg_hashes(settings: Settings, ids: set[int]) -> list[int]:
     """The row hashes the raw checks record for these legs (quality.ROW_HASH_SQL over the batch's query)."""
-    from callsight.quality import ROW_HASH_SQL, connect, load_suites
+    from callsight.quality.suites import ROW_HASH_SQL, connect, load_suites
 
     (batch,) = [b for s in load_suites() if s.stage == "raw" for b in s.batches if b.incremental]
     timezone = load_policy(settings.effective_policy_path).timezone
@@ -320,7 +320,7 @@ def test_calls_erased_before_the_look_back_window_do_not_stop_the_next_night(
 ) -> None:
     """A night re-reads only the look-back window. Rows erased further back are not extracted again:
     they must still pass the raw checks, and stay erased, night after night."""
-    from callsight.cli import main
+    from callsight.cli.main import main
 
     monkeypatch.setenv("CALLSIGHT_ERASURE_KEY", KEY)
     monkeypatch.setenv("CALLSIGHT_LOOKBACK_DAYS", "2")
@@ -350,7 +350,7 @@ def test_calls_erased_before_the_look_back_window_do_not_stop_the_next_night(
 def test_rows_scrubbed_without_a_row_hash_get_the_scrubbed_rows_hash(tmp_path: Path) -> None:
     """Stores from before SCRUBBED_ROW_HASH hold scrubbed rows with a NULL hash: the next extract's
     ensure_raw_store gives them the scrubbed rows' hash (every stored row has a hash)."""
-    from callsight.extract import ensure_raw_store
+    from callsight.journal.raw_store import ensure_raw_store
 
     con = duckdb.connect(str(tmp_path / "raw.duckdb"))
     ensure_raw_store(con)

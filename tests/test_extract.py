@@ -6,10 +6,11 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from callsight.config import Directory, Policy, PrivateCalls
-from callsight.demo_data import JOURNAL_COLUMNS, JOURNAL_DDL
-from callsight.extract import SchemaDriftError, Window, extract
-from callsight.sources import Source
+from callsight.extract.run import SchemaDriftError, Window, extract
+from callsight.journal.contract import JOURNAL_COLUMNS, JOURNAL_DDL
+from callsight.journal.sources import Source
+from callsight.site.directory import Directory
+from callsight.site.policy import Policy, PrivateCalls
 
 from .privacy_scan import scan
 
@@ -311,7 +312,7 @@ def test_changed_column_type_is_schema_drift_naming_the_column(tmp_path: Path) -
 def test_dst_partitions_cover_the_local_day() -> None:
     """Daily partitions in Europe/Berlin: 29 March 2026 has 23 hours, 25 October 2026 has 25; each
     partition's extract window is that local calendar day, whatever its length."""
-    from callsight.assets import daily_partitions, partition_days
+    from callsight.defs.assets import daily_partitions, partition_days
 
     parts = daily_partitions("Europe/Berlin")
     for key, hours in (("2026-03-29", 23), ("2026-10-25", 25), ("2026-06-01", 24)):
@@ -401,9 +402,11 @@ def test_a_window_far_larger_than_the_memory_cap_streams_through(
     pass-through query gives DuckDB no row estimate (the anti join must still build on the stored rows)."""
     import uuid
 
-    import callsight.extract as extract_module
-    from callsight.bench.generator import generate_journal, write_postgres
-    from callsight.config import load_directory, load_policy
+    from bench.generator import generate_journal, write_postgres
+
+    import callsight.extract.run as extract_module
+    from callsight.site.directory import load_directory
+    from callsight.site.policy import load_policy
 
     night = date(2026, 3, 30)
     j = generate_journal(tmp_path / "j", rows=600_000, night_rows=0, rows_per_day=60_000, night_day=night, users=40)

@@ -32,14 +32,15 @@ import dagster as dg
 import duckdb
 import pytest
 
-from callsight.audit import read_entries, verify_chain
-from callsight.cli import check_ready
-from callsight.config import load_directory
-from callsight.dbt_guard import watch_parent
-from callsight.halt import HALT_AT, HALT_MARKER, STAGES
-from callsight.publish import kept_builds, publish, rollback
-from callsight.settings import REPO_ROOT, Settings
-from callsight.superset_api import SupersetClient
+from callsight.bi.api import SupersetClient
+from callsight.cli.main import check_ready
+from callsight.privacy.audit import read_entries, verify_chain
+from callsight.publish.builds import publish, rollback
+from callsight.site.directory import load_directory
+from callsight.site.halt import HALT_AT, HALT_MARKER, STAGES
+from callsight.site.home import kept_builds
+from callsight.site.settings import REPO_ROOT, Settings
+from callsight.warehouse.dbt_guard import watch_parent
 
 from .conftest import END_DAY, Site, SupersetServer, stub_warehouse
 from .test_pipeline import content_tables, mart_checksum, served
@@ -145,7 +146,7 @@ def start_run(site: Site, day: date, workdir: Path, name: str, halt_at: str | No
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "callsight.cli", "run", "--date", day.isoformat()],
+            [sys.executable, "-m", "callsight.cli.main", "run", "--date", day.isoformat()],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

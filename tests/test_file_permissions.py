@@ -45,7 +45,7 @@ def test_a_nightly_run_leaves_nothing_for_group_or_others(site: Site, loose_umas
     """The demo data was written with umask 022 (0644 files, 0755 folders): the run tightens them, and
     everything it writes - raw store, build and served warehouse, kept builds, the record of validated rows,
     Dagster's storage, logs - is born owner-only."""
-    from callsight.nightly import run_nightly
+    from callsight.defs.nightly import run_nightly
 
     os.chmod(site.home, 0o755)
     assert readable_by_others(site.home), "the test home should start loose"
@@ -95,8 +95,8 @@ def test_superset_metadata_and_files_are_owner_only(tmp_path: Path, loose_umask:
     """Superset's metadata DB, its data folder and logs, written by its CLI and gunicorn (child processes)."""
     import secrets
 
-    from callsight.settings import Settings
-    from callsight.superset_runtime import SupersetEnv, stop, wait_healthy
+    from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
+    from callsight.site.settings import Settings
 
     home = tmp_path / "home"
     settings = Settings.from_env({"CALLSIGHT_HOME": str(home), "PATH": os.environ.get("PATH", "")})

@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from callsight.config import load_policy
+from callsight.site.policy import load_policy
 
 from .conftest import Site
 

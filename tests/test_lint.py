@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from callsight.settings import REPO_ROOT
+from callsight.site.settings import REPO_ROOT
 
 from .conftest import dbt_target_env
 
@@ -14,7 +14,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_ruff_check_and_format() -> None:
-    paths = ["orchestration", "tests", "superset"]  # superset/: the config and the modules beside it
+    paths = ["orchestration", "tests", "superset", "bench"]  # superset/: the config and the modules beside it
     check = subprocess.run([str(BIN / "ruff"), "check", *paths], cwd=REPO_ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     fmt = subprocess.run(
@@ -38,7 +38,7 @@ def test_sqlfluff_on_the_dbt_models(tmp_path: Path) -> None:
         env={
             "CALLSIGHT_HOME": str(tmp_path),
             "PATH": f"{BIN}:/usr/bin:/bin",
-            # the profile loads callsight.dbt_guard: the checkout's, not whichever callsight is installed
+            # the profile loads callsight.warehouse.dbt_guard: the checkout's, not whichever callsight is installed
             "PYTHONPATH": str(REPO_ROOT / "orchestration"),
             **dbt_target_env(),
         },

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from callsight.config import load_directory
-from callsight.superset_api import SupersetClient
+from callsight.bi.api import SupersetClient
+from callsight.site.directory import load_directory
 
 from .conftest import SupersetServer, require_service
 

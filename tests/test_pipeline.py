@@ -11,8 +11,8 @@ import duckdb
 import pytest
 
 from callsight.definitions import NIGHTLY_JOB, build_definitions
-from callsight.nightly import run_nightly
-from callsight.timezones import folds
+from callsight.defs.nightly import run_nightly
+from callsight.journal.timezones import folds
 
 from .conftest import END_DAY, Site
 from .privacy_scan import scan
@@ -125,7 +125,7 @@ def test_failed_runs_leave_the_served_warehouse_alone(published_copy: Site, monk
     d = site.settings.effective_directory_path
     d.write_text(d.read_text(encoding="utf-8") + "\nbogus_key: 1\n", encoding="utf-8")
     raw_bytes = site.settings.raw_db.read_bytes()
-    from callsight.config import ConfigError
+    from callsight.site.yaml_config import ConfigError
 
     with pytest.raises(ConfigError, match="bogus_key"):
         run_nightly(site.settings, last, last)
@@ -220,8 +220,8 @@ def test_a_policy_change_needs_no_code_change(published_copy: Site) -> None:
 
 
 def test_previous_builds_are_kept_and_can_be_rolled_back(published_copy: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    from callsight.cli import main
-    from callsight.publish import kept_builds
+    from callsight.cli.main import main
+    from callsight.site.home import kept_builds
 
     site, last = published_copy, END_DAY  # a site after its first run
     monkeypatch.setenv("CALLSIGHT_KEEP_BUILDS", "2")

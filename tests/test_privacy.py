@@ -6,8 +6,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from callsight.config import PrivateCalls
-from callsight.privacy import masked_columns_sql, normalize_number, private_sql, truncate_sql
+from callsight.privacy.masking import masked_columns_sql, normalize_number, private_sql, truncate_sql
+from callsight.site.policy import PrivateCalls
 
 ROWS = pd.DataFrame(
     {

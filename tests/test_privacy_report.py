@@ -6,9 +6,10 @@ from pathlib import Path
 
 import duckdb
 
-from callsight.cli import main
-from callsight.config import load_directory, load_policy
-from callsight.privacy_report import visible_agents, write_report
+from callsight.cli.main import main
+from callsight.privacy.record import visible_agents, write_report
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
 
 from .conftest import Site
 

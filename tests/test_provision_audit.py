@@ -6,10 +6,10 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from callsight.audit import AuditError, read_entries, record_audit_entries, verify_chain
-from callsight.provision import ProvisionReport, rls_differs, user_change
-from callsight.reports import ReportSyncResult
-from callsight.settings import Settings
+from callsight.bi.provision import ProvisionReport, rls_differs, user_change
+from callsight.bi.reports import ReportSyncResult
+from callsight.privacy.audit import AuditError, read_entries, record_audit_entries, verify_chain
+from callsight.site.settings import Settings
 
 ROLES = {"callsight_viewer": 5, "callsight_analyst": 6, "Admin": 1}
 PAYLOAD = {"first_name": "Anna", "last_name": "A", "email": "anna@example.org", "roles": [5], "active": True}

@@ -13,13 +13,13 @@ import duckdb
 import pytest
 import yaml
 
-from callsight.assets import FRESHNESS_CHECK
-from callsight.cli import main
+from callsight.cli.main import main
 from callsight.definitions import FAILURE_SENSOR, FRESHNESS_JOB, NIGHTLY_JOB, build_definitions
-from callsight.notify import failure_report
-from callsight.publish import prepare_build
-from callsight.quality import load_suites
-from callsight.settings import Settings
+from callsight.defs.assets import FRESHNESS_CHECK
+from callsight.defs.notify import failure_report
+from callsight.quality.suites import load_suites
+from callsight.site.settings import Settings
+from callsight.warehouse.build_file import prepare_build
 
 from .conftest import Site, SmtpSink
 

@@ -15,11 +15,10 @@ import duckdb
 import pytest
 import yaml
 
-from callsight.config import Policy
-from callsight.demo_data import JOURNAL_COLUMNS
-from callsight.extract import extract
-from callsight.freshness import ServedState, judge
-from callsight.quality import (
+from callsight.extract.run import extract
+from callsight.journal.contract import JOURNAL_COLUMNS
+from callsight.publish.freshness import ServedState, judge
+from callsight.quality.suites import (
     SuiteError,
     describe,
     load_suites,
@@ -29,7 +28,8 @@ from callsight.quality import (
     run_suites,
     vectorisable,
 )
-from callsight.settings import REPO_ROOT
+from callsight.site.policy import Policy
+from callsight.site.settings import REPO_ROOT
 
 from .conftest import Site
 from .test_extract import DIRECTORY, WIN, row, write_journal
@@ -408,7 +408,7 @@ def test_nightly_checks_by_content_validate_the_rows_that_have_not_passed(tmp_pa
     key given to a new row; what passed is recorded in its own file; every row again when the whole
     batch passed more than REVALIDATE_AFTER ago, in another time zone, without the record, or with a
     damaged one."""
-    from callsight.quality import REVALIDATE_AFTER, ROW_HASH_SQL
+    from callsight.quality.suites import REVALIDATE_AFTER, ROW_HASH_SQL
 
     warehouse, record = tmp_path / "build.duckdb", tmp_path / "state" / "validated_rows.duckdb"
     raw_db = tmp_path / "journal.duckdb"
@@ -693,7 +693,7 @@ def test_suites_in_parts_find_exactly_what_they_find_whole(
     """Big batches are validated in parts (GX on pandas keeps several copies of a batch in memory).
     With parts of a few hundred rows, a corrupted warehouse and raw store give the same outcomes, with
     the same counts, as whole batches."""
-    import callsight.quality as quality
+    import callsight.quality.suites as quality
 
     s = published_site.settings
     raw, wh = tmp_path / "journal.duckdb", tmp_path / "callsight.duckdb"
@@ -733,7 +733,7 @@ def test_suites_in_parts_find_exactly_what_they_find_whole(
 def test_a_batch_without_a_key_is_validated_in_streamed_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Row-wise checks only: the batch streams in chunks of whole vectors (2,048 rows), and the counts
     add up to those of the whole batch."""
-    import callsight.quality as quality
+    import callsight.quality.suites as quality
 
     db, raw = tmp_path / "w.duckdb", tmp_path / "raw.duckdb"
     with duckdb.connect(str(db)) as con:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from callsight.config import Directory, Policy, Reports
-from callsight.reports import REPORT_PREFIX, WEEKLY_CSV_CHART, csv_query_context, report_specs
-from callsight.superset_assets import load_assets
+from callsight.bi.assets import load_assets
+from callsight.bi.reports import REPORT_PREFIX, WEEKLY_CSV_CHART, csv_query_context, report_specs
+from callsight.site.directory import Directory
+from callsight.site.policy import Policy, Reports
 
 DIRECTORY = Directory.model_validate(
     {

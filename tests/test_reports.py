@@ -19,12 +19,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from callsight.config import load_directory, load_policy
-from callsight.provision import Provisioner
-from callsight.reports import REPORT_PREFIX, report_specs
-from callsight.settings import Settings
-from callsight.superset_api import SupersetClient
-from callsight.superset_assets import load_assets
+from callsight.bi.api import SupersetClient
+from callsight.bi.assets import load_assets
+from callsight.bi.provision import Provisioner
+from callsight.bi.reports import REPORT_PREFIX, report_specs
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
+from callsight.site.settings import Settings
 
 from .conftest import Site, free_port, require_service
 from .test_dashboards import browser_session, json_rison, visible_agents
@@ -93,7 +94,7 @@ def provision_with_reports(server_url: str, settings: Settings, admin_pw: str, u
 def reports_server(published_site: Site) -> Iterator[ReportsServer]:
     from aiosmtpd.controller import Controller
 
-    from callsight.superset_runtime import SupersetEnv, stop, wait_healthy
+    from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
 
     require_service(reachable(PG), "PostgreSQL on 127.0.0.1:5432 (Superset metadata DB for reports)")
     require_service(reachable(REDIS), "Redis on 127.0.0.1:6379 (Celery broker for reports)")
@@ -276,7 +277,7 @@ def test_triggered_schedules_mail_each_leader_only_what_they_may_see(reports_ser
 
 
 def test_a_second_beat_for_the_same_home_refuses_to_start(reports_server: ReportsServer) -> None:
-    from callsight.superset_runtime import SupersetEnv
+    from callsight.bi.runtime import SupersetEnv
 
     env = SupersetEnv(
         reports_server.settings, secrets.token_urlsafe(32), extra_env=tuple(reports_server.settings.env.items())

@@ -9,13 +9,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from callsight.audit import read_entries
-from callsight.config import Policy
-from callsight.extract import extract
-from callsight.nightly import run_nightly, yesterday
-from callsight.publish import kept_builds
-from callsight.retention import clip_window, prune_expired_builds, resolve_run_date, retention_cutoff
-from callsight.sources import Window
+from callsight.defs.nightly import run_nightly, yesterday
+from callsight.extract.run import extract
+from callsight.journal.sources import Window
+from callsight.privacy.audit import read_entries
+from callsight.privacy.retention import clip_window, prune_expired_builds, resolve_run_date, retention_cutoff
+from callsight.site.home import kept_builds
+from callsight.site.policy import Policy
 
 from .conftest import Site
 from .privacy_scan import scan

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from callsight.audit import connect_raw_store, read_entries, verify_chain
-from callsight.security_events import events_path, import_security_events, summarise
-from callsight.settings import Settings
+from callsight.bi.security_events import events_path, import_security_events, summarise
+from callsight.journal.raw_store import connect_raw_store
+from callsight.privacy.audit import read_entries, verify_chain
+from callsight.site.settings import Settings
 
 
 def line(**fields: object) -> str:

@@ -18,8 +18,8 @@ import duckdb
 import pytest
 from sqlalchemy.engine import make_url
 
-from callsight.publish import publish, rollback
-from callsight.settings import REPO_ROOT
+from callsight.publish.builds import publish, rollback
+from callsight.site.settings import REPO_ROOT
 
 from .conftest import stub_warehouse
 
@@ -210,7 +210,7 @@ def test_in_superset_engines_share_the_version_and_dialects_ask_duckdb_nothing(t
     import os
     import subprocess
 
-    from callsight.settings import Settings
+    from callsight.site.settings import Settings
 
     from .conftest import require_service
 
@@ -279,7 +279,7 @@ def test_superset_never_answers_a_chart_from_a_replaced_warehouse_out_of_its_cac
     import os
     import subprocess
 
-    from callsight.settings import Settings
+    from callsight.site.settings import Settings
 
     from .conftest import require_service
 

@@ -14,10 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
-from callsight.config import load_directory, load_policy
-from callsight.demo_data import JOURNAL_COLUMNS, generate
-from callsight.extract import Window, extract
-from callsight.sources import Source, check_schema, first_start_select, window_ids_select, window_select
+from callsight.demo.journal import generate
+from callsight.extract.run import Window, extract
+from callsight.journal.contract import JOURNAL_COLUMNS
+from callsight.journal.sources import Source, check_schema, first_start_select, window_ids_select, window_select
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
 
 from .conftest import require_service
 
@@ -186,7 +188,7 @@ def test_schema_check_reads_server_types(demo) -> None:
 
 
 def test_connection_errors_never_show_the_password(tmp_path: Path) -> None:
-    from callsight.sources import SourceUnavailableError, memory_connection
+    from callsight.journal.sources import SourceUnavailableError, memory_connection
 
     source = Source("postgresql+psycopg://callsight:s3cr3t-pw@127.0.0.1:1/journaldb", "journal")
     for attempt in (source.probe, lambda: source.attach(memory_connection())):

@@ -21,10 +21,11 @@ import duckdb
 import pytest
 import requests
 
-from callsight.audit import connect_raw_store, read_entries
-from callsight.config import load_directory
-from callsight.security_events import import_security_events
-from callsight.superset_api import SupersetClient
+from callsight.bi.api import SupersetClient
+from callsight.bi.security_events import import_security_events
+from callsight.journal.raw_store import connect_raw_store
+from callsight.privacy.audit import read_entries
+from callsight.site.directory import load_directory
 
 from .conftest import SupersetServer
 from .test_superset import expected_counts

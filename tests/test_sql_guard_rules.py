@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from callsight.settings import REPO_ROOT, Settings
+from callsight.site.settings import REPO_ROOT, Settings
 
 from .conftest import require_service
 

@@ -15,10 +15,10 @@ import pytest
 import requests
 import yaml
 
-from callsight.config import load_directory
-from callsight.publish import publish
-from callsight.superset_api import SupersetAPIError, SupersetClient
-from callsight.superset_assets import load_assets
+from callsight.bi.api import SupersetAPIError, SupersetClient
+from callsight.bi.assets import load_assets
+from callsight.publish.builds import publish
+from callsight.site.directory import load_directory
 
 from .conftest import SupersetServer
 
@@ -289,8 +289,8 @@ def test_a_superset_user_outside_the_directory_sees_nothing(superset_server: Sup
 def test_removed_and_foreign_callsight_users_are_deactivated_by_the_next_nightly_run(
     superset_server: SupersetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from callsight.cli import provision
-    from callsight.nightly import run_nightly
+    from callsight.cli.main import provision
+    from callsight.defs.nightly import run_nightly
 
     settings = superset_server.site.settings
     path = settings.effective_directory_path
@@ -350,7 +350,7 @@ def test_removed_and_foreign_callsight_users_are_deactivated_by_the_next_nightly
 def provisioning_entries(settings, latest_only: bool = True) -> dict:
     """subject -> detail of the provisioning entries in the site's audit log (the latest per subject), or
     all entries in order when latest_only is False. The hash chain must hold."""
-    from callsight.audit import read_entries, verify_chain
+    from callsight.privacy.audit import read_entries, verify_chain
 
     con = duckdb.connect(str(settings.raw_db), read_only=True)
     try:
@@ -365,7 +365,7 @@ def provisioning_entries(settings, latest_only: bool = True) -> dict:
 
 
 def test_the_demo_readiness_check_reads_the_leaders_calls(superset_server: SupersetServer) -> None:
-    from callsight.cli import check_ready, demo_logins
+    from callsight.cli.main import check_ready, demo_logins
 
     leader, password, role = demo_logins(superset_server.site.settings, superset_server.user_password)[0]
     assert role.startswith("leader of")

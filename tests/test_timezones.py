@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callsight.timezones import Fold, folds
+from callsight.journal.timezones import Fold, folds
 
 
 def test_berlin_repeats_two_to_three_on_the_last_sunday_of_october() -> None:

@@ -13,9 +13,9 @@ import duckdb
 import pytest
 import yaml
 
-from callsight.config import Directory, load_directory
-from callsight.pseudonyms import KEY_ENV, PseudonymKeyError, pseudonym, pseudonyms
-from callsight.superset_api import SupersetAPIError, SupersetClient
+from callsight.bi.api import SupersetAPIError, SupersetClient
+from callsight.privacy.pseudonyms import KEY_ENV, PseudonymKeyError, pseudonym, pseudonyms
+from callsight.site.directory import Directory, load_directory
 
 from .conftest import Site, SupersetServer
 from .privacy_scan import scan
@@ -37,7 +37,7 @@ def test_pseudonyms_are_stable_keyed_and_distinct() -> None:
 def test_pseudonymisation_without_a_key_stops_the_run_before_anything_is_published(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from callsight.nightly import run_nightly
+    from callsight.defs.nightly import run_nightly
 
     s = site.settings
     policy = yaml.safe_load(s.effective_policy_path.read_text(encoding="utf-8"))
@@ -52,8 +52,8 @@ def test_pseudonymisation_without_a_key_stops_the_run_before_anything_is_publish
     result = run_nightly(s.__class__.from_env())
     assert not result.success and "at least 16 characters" in str(result.failure)
     with pytest.raises(PseudonymKeyError):
-        from callsight.config import load_policy
-        from callsight.pseudonyms import pseudonym_key
+        from callsight.privacy.pseudonyms import pseudonym_key
+        from callsight.site.policy import load_policy
 
         pseudonym_key(s.__class__.from_env({**site.env}), load_policy(s.effective_policy_path))
 
@@ -120,7 +120,7 @@ def strings_in(payload: object) -> set[str]:
 def test_works_council_mode_on_every_surface_and_caches_follow_the_next_run(
     superset_server: SupersetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from callsight.nightly import run_nightly
+    from callsight.defs.nightly import run_nightly
 
     settings = superset_server.site.settings
     directory = load_directory(settings.effective_directory_path)

@@ -10,12 +10,14 @@ import smtplib
 
 import dagster as dg
 
-from .assets import FRESHNESS_CHECK, SiteResource, build_assets
-from .config import ConfigError, load_directory, load_policy
-from .dbt_project import build_vars, dbt_resource, ensure_manifest
-from .notify import FailureReport, SmtpConfig, failure_report, notify_admins
-from .run_audit import NIGHTLY_JOB, audit_failed_run
-from .settings import Settings
+from callsight.defs.assets import FRESHNESS_CHECK, SiteResource, build_assets
+from callsight.defs.notify import FailureReport, SmtpConfig, failure_report, notify_admins
+from callsight.defs.run_audit import NIGHTLY_JOB, audit_failed_run
+from callsight.site.directory import load_directory
+from callsight.site.policy import load_policy
+from callsight.site.settings import Settings
+from callsight.site.yaml_config import ConfigError
+from callsight.warehouse.dbt_project import build_vars, dbt_resource, ensure_manifest
 
 FRESHNESS_JOB = "warehouse_freshness"
 FAILURE_SENSOR = "nightly_failure_mail"

@@ -1,0 +1,413 @@
+"""Superset assets kept as readable YAML under superset/assets, bundled for import with the
+environment-specific parts (warehouse path) injected. Nothing machine-specific is committed."""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from callsight.site.settings import REPO_ROOT
+
+ASSETS_DIR = REPO_ROOT / "superset" / "assets"
+WAREHOUSE_PLACEHOLDER = "__CALLSIGHT_SERVED_WAREHOUSE__"
+
+
+def read_assets(assets_dir: Path = ASSETS_DIR) -> dict[str, dict]:
+    """The asset files as written, by relative path (databases/..., datasets/..., charts/..., dashboards/...)."""
+    out: dict[str, dict] = {}
+    for path in sorted(assets_dir.rglob("*.yaml")):
+        out[path.relative_to(assets_dir).as_posix()] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return out
+
+
+def load_assets(assets_dir: Path = ASSETS_DIR) -> dict[str, dict]:
+    """All assets in Superset's import format (compact forms expanded and checked)."""
+    return expand(read_assets(assets_dir))
+
+
+def render(assets: dict[str, dict], served_db: Path, build_id: str | None = None) -> dict[str, dict]:
+    """Inject the served warehouse path; refuse a database definition that could write or read files.
+
+    With the served build's id every dataset's `extra` names that build: the import then changes each
+    dataset, and Superset's result caches (keyed on the dataset's change time) no longer answer from an
+    older build - calls removed by retention or erasure are gone from the charts at once."""
+    rendered: dict[str, dict] = {}
+    for name, config in assets.items():
+        if name.startswith("datasets/") and build_id:
+            config = {**config, "extra": {**(config.get("extra") or {}), "callsight_build": build_id}}
+        if name.startswith("databases/"):
+            config = dict(config)
+            if WAREHOUSE_PLACEHOLDER not in config["sqlalchemy_uri"]:
+                raise ValueError(f"{name}: sqlalchemy_uri must contain {WAREHOUSE_PLACEHOLDER}")
+            config["sqlalchemy_uri"] = f"duckdb:///{served_db.resolve().as_posix()}"
+            args = config.get("extra", {}).get("engine_params", {}).get("connect_args", {})
+            if args.get("read_only") is not True or args.get("config", {}).get("enable_external_access") is not False:
+                raise ValueError(f"{name}: the warehouse connection must be read_only with external access off")
+            if config.get("allow_dml") or config.get("allow_file_upload"):
+                raise ValueError(f"{name}: DML and file upload must stay off")
+        rendered[name] = config
+    return rendered
+
+
+# Keys of callsight's own, read by provisioning and never sent to Superset.
+CALLSIGHT_KEYS = ("admin_only",)
+
+
+def admin_only(assets: dict[str, dict], kind: str) -> set[str]:
+    """Names of the assets of one kind marked `admin_only: true` (tables for datasets, slugs for dashboards)."""
+    key = {"datasets": "table_name", "dashboards": "slug"}[kind]
+    return {c[key] for n, c in assets.items() if n.startswith(f"{kind}/") and c.get("admin_only")}
+
+
+def bundle(rendered: dict[str, dict]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, config in rendered.items():
+            config = {k: v for k, v in config.items() if k not in CALLSIGHT_KEYS}
+            zf.writestr(f"callsight_assets/{name}", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return buf.getvalue()
+
+
+def uuids_of(assets: dict[str, dict], kind: str) -> dict[str, str]:
+    """{uuid: name} of one asset kind ('datasets', 'charts', 'dashboards')."""
+    key = {
+        "datasets": "table_name",
+        "charts": "slice_name",
+        "dashboards": "dashboard_title",
+        "databases": "database_name",
+    }[kind]
+    return {c["uuid"]: c[key] for n, c in assets.items() if n.startswith(f"{kind}/")}
+
+
+# ---- compact asset forms --------------------------------------------------------------------------
+# The YAML under superset/assets stays short and readable; these expand it into Superset's import
+# format. Dashboard datasets `extend` a mart dataset (same columns and metrics, SQL on top); charts
+# leave out Superset's boilerplate; dashboards give `layout` (rows of charts) and `filters` instead
+# of Superset's position tree and native-filter JSON.
+
+DATASET_DEFAULTS: dict[str, Any] = {
+    "catalog": None,
+    "default_endpoint": None,
+    "offset": 0,
+    "cache_timeout": None,
+    "sql": None,
+    "params": None,
+    "template_params": None,
+    "filter_select_enabled": True,
+    "fetch_values_predicate": None,
+    "extra": None,
+    "normalize_columns": False,
+    "always_filter_main_dttm": False,
+    "folders": None,
+    "version": "1.0.0",
+}
+COLUMN_DEFAULTS: dict[str, Any] = {
+    "verbose_name": None,
+    "is_dttm": False,
+    "is_active": True,
+    "type": "VARCHAR",
+    "advanced_data_type": None,
+    "groupby": True,
+    "filterable": True,
+    "expression": None,
+    "description": None,
+    "python_date_format": None,
+    "extra": None,
+}
+CHART_DEFAULTS: dict[str, Any] = {
+    "description": None,
+    "certified_by": None,
+    "certification_details": None,
+    "query_context": None,
+    "cache_timeout": None,
+    "version": "1.0.0",
+}
+DASHBOARD_DEFAULTS: dict[str, Any] = {
+    "description": None,
+    "css": "",
+    "certified_by": "",
+    "certification_details": "",
+    "published": True,
+    "version": "1.0.0",
+}
+# Every chart is cut by the dashboard's period: the native time filter overrides this filter.
+PERIOD_FILTER = {
+    "clause": "WHERE",
+    "comparator": "No filter",
+    "expressionType": "SIMPLE",
+    "operator": "TEMPORAL_RANGE",
+    "subject": "call_date",
+}
+
+
+class AssetError(ValueError):
+    """An asset file is inconsistent (names the file and what is wrong)."""
+
+
+def _by_kind(assets: dict[str, dict], kind: str) -> dict[str, tuple[str, dict]]:
+    return {c["uuid"]: (n, c) for n, c in assets.items() if n.startswith(f"{kind}/")}
+
+
+# Who is looking, for the datasets' SQL (Superset's Jinja): admins, analysts or everybody else.
+AUDIENCE_JINJA = (
+    "{%- set callsight_roles = current_user_roles() or [] -%}\n"
+    "{%- set callsight_audience = 'admin' if 'Admin' in callsight_roles else "
+    "('analyst' if 'callsight_analyst' in callsight_roles else 'viewer') -%}"
+)
+_AGENT_MACRO = re.compile(r"@@(audience|agent_labels|agent_key|agent_name|visible)(?:\(([A-Za-z_][\w.]*)\))?@@")
+
+
+def labels_alias(column: str) -> str:
+    """Pure: the alias under which @@agent_labels(col)@@ joins security.agent_labels for that column."""
+    return "lbl_" + column.replace(".", "_")
+
+
+def agent_sql(macro: str, column: str | None, joined: bool = False) -> str:
+    """Pure: the SQL of one agent macro in a dataset's `sql` (works-council mode, security.agent_labels).
+
+    @@audience@@ (first line of the SQL) decides who is looking; @@agent_key(col)@@ is the agent as the
+    audience may group by it (the username, or a pseudonym or group label); @@agent_name(col)@@ the name
+    shown; @@visible(col)@@ the viewer's own and granted agents (security.viewer_agents) - analysts and
+    admins see all agents. Superset also applies the marts' row-level security inside this SQL.
+
+    The labels come from a subquery per row, or - where the dataset's FROM clause has
+    @@agent_labels(col)@@ (`joined`) - from a LEFT JOIN (agent_labels is unique per agent, a dbt test).
+    DuckDB runs the subquery as a correlated join over every row in the period where a chart shows the
+    label, and the join as a plain hash join: 15-35 % less DuckDB time for the call lists and the charts
+    per agent, day or hour over the legs at 10M legs. But DuckDB keeps a join that a chart does not use
+    (+30-50 ms on each KPI over the inbound calls, measured) where it drops the unused subquery: so the
+    legs' dataset joins, the inbound calls' and callbacks' datasets (mostly KPIs) do not."""
+    if macro == "audience":
+        return AUDIENCE_JINJA
+    if column is None:
+        raise AssetError(f"@@{macro}@@ needs a column, e.g. @@{macro}(c.agent_username)@@")
+    alias = labels_alias(column)
+    if macro == "agent_labels":
+        return f"LEFT JOIN security.agent_labels AS {alias} ON {alias}.agent_username = {column}"
+
+    def label(col: str) -> str:
+        if joined:
+            return f"{alias}.{col}"
+        return f"(SELECT {col} FROM security.agent_labels AS l WHERE l.agent_username = {column})"
+
+    if macro == "agent_key":
+        return (
+            f"{{% if callsight_audience == 'admin' %}}{column}{{% else %}}CASE WHEN {column} IS NULL THEN NULL "
+            f"ELSE COALESCE({label('{{ callsight_audience }}_key')}, 'Unbekannt') END{{% endif %}}"
+        )
+    if macro == "agent_name":
+        return (
+            f"{{% if callsight_audience == 'admin' %}}COALESCE({label('agent_name')}, {column})"
+            f"{{% else %}}CASE WHEN {column} IS NULL THEN NULL "
+            f"ELSE COALESCE({label('{{ callsight_audience }}_label')}, 'Unbekannt') END{{% endif %}}"
+        )
+    return (
+        f"{{% if callsight_audience == 'viewer' %}}{column} IN (SELECT agent_username FROM security.viewer_agents "
+        "WHERE viewer_username = '{{ current_username() }}'){% else %}TRUE{% endif %}"
+    )
+
+
+def expand_agent_macros(name: str, sql: str) -> str:
+    """Pure: every @@macro(col)@@ of a dataset's SQL replaced; the audience must come first."""
+    used = _AGENT_MACRO.findall(sql)
+    if used and used[0][0] != "audience":
+        raise AssetError(f"{name}: a dataset using agent macros must start with @@audience@@")
+    if "@@" in _AGENT_MACRO.sub("", sql):
+        raise AssetError(f"{name}: unknown @@macro@@ in sql")
+    joined = [col for macro, col in used if macro == "agent_labels"]
+    if len(joined) != len(set(joined)):
+        raise AssetError(f"{name}: @@agent_labels@@ twice for the same column")
+    unused = sorted(set(joined) - {col for macro, col in used if macro in ("agent_key", "agent_name")})
+    if unused:
+        raise AssetError(f"{name}: @@agent_labels({unused[0]})@@ joins labels that nothing uses")
+    return _AGENT_MACRO.sub(lambda m: agent_sql(m.group(1), m.group(2), m.group(2) in joined), sql)
+
+
+def expand_dataset(name: str, config: dict, assets: dict[str, dict]) -> dict:
+    own_keys = ("extends", "add_columns", "drop_columns")
+    out = {**DATASET_DEFAULTS, **{k: v for k, v in config.items() if k not in own_keys}}
+    if out.get("sql"):
+        out["sql"] = expand_agent_macros(name, out["sql"])
+    if "extends" in config:
+        bases = [c for n, c in assets.items() if n.startswith("datasets/") and c["table_name"] == config["extends"]]
+        if len(bases) != 1:
+            raise AssetError(f"{name}: extends unknown dataset {config['extends']!r}")
+        base = bases[0]
+        out.setdefault("metrics", copy.deepcopy(base["metrics"]))
+        dropped = set(config.get("drop_columns", []))
+        unknown = dropped - {c["column_name"] for c in base["columns"]}
+        if unknown:
+            raise AssetError(f"{name}: drop_columns not in {config['extends']}: {sorted(unknown)}")
+        kept = [c for c in base["columns"] if c["column_name"] not in dropped]
+        out["columns"] = copy.deepcopy(kept) + list(config.get("columns", []))
+        out.setdefault("main_dttm_col", base.get("main_dttm_col"))
+    out["columns"] = [{**COLUMN_DEFAULTS, **c} for c in out.get("columns", []) + config.get("add_columns", [])]
+    names = [c["column_name"] for c in out["columns"]]
+    if len(names) != len(set(names)):
+        raise AssetError(f"{name}: duplicate columns {sorted({n for n in names if names.count(n) > 1})}")
+    out["metrics"] = [
+        {"metric_type": None, "currency": None, "extra": None, "warning_text": None, "description": None, **m}
+        for m in out.get("metrics", [])
+    ]
+    return out
+
+
+def expand_chart(name: str, config: dict, datasets: dict[str, tuple[str, dict]]) -> dict:
+    if config.get("dataset_uuid") not in datasets:
+        raise AssetError(f"{name}: unknown dataset_uuid {config.get('dataset_uuid')}")
+    out = {**CHART_DEFAULTS, **config}
+    params = {"datasource": "__table", "viz_type": config["viz_type"], "extra_form_data": {}, **config["params"]}
+    filters = params.setdefault("adhoc_filters", [])
+    if not any(f.get("operator") == "TEMPORAL_RANGE" for f in filters):
+        filters.insert(0, dict(PERIOD_FILTER))
+    out["params"] = params
+    return out
+
+
+def chart_columns(chart: dict, datasets: dict[str, tuple[str, dict]]) -> set[str]:
+    return {c["column_name"] for c in datasets[chart["dataset_uuid"]][1]["columns"]}
+
+
+def expand_dashboard(name: str, config: dict, charts: dict[str, tuple[str, dict]], datasets: dict) -> dict:
+    """`layout`: rows of {chart: uuid, width, height}; `filters`: native filters by column."""
+    out = {**DASHBOARD_DEFAULTS, **{k: v for k, v in config.items() if k not in ("layout", "filters")}}
+    if "layout" not in config:
+        return out
+    position: dict[str, Any] = {
+        "DASHBOARD_VERSION_KEY": "v2",
+        "ROOT_ID": {"type": "ROOT", "id": "ROOT_ID", "children": ["GRID_ID"]},
+        "GRID_ID": {"type": "GRID", "id": "GRID_ID", "children": [], "parents": ["ROOT_ID"]},
+        "HEADER_ID": {"id": "HEADER_ID", "type": "HEADER", "meta": {"text": config["dashboard_title"]}},
+    }
+    placeholder: dict[str, int] = {}  # chart uuid -> chartId placeholder (import remaps by uuid)
+    by_name = {c["slice_name"]: u for u, (_, c) in charts.items()}  # layout names charts by name or uuid
+    for r, row in enumerate(config["layout"], start=1):
+        row_id = f"ROW-{r}"
+        position["GRID_ID"]["children"].append(row_id)
+        position[row_id] = {
+            "type": "ROW",
+            "id": row_id,
+            "children": [],
+            "parents": ["ROOT_ID", "GRID_ID"],
+            "meta": {"background": "BACKGROUND_TRANSPARENT"},
+        }
+        if sum(item.get("width", 4) for item in row) > 12:
+            raise AssetError(f"{name}: row {r} is wider than 12 columns")
+        for item in row:
+            uuid = by_name.get(item["chart"], item["chart"])
+            if uuid not in charts:
+                raise AssetError(f"{name}: row {r} names unknown chart {item['chart']!r}")
+            if uuid in placeholder:
+                raise AssetError(f"{name}: chart {charts[uuid][1]['slice_name']!r} placed twice")
+            placeholder[uuid] = len(placeholder) + 1
+            chart_id = f"CHART-{uuid[:8]}"
+            position[row_id]["children"].append(chart_id)
+            position[chart_id] = {
+                "type": "CHART",
+                "id": chart_id,
+                "children": [],
+                "parents": ["ROOT_ID", "GRID_ID", row_id],
+                "meta": {
+                    "chartId": placeholder[uuid],
+                    "width": item.get("width", 4),
+                    "height": item.get("height", 50),
+                    "uuid": uuid,
+                    "sliceName": charts[uuid][1]["slice_name"],
+                },
+            }
+    out["position"] = position
+    native_filters = []
+    for f in config.get("filters", []):
+        native_filters.append(_native_filter(name, f, placeholder, charts, datasets))
+    out["metadata"] = {
+        "color_scheme": "supersetColors",
+        "cross_filters_enabled": False,
+        "expanded_slices": {},
+        "refresh_frequency": 0,
+        "timed_refresh_immune_slices": [],
+        "default_filters": "{}",
+        "native_filter_configuration": native_filters,
+        "shared_label_colors": [],
+        "label_colors": {},
+    }
+    return out
+
+
+def _native_filter(name: str, f: dict, placeholder: dict[str, int], charts: dict, datasets: dict) -> dict:
+    excluded = [placeholder[u] for u in f.get("exclude_charts", [])]
+    scoped = [u for u in placeholder if placeholder[u] not in excluded]
+    base: dict[str, Any] = {
+        "id": f["id"],
+        "name": f["name"],
+        "type": "NATIVE_FILTER",
+        "description": f.get("description", ""),
+        "cascadeParentIds": [],
+        "scope": {"rootPath": ["ROOT_ID"], "excluded": excluded},
+        # Superset 6.0/6.1 does not remap chartsInScope on import: provision sets the real ids.
+        "chartsInScope": [placeholder[u] for u in scoped],
+        "tabsInScope": [],
+    }
+    if f["type"] == "time":
+        value = f.get("default", "No filter")
+        return {
+            **base,
+            "filterType": "filter_time",
+            "targets": [{}],
+            "controlValues": {"enableEmptyFilter": False},
+            "defaultDataMask": {"extraFormData": {"time_range": value}, "filterState": {"value": value}},
+        }
+    column = f["column"]
+    if f["dataset"] not in datasets:
+        raise AssetError(f"{name}: filter {f['name']!r} takes values from unknown dataset {f['dataset']}")
+    if column not in {c["column_name"] for c in datasets[f["dataset"]][1]["columns"]}:
+        raise AssetError(f"{name}: filter {f['name']!r}: dataset has no column {column!r}")
+    for u in scoped:
+        # A filter on a column the chart's dataset lacks is silently ignored by Superset: refuse it.
+        if column not in chart_columns(charts[u][1], datasets):
+            raise AssetError(
+                f"{name}: filter {f['name']!r} ({column}) is in scope of chart "
+                f"{charts[u][1]['slice_name']!r} whose dataset lacks that column"
+            )
+    return {
+        **base,
+        "filterType": "filter_select",
+        "targets": [{"column": {"name": column}, "datasetUuid": f["dataset"]}],
+        "controlValues": {
+            "enableEmptyFilter": False,
+            "multiSelect": True,
+            "searchAllOptions": False,
+            "inverseSelection": False,
+            "defaultToFirstItem": False,
+            "sortAscending": True,
+        },
+        "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
+    }
+
+
+def expand(assets: dict[str, dict]) -> dict[str, dict]:
+    """All assets in Superset's import format."""
+    out: dict[str, dict] = {}
+    databases = [c["uuid"] for n, c in assets.items() if n.startswith("databases/")]
+    for name, config in assets.items():
+        if name.startswith("datasets/"):
+            config = expand_dataset(name, config, assets)
+            if "database_uuid" not in config:
+                if len(databases) != 1:
+                    raise AssetError(f"{name}: database_uuid needed when there is not exactly one database")
+                config["database_uuid"] = databases[0]
+        out[name] = config
+    datasets = _by_kind(out, "datasets")
+    for name, config in assets.items():
+        if name.startswith("charts/"):
+            out[name] = expand_chart(name, config, datasets)
+    charts = _by_kind(out, "charts")
+    for name, config in assets.items():
+        if name.startswith("dashboards/"):
+            out[name] = expand_dashboard(name, config, charts, datasets)
+    return out

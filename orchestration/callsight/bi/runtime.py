@@ -1,0 +1,211 @@
+"""Run Apache Superset from its own virtual environment: metadata set-up and the web server.
+
+The pipeline never imports Superset; it runs Superset's CLI and gunicorn as child processes and talks
+to the server over HTTP (superset_api). Every child process gets umask 077: Superset's metadata DB, its
+files and logs under CALLSIGHT_HOME are owner-only (file_modes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from callsight.site.file_modes import OWNER_ONLY_UMASK, restrict_umask
+from callsight.site.settings import REPO_ROOT, Settings
+
+SUPERSET_CONFIG = REPO_ROOT / "superset" / "superset_config.py"
+
+
+class SupersetError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SupersetEnv:
+    settings: Settings
+    secret_key: str
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.settings.superset_venv / "bin"
+
+    def check_installed(self) -> None:
+        if not (self.bin_dir / "superset").exists():
+            raise SupersetError(f"Superset is not installed in {self.settings.superset_venv}. Run `make venvs` first.")
+
+    def environ(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
+        env.update(self.settings.export())
+        env.update(
+            {
+                "SUPERSET_CONFIG_PATH": str(SUPERSET_CONFIG),
+                "SUPERSET_SECRET_KEY": self.secret_key,
+                "FLASK_APP": "superset.app:create_app()",
+                "PATH": f"{self.bin_dir}:{env.get('PATH', '')}",
+            }
+        )
+        env.update(dict(self.extra_env))
+        return env
+
+    def cli(self, *args: str, log: Path | None = None, timeout: float = 600) -> str:
+        self.check_installed()
+        restrict_umask()  # the log below, too
+        proc = subprocess.run(
+            [str(self.bin_dir / "superset"), *args],
+            env=self.environ(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            cwd=self.settings.home,
+            umask=OWNER_ONLY_UMASK,
+        )
+        if log:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a", encoding="utf-8") as f:
+                f.write(f"$ superset {args[0]} ...\n{proc.stdout}\n{proc.stderr}\n")
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise SupersetError(f"`superset {' '.join(args[:2])}` failed ({proc.returncode}):\n{tail}")
+        return proc.stdout
+
+    def init_metadata(self, admin_password: str) -> None:
+        """Create/upgrade the metadata DB, the bootstrap admin and Superset's built-in roles (idempotent)."""
+        restrict_umask()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        log = self.settings.log_dir / "superset-init.log"
+        self.cli("db", "upgrade", log=log)
+        user = self.settings.superset_admin_username
+        self.cli(
+            "fab",
+            "create-admin",
+            "--username",
+            user,
+            "--firstname",
+            "callsight",
+            "--lastname",
+            "Admin",
+            "--email",
+            f"{user}@localhost",
+            "--password",
+            admin_password,
+            log=log,
+        )
+        self.cli("fab", "reset-password", "--username", user, "--password", admin_password, log=log)
+        self.cli("init", log=log)
+
+    def start_web(
+        self, host: str = "127.0.0.1", port: int = 8088, workers: int = 2, log_name: str = "superset-web.log"
+    ) -> subprocess.Popen:
+        cmd = [
+            str(self.bin_dir / "gunicorn"),
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            # gthread closes a keep-alive connection idle for --keep-alive seconds (default 2) with a
+            # plain close: a request the client sends at that moment is reset (ECONNRESET), and
+            # clients do not resend a POST. 75 s is above the idle timeouts of common reverse proxies
+            # (nginx, load balancers: 60 s), which close first and cleanly.
+            "--keep-alive",
+            "75",
+            "--limit-request-line",
+            "0",
+            "--limit-request-field_size",
+            "0",
+            "superset.app:create_app()",
+        ]
+        return self._spawn(cmd, log_name)
+
+    def _spawn(self, cmd: list[str], log_name: str) -> subprocess.Popen:
+        self.check_installed()
+        restrict_umask()  # the log file, too
+        log_path = self.settings.log_dir / log_name
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                cmd,
+                env=self.environ(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.settings.home,
+                start_new_session=True,
+                umask=OWNER_ONLY_UMASK,
+            )
+
+    def start_worker(self, concurrency: int = 2, log_name: str = "superset-worker.log") -> subprocess.Popen:
+        """Celery worker for Alerts & Reports (screenshots with chromium, CSV, e-mail)."""
+        return self._spawn(
+            [
+                str(self.bin_dir / "celery"),
+                "--app=superset.tasks.celery_app:app",
+                "worker",
+                "--pool=prefork",
+                "-O",
+                "fair",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+            ],
+            log_name,
+        )
+
+    def start_beat(self, log_name: str = "superset-beat.log") -> subprocess.Popen:
+        """The one Celery beat: it queues due reports every minute. Its pid file in CALLSIGHT_HOME makes a
+        second beat for the same home refuse to start (two beats would send every report twice)."""
+        state = self.settings.home / "superset"
+        state.mkdir(parents=True, exist_ok=True)
+        return self._spawn(
+            [
+                str(self.bin_dir / "celery"),
+                "--app=superset.tasks.celery_app:app",
+                "beat",
+                f"--pidfile={state / 'celerybeat.pid'}",
+                f"--schedule={state / 'celerybeat-schedule'}",
+                "--loglevel=INFO",
+            ],
+            log_name,
+        )
+
+
+def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SupersetError(f"Superset web server exited with code {proc.returncode}; see its log")
+        try:
+            r = requests.get(f"{url}/health", timeout=5)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(1)
+    raise SupersetError(f"Superset at {url} not healthy after {timeout:.0f} s ({last})")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)

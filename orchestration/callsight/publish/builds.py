@@ -1,0 +1,155 @@
+"""Build-file lifecycle: start a build from the served warehouse, prune it, swap it in atomically.
+
+Superset opens the served file read-only. A writer cannot open a DuckDB file a reader holds, so dbt
+never touches the served file: it builds a copy, and `publish` renames the checked copy over the served
+file with os.replace (atomic on POSIX). Open connections keep the old data; new ones see the new file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from callsight.site.compaction import compact
+from callsight.site.home import history_dir, kept_builds
+
+# Schemas that Superset may see in the served file. Everything else (staging views over the raw
+# store, intermediate tables) is dropped from the build before it is published.
+SERVED_SCHEMAS = ("marts", "security", "analyst")
+REQUIRED_TABLES = (
+    ("marts", "fct_calls"),
+    ("marts", "fct_inbound_calls"),
+    ("marts", "fct_callbacks"),
+    ("marts", "dim_agent"),
+    ("marts", "dim_date"),
+    ("security", "viewer_agents"),
+    ("security", "agent_labels"),
+    ("analyst", "calls"),
+)
+
+# Row order of served tables (written by the compaction before publish). The call lists ask for the newest
+# legs of a period (ORDER BY start_time_local DESC, a page of 25 and a count up to 1,000): with the legs
+# stored newest first DuckDB reads the first row groups and skips the rest by their min/max, instead of
+# reading and joining every leg of the period (10M history, 3.5M legs in the period: see docs/performance.md
+# "Chart latency"). A night appends its legs at the end of the incremental table; this puts them first.
+SERVED_ORDER = {"marts.fct_calls": "start_time_local DESC, call_id DESC"}
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+def prune_build(build: Path) -> dict[str, float]:
+    """Drop what Superset may not see, then compact. Returns the seconds of each part."""
+    started = time.perf_counter()
+    con = duckdb.connect(str(build))
+    try:
+        schemas = [
+            r[0]
+            for r in con.execute(
+                "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = current_database()"
+            ).fetchall()
+        ]
+        for schema in schemas:
+            if schema not in (*SERVED_SCHEMAS, "main", "information_schema", "pg_catalog"):
+                con.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    pruned = time.perf_counter()
+    # The build started as a copy of the served file: values that retention, an erasure or an edit removed
+    # since are still in its free blocks. A fresh copy leaves them behind.
+    compact(build, SERVED_ORDER)
+    return {"prune": pruned - started, "compact": time.perf_counter() - pruned}
+
+
+def verify(path: Path) -> dict[str, int]:
+    """Open read-only like Superset does and count the required tables' rows."""
+    if not path.exists():
+        raise PublishError(f"{path}: no build to publish")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        counts = {}
+        for schema, table in REQUIRED_TABLES:
+            try:
+                counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
+            except duckdb.CatalogException as exc:
+                raise PublishError(f"{path}: {schema}.{table} missing") from exc
+        return counts
+    finally:
+        con.close()
+
+
+def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], None] = lambda: None) -> dict[str, int]:
+    """Atomically replace the served warehouse by the (pruned, checked) build. The build it replaces is
+    kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one.
+    `before_swap` runs just before the rename (the fault tests halt a run there, see halt.py)."""
+    counts = verify(build)
+    wal = build.with_name(build.name + ".wal")
+    if wal.exists():
+        raise PublishError(f"{build}: has an un-checkpointed WAL; refusing to publish a half-written file")
+    served.parent.mkdir(parents=True, exist_ok=True)
+    if served.exists() and keep > 0:
+        keep_served(served)
+    before_swap()
+    os.replace(build, served)
+    for old in kept_builds(served)[keep:]:
+        old.unlink()
+    return counts
+
+
+def keep_served(served: Path) -> None:
+    """Keep the served warehouse in history/ (a hard link: no copy) before it is replaced, unless it is
+    kept already: a publish or rollback killed between its link and its rename left the link behind, and
+    a second name for the same file would push a different build out of the kept ones."""
+    history = history_dir(served)
+    history.mkdir(exist_ok=True)
+    if any(os.path.samefile(served, kept) for kept in kept_builds(served)):
+        return
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+    os.link(served, history / f"{served.stem}-{stamp}.duckdb")
+
+
+def rollback(served: Path, name: str | None = None) -> Path:
+    """Serve a kept build again (the newest by default). The current one is kept in turn, so a
+    rollback can itself be rolled back. Atomic like publish. A kept name of the served file itself (left
+    by a publish or rollback killed before its rename) is not a build to go back to."""
+    builds = [b for b in kept_builds(served) if not (served.exists() and os.path.samefile(b, served))]
+    if not builds:
+        raise PublishError(f"no kept builds in {history_dir(served)}")
+    chosen = next((b for b in builds if b.name == name), None) if name else builds[0]
+    if chosen is None:
+        raise PublishError(f"{name}: not a kept build; kept: {', '.join(b.name for b in builds)}")
+    verify(chosen)
+    if served.exists():
+        keep_served(served)
+    os.replace(chosen, served)  # a rename: atomic, no copy
+    return chosen
+
+
+def _build_info(path: Path, column: str) -> str | None:
+    """One value of marts.build_info, None for a new or foreign file."""
+    if not path.exists():
+        return None
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(f"SELECT {column} FROM marts.build_info").fetchone()[0]
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def served_build_id(path: Path) -> str | None:
+    """The id of the dbt build a warehouse file holds (unique per build)."""
+    return _build_info(path, "dbt_invocation_id")
+
+
+def stored_fingerprint(path: Path) -> str | None:
+    """The fingerprint a warehouse file was built with, None for a new or foreign file."""
+    return _build_info(path, "build_fingerprint")
