@@ -6,7 +6,7 @@
   materializes such a CTE, and the query around it then computes every column of the model even
   where a reader needs one (a count of call_id over 10M legs took 20 s instead of none; guarded by
   tests/test_dbt_unit.py). Offsets are sampled daily at UTC midnight, and every quarter of an hour on
-  the days where they change; the same definition as orchestration/callsight/timezones.py, which the
+  the days where they change; the same definition as orchestration/callsight/journal/timezones.py, which the
   extract uses. Engine-specific.
 -#}
 {% macro timezone_folds(tz, first_day='1970-01-01', last_day='2100-12-31') -%}

@@ -84,9 +84,9 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
         )
     ensure_register(con, db)
     ensure_audit_log(con, db)
-    ensure_number_key_salt(con, db)  # the analysts' number keys (number_keys.py)
+    ensure_number_key_salt(con, db)  # the analysts' number keys (privacy/number_keys.py)
     # Where the raw checks once recorded the extract stamps that passed; they now keep their record of
-    # validated rows in a file of their own (quality.py).
+    # validated rows in a file of their own (quality/).
     con.execute(f"DROP TABLE IF EXISTS {prefix}quality_validated")
 
 

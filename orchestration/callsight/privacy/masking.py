@@ -1,4 +1,4 @@
-"""Private-call masking, applied in the extract before anything lands (DESIGN.md, "Private calls").
+"""Private-call masking, applied in the extract before anything lands (docs/privacy.md, "Private calls").
 
 The rules are built as DuckDB SQL expressions over the source columns (all text), so that every
 source, fast scanner or SQLAlchemy stream, is masked by the same definition inside one INSERT ... SELECT:

@@ -88,7 +88,7 @@ def verify(path: Path) -> dict[str, int]:
 def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], None] = lambda: None) -> dict[str, int]:
     """Atomically replace the served warehouse by the (pruned, checked) build. The build it replaces is
     kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one.
-    `before_swap` runs just before the rename (the fault tests halt a run there, see halt.py)."""
+    `before_swap` runs just before the rename (the fault tests halt a run there, see site/halt.py)."""
     counts = verify(build)
     wal = build.with_name(build.name + ".wal")
     if wal.exists():

@@ -47,7 +47,7 @@ class Settings:
 
     @property
     def validated_rows_db(self) -> Path:
-        """The data-quality checks' record of the rows that passed (row hashes, no data; quality.py)."""
+        """The data-quality checks' record of the rows that passed (row hashes, no data; quality/)."""
         return self.warehouse_dir / "validated_rows.duckdb"
 
     @property
