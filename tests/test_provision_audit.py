@@ -6,8 +6,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from callsight.bi.provision import ProvisionReport, rls_differs, user_change
+from callsight.bi.provision import ProvisionReport
 from callsight.bi.reports import ReportSyncResult
+from callsight.bi.users import rls_differs, user_change
 from callsight.privacy.audit import AuditError, read_entries, record_audit_entries, verify_chain
 from callsight.site.settings import Settings
 

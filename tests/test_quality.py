@@ -18,16 +18,10 @@ import yaml
 from callsight.extract.run import extract
 from callsight.journal.contract import JOURNAL_COLUMNS
 from callsight.publish.freshness import ServedState, judge
-from callsight.quality.suites import (
-    SuiteError,
-    describe,
-    load_suites,
-    parse_suite,
-    part_queries,
-    partition_key,
-    run_suites,
-    vectorisable,
-)
+from callsight.quality.results import describe
+from callsight.quality.run import run_suites
+from callsight.quality.suites import SuiteError, load_suites, parse_suite, partition_key
+from callsight.quality.validation import part_queries, vectorisable
 from callsight.site.policy import Policy
 from callsight.site.settings import REPO_ROOT
 
@@ -67,7 +61,8 @@ def test_expected_columns_match_the_extract_and_the_dbt_contracts() -> None:
         "_run_id",
         "_extracted_at",
     ]
-    models = yaml.safe_load((REPO_ROOT / "dbt_project/models/marts/_marts__models.yml").read_text(encoding="utf-8"))
+    marts = sorted((REPO_ROOT / "dbt_project/models/marts").glob("*.yml"))
+    models = {"models": [m for yml in marts for m in yaml.safe_load(yml.read_text(encoding="utf-8"))["models"]]}
     contract = {m["name"]: [c["name"] for c in m["columns"]] for m in models["models"]}
     for suite, batch, model in [
         ("fct_calls", "columns", "fct_calls"),
@@ -408,7 +403,7 @@ def test_nightly_checks_by_content_validate_the_rows_that_have_not_passed(tmp_pa
     key given to a new row; what passed is recorded in its own file; every row again when the whole
     batch passed more than REVALIDATE_AFTER ago, in another time zone, without the record, or with a
     damaged one."""
-    from callsight.quality.suites import REVALIDATE_AFTER, ROW_HASH_SQL
+    from callsight.quality.validated_rows import REVALIDATE_AFTER, ROW_HASH_SQL
 
     warehouse, record = tmp_path / "build.duckdb", tmp_path / "state" / "validated_rows.duckdb"
     raw_db = tmp_path / "journal.duckdb"
@@ -693,7 +688,7 @@ def test_suites_in_parts_find_exactly_what_they_find_whole(
     """Big batches are validated in parts (GX on pandas keeps several copies of a batch in memory).
     With parts of a few hundred rows, a corrupted warehouse and raw store give the same outcomes, with
     the same counts, as whole batches."""
-    import callsight.quality.suites as quality
+    import callsight.quality.validation as quality
 
     s = published_site.settings
     raw, wh = tmp_path / "journal.duckdb", tmp_path / "callsight.duckdb"
@@ -733,7 +728,7 @@ def test_suites_in_parts_find_exactly_what_they_find_whole(
 def test_a_batch_without_a_key_is_validated_in_streamed_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Row-wise checks only: the batch streams in chunks of whole vectors (2,048 rows), and the counts
     add up to those of the whole batch."""
-    import callsight.quality.suites as quality
+    import callsight.quality.validation as quality
 
     db, raw = tmp_path / "w.duckdb", tmp_path / "raw.duckdb"
     with duckdb.connect(str(db)) as con:

@@ -35,8 +35,9 @@ def schema_markdown(project_dir: Path = DBT_PROJECT_DIR) -> str:
         "",
     ]
     for folder, schema in DOCUMENTED_FOLDERS:
-        for yml in sorted((project_dir / "models" / folder).glob("_*__models.yml")):
-            doc = yaml.safe_load(yml.read_text(encoding="utf-8"))
+        # one YAML per model beside its SQL (<model>.yml), in file-name order; sources files have no models
+        for yml in sorted((project_dir / "models" / folder).glob("*.yml")):
+            doc = yaml.safe_load(yml.read_text(encoding="utf-8")) or {}
             for model in doc.get("models", []):
                 name = model["name"].removeprefix(f"{folder}__")  # analyst__calls is analyst.calls
                 lines += [
