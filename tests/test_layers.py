@@ -32,6 +32,8 @@ RANKS = {
 # Modules of a room that act over every stage, ranked with the commands that call them.
 OVER_EVERY_STAGE = {
     "privacy.record": 9,  # the processing record reads settings, warehouse and builds
+    "privacy.record_facts": 9,  # its facts come from the settings, the published warehouse and the raw store
+    "privacy.record_document": 9,  # its text names the build in service and the kept builds
     "privacy.erase_everywhere": 9,  # an erasure scrubs the raw store, then republishes
 }
 ONLY_FOR = {"demo": {"cli", "demo"}}

@@ -7,7 +7,8 @@ from pathlib import Path
 import duckdb
 
 from callsight.cli.main import main
-from callsight.privacy.record import visible_agents, write_report
+from callsight.privacy.record import write_report
+from callsight.privacy.record_facts import visible_agents
 from callsight.site.directory import load_directory
 from callsight.site.policy import load_policy
 
