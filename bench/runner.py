@@ -1,4 +1,4 @@
-"""`callsight bench`: the whole benchmark for each journal size, side by side with the floor (bare
+"""`make bench` (python -m bench): the whole benchmark for each journal size, side by side with the floor (bare
 DuckDB) and the pandas peer, on the same data in the same run. Every stage runs in a child process of
 its own (wall time and peak RSS from measure.py). Prints a table with ratios and goals, writes JSON.
 """
@@ -234,7 +234,7 @@ def _fmt(v: Any, spec: str = ",.1f", unit: str = "") -> str:
 
 
 def report_lines(results: list[dict[str, Any]], load: tuple[float, float, float] | None = None) -> list[str]:
-    """The table `callsight bench` prints: one column per journal size."""
+    """The table `python -m bench` prints: one column per journal size."""
     sizes = [r["figures"] for r in results]
     rows: list[tuple[str, list[str]]] = [
         ("journal rows (history)", [f"{f['rows']:,}" for f in sizes]),

@@ -234,8 +234,8 @@ def serialise_time_range_parsing() -> None:
 
 def cache_duckdb_reserved_words() -> None:
     """duckdb_engine asks DuckDB for its reserved words whenever SQLAlchemy makes a DuckDB dialect, and
-    Superset makes a new engine - with a new dialect - for every query: a tenth of a chart request's
-    time went there. The words are fixed for an installed DuckDB; ask once per process."""
+    Superset makes a new engine - with a new dialect - for every query (its cost: docs/performance.md).
+    The words are fixed for an installed DuckDB; ask once per process."""
     import duckdb
     import duckdb_engine
     from sqlalchemy.dialects.postgresql.base import PGIdentifierPreparer

@@ -1,6 +1,6 @@
 {#-
   Convert a naive local wall-clock timestamp of the site time zone to naive UTC.
-  Engine-specific: keep such syntax in named macros (DESIGN.md, "Growing past one machine").
+  Engine-specific: keep such syntax in named macros, so that another engine needs only these rewritten.
 -#}
 {% macro local_to_utc(column, tz) -%}
     {{ return(adapter.dispatch('local_to_utc', 'callsight')(column, tz)) }}

@@ -4,10 +4,10 @@
   the UTC offsets in seconds before (first pass) and after (second pass). Every CTE here is read once,
   and a model should join it as a subquery per use, not as one CTE read several times: DuckDB
   materializes such a CTE, and the query around it then computes every column of the model even
-  where a reader needs one (a count of call_id over 10M legs took 20 s instead of none; guarded by
-  tests/test_dbt_unit.py). Offsets are sampled daily at UTC midnight, and every quarter of an hour on
-  the days where they change; the same definition as orchestration/callsight/journal/timezones.py, which the
-  extract uses. Engine-specific.
+  where a reader needs one (guarded by tests/test_dbt_unit.py; figures: docs/performance.md). Offsets
+  are sampled daily at UTC midnight, and every quarter of an hour on the days where they change; the
+  same definition as orchestration/callsight/journal/timezones.py, which the extract uses.
+  Engine-specific.
 -#}
 {% macro timezone_folds(tz, first_day='1970-01-01', last_day='2100-12-31') -%}
     {{ return(adapter.dispatch('timezone_folds', 'callsight')(tz, first_day, last_day)) }}

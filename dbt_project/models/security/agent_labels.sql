@@ -1,4 +1,4 @@
--- How each agent is named, by audience (works-council mode, README "Works-council mode"). The dashboards'
+-- How each agent is named, by audience (docs/access.md, "Works-council mode"). The dashboards'
 -- datasets and the analyst schema take the label of the viewer's role: admins see agent_name, analysts
 -- analyst_label, everybody else viewer_label. With min_group_size k > 0 only agents who belong to a group
 -- of at least k members are shown one by one; everyone else is merged into their group ("Gruppe: <name>",

@@ -1,4 +1,4 @@
--- Who may see whose calls (DESIGN.md, "Who sees whose calls"). Superset's RLS filter reads this table
+-- Who may see whose calls (docs/access.md, "Who sees whose calls"). Superset's RLS filter reads this table
 -- with the logged-in user's name. Analysts and admins are exempt from that filter by role.
 with users as (
     select username from {{ ref('stg_procall__directory_users') }}

@@ -178,11 +178,9 @@ def agent_sql(macro: str, column: str | None, joined: bool = False) -> str:
 
     The labels come from a subquery per row, or - where the dataset's FROM clause has
     @@agent_labels(col)@@ (`joined`) - from a LEFT JOIN (agent_labels is unique per agent, a dbt test).
-    DuckDB runs the subquery as a correlated join over every row in the period where a chart shows the
-    label, and the join as a plain hash join: 15-35 % less DuckDB time for the call lists and the charts
-    per agent, day or hour over the legs at 10M legs. But DuckDB keeps a join that a chart does not use
-    (+30-50 ms on each KPI over the inbound calls, measured) where it drops the unused subquery: so the
-    legs' dataset joins, the inbound calls' and callbacks' datasets (mostly KPIs) do not."""
+    The join is cheaper where a chart shows the label, but DuckDB keeps a join a chart does not use where
+    it drops the unused subquery: so the legs' dataset joins, the inbound calls' and callbacks' datasets
+    (mostly KPIs) do not (figures: docs/performance.md)."""
     if macro == "audience":
         return AUDIENCE_JINJA
     if column is None:

@@ -52,9 +52,8 @@ from callsight.site.sql_text import quote_literal
 CHUNK_ROWS = 100_000
 # Rows per batch streamed into the raw store: one row group. Memory holds about one batch.
 BATCH_ROWS = 122_880
-# DuckDB's memory cap for the extract. Without one it keeps every block it wrote cached, up to 80 % of
-# the machine's memory. What it must hold: a batch, and per row of the window its ID, the stored
-# (ID, row hash), the known ID and their hash tables, about 60 bytes (0.6 GB for a window of 10M rows).
+# DuckDB's memory cap for the extract: without one it keeps every block it wrote cached. It must hold a
+# batch and, per row of the window, its IDs, row hashes and their hash tables (docs/performance.md).
 MEMORY_LIMIT = "1536MB"
 # Rows starting this many days after today or later are implausible: quarantined (sources.Placement).
 HORIZON = timedelta(days=2)
@@ -165,11 +164,9 @@ def extract(
             )
             return f"SELECT * REPLACE ({unplaced_reason_sql(placement)} AS _reason) FROM ({staged})"
 
-        # Inserts that keep their order fill the raw journal's row groups one after the other and write
-        # each to the file when it is full, while the transaction is still open. Unordered (parallel)
-        # inserts write about twice as fast, but leave their rows in memory until the commit, also in
-        # batches of whole row groups (measured with DuckDB 1.4: out of memory under the streaming
-        # test's cap), so memory would grow with the window.
+        # Inserts that keep their order write each full row group to the file while the transaction is
+        # still open; unordered ones are faster but hold their rows until the commit, so memory would
+        # grow with the window (docs/performance.md).
         con.execute("SET SESSION preserve_insertion_order = true")
         con.execute("BEGIN TRANSACTION")
         con.execute('CREATE TEMP TABLE window_written_ids ("ID" BIGINT)')

@@ -124,7 +124,7 @@ def staged_select(
     as_json = "json_object(" + ", ".join(f"'{c}', CAST(\"{c}\" AS VARCHAR)" for c in JOURNAL_COLUMNS) + ")"
     # An anti join, not `WHERE NOT EXISTS (...)`: DuckDB turns that correlated subquery into a delim
     # join, which holds every staged row of the window in memory before the first batch comes out
-    # (out of memory at 10M rows under MEMORY_LIMIT). The hash table is built on the stored (ID, hash).
+    # (out of memory under MEMORY_LIMIT for a large window). The hash table is built on the stored (ID, hash).
     unchanged = f'ANTI JOIN {stored} AS s ON s."ID" = staged."ID" AND s._row_hash = staged._row_hash' if stored else ""
     return f"""
         WITH src AS (SELECT {other_cols}, {text_cols} FROM ({relation})),

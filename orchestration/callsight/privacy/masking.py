@@ -43,9 +43,8 @@ _NOT_DIGITS = "[^0-9]*"
 def private_line_pattern(lines: Iterable[str]) -> str | None:
     """One anchored regular expression for `normalize_number(x) in lines` (lines normalised): the
     digits of a line in order with anything but digits around and between them, optionally after a 00
-    prefix (the one normalize_number strips). Matching it costs about a tenth of rewriting every row's
-    number twice and comparing. None where it cannot say the same: a normalised line that still starts
-    with 00."""
+    prefix (the one normalize_number strips): cheaper than rewriting every row's number and comparing.
+    None where it cannot say the same: a normalised line that still starts with 00."""
     lines = sorted(lines)
     if any(n.startswith("00") for n in lines):
         return None

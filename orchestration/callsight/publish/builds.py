@@ -35,8 +35,8 @@ REQUIRED_TABLES = (
 # Row order of served tables (written by the compaction before publish). The call lists ask for the newest
 # legs of a period (ORDER BY start_time_local DESC, a page of 25 and a count up to 1,000): with the legs
 # stored newest first DuckDB reads the first row groups and skips the rest by their min/max, instead of
-# reading and joining every leg of the period (10M history, 3.5M legs in the period: see docs/performance.md
-# "Chart latency"). A night appends its legs at the end of the incremental table; this puts them first.
+# reading and joining every leg of the period (see docs/performance.md, "2026-11-29: Chart latency").
+# A night appends its legs at the end of the incremental table; this puts them first.
 SERVED_ORDER = {"marts.fct_calls": "start_time_local DESC, call_id DESC"}
 
 

@@ -7,10 +7,10 @@ replaces the original atomically. Tables named in `order_by` are written in that
 warehouse keeps the call legs newest first, so that a query for the newest rows (a call list: ORDER BY
 start time DESC LIMIT n) lets DuckDB skip every row group older than what it has already kept.
 
-DuckDB's memory is capped (MEMORY_LIMIT): the ordered copy of 10M legs held 4.9 GiB uncapped, the
-plain copy 2.2 GiB; capped at 1 GB they peak at 1.2 GiB and take about as long (22.7 s vs 21.6 s). What
-does not fit spills into a private folder beside the file (mode 0700), removed afterwards: it holds the
-file's own current rows, which are masked (raw store and warehouse alike), never anything deleted.
+DuckDB's memory is capped (MEMORY_LIMIT): an uncapped ordered copy holds several times the cap, and
+the cap costs no time (figures: docs/performance.md). What does not fit spills into a private folder
+beside the file (mode 0700), removed afterwards: it holds the file's own current rows, which are masked
+(raw store and warehouse alike), never anything deleted.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ def put_env_bin_on_path() -> None:
 
 
 class CallsightDbtCliResource(DbtCliResource):
-    """dagster-dbt's resource, minus a `dbt --version` subprocess per invocation (about 4 CPU seconds
-    on this machine): the dbt executable is the one of this environment (`dbt_executable`), so its
+    """dagster-dbt's resource, minus a `dbt --version` subprocess per invocation (seconds of CPU each:
+    docs/performance.md): the dbt executable is the one of this environment (`dbt_executable`), so its
     version is the installed dbt-core's."""
 
     @cached_property
