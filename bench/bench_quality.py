@@ -22,7 +22,8 @@ import duckdb
 
 from callsight.defs.nightly import run_nightly, yesterday
 from callsight.demo.journal import generate
-from callsight.quality.suites import load_suites, run_suites
+from callsight.quality.run import run_suites
+from callsight.quality.suites import load_suites
 from callsight.site.settings import Settings
 
 

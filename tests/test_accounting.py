@@ -25,7 +25,8 @@ from callsight.defs.notify import FailureReport, compose
 from callsight.extract.run import Window, extract
 from callsight.journal.contract import JOURNAL_COLUMNS, JOURNAL_DDL
 from callsight.journal.sources import Source
-from callsight.quality.suites import load_suites, run_suites
+from callsight.quality.run import run_suites
+from callsight.quality.suites import load_suites
 from callsight.site.policy import Policy
 
 from .conftest import require_service

@@ -280,7 +280,9 @@ def test_callsight_erase_end_to_end(tmp_path: Path, site: Site, monkeypatch: pyt
 
 def raw_leg_hashes(settings: Settings, ids: set[int]) -> list[int]:
     """The row hashes the raw checks record for these legs (quality.ROW_HASH_SQL over the batch's query)."""
-    from callsight.quality.suites import ROW_HASH_SQL, connect, load_suites
+    from callsight.quality.suites import load_suites
+    from callsight.quality.validated_rows import ROW_HASH_SQL
+    from callsight.quality.validation import connect
 
     (batch,) = [b for s in load_suites() if s.stage == "raw" for b in s.batches if b.incremental]
     timezone = load_policy(settings.effective_policy_path).timezone

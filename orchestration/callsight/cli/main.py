@@ -502,7 +502,8 @@ def cmd_dbt_docs(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dq_docs(settings: Settings, args: argparse.Namespace) -> int:
     import shutil
 
-    from callsight.quality.suites import load_suites, run_suites
+    from callsight.quality.run import run_suites
+    from callsight.quality.suites import load_suites
 
     if not settings.served_db.exists():
         _print(f"callsight: no published warehouse at {settings.served_db}; run `callsight run` first")

@@ -33,7 +33,7 @@ from callsight.privacy.erasure import (
     scrub_store,
 )
 from callsight.publish.builds import stored_fingerprint
-from callsight.quality.suites import delete_record
+from callsight.quality.validated_rows import delete_record
 from callsight.site.compaction import compact
 from callsight.site.home import kept_builds
 from callsight.site.settings import Settings
