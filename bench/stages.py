@@ -156,7 +156,7 @@ def stage_charts(args: dict[str, Any]) -> dict[str, Any]:
     from bench.charts import chart_queries, measure_latency, republish_copy, run_load
     from callsight.bi.api import SupersetClient
     from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
-    from callsight.cli.main import provision
+    from callsight.cli.commands import provision
     from callsight.site.directory import load_directory
     from callsight.site.settings import Settings
 

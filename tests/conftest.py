@@ -280,7 +280,7 @@ class SupersetServer:
 def superset_server(published_site: Site) -> Iterator[SupersetServer]:
     """A real Superset (gunicorn) on a free port, metadata in the test home, provisioned by callsight."""
     from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
-    from callsight.cli.main import provision
+    from callsight.cli.commands import provision
 
     settings = published_site.settings
     require_service(

@@ -24,7 +24,7 @@ def test_an_admin_password_equal_to_the_members_is_refused() -> None:
 
 
 def test_the_demo_banner_gives_the_directory_admin_its_own_password(tmp_path: Path) -> None:
-    from callsight.cli.main import demo_logins
+    from callsight.cli.demo import demo_logins
 
     site = make_site(tmp_path / "home", days=2, users=12)
     logins = demo_logins(site.settings, "member-pw", "admin-pw")

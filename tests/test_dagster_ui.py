@@ -111,7 +111,7 @@ def test_the_configured_proxy_name_passes(ui: tuple[str, int]) -> None:
 def test_without_the_ui_only_the_daemon_runs(site: Site) -> None:
     """`callsight serve --no-dagster-ui`: the schedules still run (the daemon), nothing listens for a UI."""
     from callsight.bi.runtime import stop
-    from callsight.cli.main import start_dagster
+    from callsight.cli.serve import start_dagster
 
     procs = start_dagster(site.settings, "http://127.0.0.1:9", "not-used", None)
     try:

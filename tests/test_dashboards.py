@@ -15,7 +15,7 @@ import requests
 
 from callsight.bi.api import SupersetClient
 from callsight.bi.assets import AssetError, expand, expand_agent_macros, load_assets, read_assets, render
-from callsight.cli.main import DASHBOARD_SLUGS
+from callsight.cli.serve import DASHBOARD_SLUGS
 from callsight.site.directory import load_directory
 from callsight.site.settings import REPO_ROOT
 

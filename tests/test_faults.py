@@ -33,7 +33,7 @@ import duckdb
 import pytest
 
 from callsight.bi.api import SupersetClient
-from callsight.cli.main import check_ready
+from callsight.cli.commands import check_ready
 from callsight.privacy.audit import read_entries, verify_chain
 from callsight.publish.builds import publish, rollback
 from callsight.site.directory import load_directory

@@ -289,7 +289,7 @@ def test_a_superset_user_outside_the_directory_sees_nothing(superset_server: Sup
 def test_removed_and_foreign_callsight_users_are_deactivated_by_the_next_nightly_run(
     superset_server: SupersetServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from callsight.cli.main import provision
+    from callsight.cli.commands import provision
     from callsight.defs.nightly import run_nightly
 
     settings = superset_server.site.settings
@@ -365,7 +365,8 @@ def provisioning_entries(settings, latest_only: bool = True) -> dict:
 
 
 def test_the_demo_readiness_check_reads_the_leaders_calls(superset_server: SupersetServer) -> None:
-    from callsight.cli.main import check_ready, demo_logins
+    from callsight.cli.commands import check_ready
+    from callsight.cli.demo import demo_logins
 
     leader, password, role = demo_logins(superset_server.site.settings, superset_server.user_password)[0]
     assert role.startswith("leader of")
