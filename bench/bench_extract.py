@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from callsight.site.directory import load_directory
 from callsight.site.policy import load_policy
-from callsight.extract.run import Window, extract
+from callsight.extract.run import extract
 from callsight.journal.sources import Source
 url, table, raw, demo, run_id = sys.argv[1:6]
 src = Source(url, table)

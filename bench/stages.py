@@ -51,8 +51,8 @@ def stage_postgres(args: dict[str, Any]) -> dict[str, Any]:
 
 def stage_extract(args: dict[str, Any]) -> dict[str, Any]:
     """One extract of the history window into a fresh raw store (no Dagster): the extract's own rows/s."""
-    from callsight.extract.run import Window, extract
-    from callsight.journal.sources import Source
+    from callsight.extract.run import extract
+    from callsight.journal.sources import Source, Window
     from callsight.site.directory import load_directory
     from callsight.site.policy import load_policy
 

@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from callsight.defs.notify import FailureReport, compose
-from callsight.extract.run import Window, extract
+from callsight.extract.run import extract
 from callsight.journal.contract import JOURNAL_COLUMNS, JOURNAL_DDL
-from callsight.journal.sources import Source
+from callsight.journal.sources import Source, Window
 from callsight.quality.run import run_suites
 from callsight.quality.suites import load_suites
 from callsight.site.policy import Policy

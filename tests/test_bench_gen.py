@@ -15,9 +15,9 @@ import yaml
 from bench.generator import BenchJournal, generate_journal, write_postgres
 
 from callsight.demo.journal import PRIVATE_LINE
-from callsight.extract.run import Window, extract
+from callsight.extract.run import extract
 from callsight.journal.contract import JOURNAL_COLUMNS
-from callsight.journal.sources import Source
+from callsight.journal.sources import Source, Window
 from callsight.site.directory import load_directory
 from callsight.site.policy import load_policy
 

@@ -4,7 +4,7 @@ no process of the run behind, and a rerun converges to what an uninterrupted run
 swap the served file, chart-data requests to Superset see no error.
 
 `callsight run` runs as a child process and stops at a named stage through a test-only halt point
-(callsight/halt.py, inert unless CALLSIGHT_TEST_HALT_AT is set); the test kills it there. The tests borrow
+(callsight/site/halt.py, inert unless CALLSIGHT_TEST_HALT_AT is set); the test kills it there. The tests borrow
 the session's published site, because the session's Superset serves its warehouse, and hand it back as
 they found it. Two fast tests check the fixes these kills brought up: what a publish or rollback killed
 before its rename leaves behind, and the watchdog that makes dbt die with its parent.

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
 from callsight.demo.journal import generate
-from callsight.extract.run import Window, extract
+from callsight.extract.run import extract
 from callsight.journal.contract import JOURNAL_COLUMNS
-from callsight.journal.sources import Source, check_schema, first_start_select, window_ids_select, window_select
+from callsight.journal.sources import Source, Window, check_schema, first_start_select, window_ids_select, window_select
 from callsight.site.directory import load_directory
 from callsight.site.policy import load_policy
 
