@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "orchestration" / "callsight"
 
 # The night's path: settings -> journal -> privacy rules -> extract -> warehouse -> quality -> publish
-# -> Superset -> Dagster -> command line.
+# -> Superset -> Dagster -> operations (health, backup) -> command line.
 RANKS = {
     "site": 0,
     "journal": 1,
@@ -26,8 +26,9 @@ RANKS = {
     "bi": 7,
     "defs": 8,
     "definitions": 8,
-    "cli": 9,
-    "demo": 9,
+    "operations": 9,
+    "cli": 10,
+    "demo": 10,
 }
 # Modules of a room that act over every stage, ranked with the commands that call them.
 OVER_EVERY_STAGE = {
