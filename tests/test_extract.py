@@ -312,7 +312,7 @@ def test_changed_column_type_is_schema_drift_naming_the_column(tmp_path: Path) -
 def test_dst_partitions_cover_the_local_day() -> None:
     """Daily partitions in Europe/Berlin: 29 March 2026 has 23 hours, 25 October 2026 has 25; each
     partition's extract window is that local calendar day, whatever its length."""
-    from callsight.defs.assets import daily_partitions, partition_days
+    from callsight.defs.partitions import daily_partitions, partition_days
 
     parts = daily_partitions("Europe/Berlin")
     for key, hours in (("2026-03-29", 23), ("2026-10-25", 25), ("2026-06-01", 24)):

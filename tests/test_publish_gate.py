@@ -15,8 +15,8 @@ import yaml
 
 from callsight.cli.main import main
 from callsight.definitions import FAILURE_SENSOR, FRESHNESS_JOB, NIGHTLY_JOB, build_definitions
-from callsight.defs.assets import FRESHNESS_CHECK
 from callsight.defs.notify import failure_report
+from callsight.defs.publish.freshness import FRESHNESS_CHECK
 from callsight.quality.suites import load_suites
 from callsight.site.settings import Settings
 from callsight.warehouse.build_file import prepare_build
