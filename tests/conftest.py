@@ -102,6 +102,29 @@ def require_service(available: bool, what: str) -> None:
     pytest.skip(f"service missing: {what}")
 
 
+def reachable(addr: tuple[str, int]) -> bool:
+    """Something listens on the loopback service's port."""
+    try:
+        with socket.create_connection(addr, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def redis_command(db: int, *command: str) -> None:
+    """SELECT db, then one command, over Redis's wire protocol (the pipeline env has no Redis client)."""
+
+    def encode(*words: str) -> bytes:
+        return (f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)).encode()
+
+    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as sock:
+        sock.sendall(encode("SELECT", str(db)) + encode(*command))
+        reply = b""
+        while reply.count(b"\r\n") < 2:
+            reply += sock.recv(100)
+        assert reply == b"+OK\r\n+OK\r\n", reply
+
+
 @dataclass
 class Site:
     home: Path

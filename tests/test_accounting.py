@@ -12,7 +12,6 @@ the failure mail names the difference.
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,15 +22,13 @@ import sqlalchemy as sa
 
 from callsight.defs.notify import FailureReport, compose
 from callsight.extract.run import extract
-from callsight.journal.contract import JOURNAL_COLUMNS, JOURNAL_DDL
 from callsight.journal.sources import Source, Window
 from callsight.quality.run import run_suites
 from callsight.quality.suites import load_suites
 from callsight.site.policy import Policy
 
-from .conftest import require_service
-from .test_extract import DIRECTORY, row
-from .test_sources import MARIADB_URL, PG_URL, journal_table
+from .journals import DIRECTORY, MARIADB_URL, PG_URL, row, server_journal, write_journal
+from .journals import duckdb_rows as store
 
 CUTOFF = datetime(2026, 1, 1)
 WINDOW = Window(datetime(2026, 3, 1), datetime(2026, 4, 1))
@@ -77,46 +74,6 @@ SQLITE_EXPECTED = {
 }
 
 
-def sqlite_journal(path: Path, rows: list[dict]) -> Source:
-    """ProCall's table without its constraints: SQLite holds whatever it is given."""
-    con = sqlite3.connect(path)
-    ddl = JOURNAL_DDL.format(table="journal").replace("ID INTEGER PRIMARY KEY", "ID INTEGER")
-    con.execute(ddl.replace("StartTime DATETIME NOT NULL", "StartTime DATETIME"))
-    con.executemany(
-        f"INSERT INTO journal VALUES ({','.join('?' for _ in JOURNAL_COLUMNS)})",
-        [tuple(r[c] for c in JOURNAL_COLUMNS) for r in rows],
-    )
-    con.commit()
-    con.close()
-    return Source(f"sqlite:///{path}", "journal")
-
-
-def server_journal(url: str, what: str, rows: list[dict], text_start: bool) -> Iterator[tuple[str, sa.Engine]]:
-    """A journal table on a live server: ID nullable, StartTime as text or as the server's date/time."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        require_service(False, f"{what} ({exc.orig})")
-    name = f"journal_{uuid.uuid4().hex[:8]}"
-    typed = journal_table(name, sa.MetaData())
-    columns = []
-    for c in typed.columns:
-        kind = sa.String(32) if c.name == "StartTime" and text_start else c.type
-        columns.append(sa.Column(c.name, kind, nullable=True, autoincrement=False))
-    table = sa.Table(name, sa.MetaData(), *columns, mysql_charset="utf8mb4")
-    table.create(engine)
-    try:
-        if rows:
-            with engine.begin() as conn:
-                conn.execute(table.insert(), [{c: r.get(c) for c in JOURNAL_COLUMNS} for r in rows])
-        yield name, engine
-    finally:
-        table.drop(engine)
-        engine.dispose()
-
-
 def execute(source: str, where: object, sql: str) -> None:
     """Change the live journal (`where`: the SQLite path or the server's engine)."""
     if source == "sqlite":
@@ -136,23 +93,15 @@ def journal(request, tmp_path_factory) -> Iterator[tuple[str, Source, object, st
     kind = request.param
     if kind == "sqlite":
         path = tmp_path_factory.mktemp("acct") / "journal.sqlite"
-        yield kind, sqlite_journal(path, GOOD + BAD + SQLITE_ONLY), path, "journal"
+        yield kind, write_journal(path, GOOD + BAD + SQLITE_ONLY, start_required=False), path, "journal"
         return
     url, what = (PG_URL, "PostgreSQL on 127.0.0.1:5432") if kind == "postgresql" else (MARIADB_URL, "MariaDB")
-    for name, engine in server_journal(url, what, GOOD + BAD, text_start=True):
+    for name, engine in server_journal(url, what, GOOD + BAD, loose=True, text_start=True):
         yield kind, Source(url, name), engine, name
 
 
 def night(source: Source, raw_db: Path, run: str):
     return extract(source, raw_db, WINDOW, DIRECTORY, Policy(), run, cutoff=CUTOFF)
-
-
-def store(raw_db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(raw_db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def reasons(raw_db: Path) -> dict:
@@ -231,7 +180,7 @@ def test_typed_server_columns_hold_bad_times_of_their_own(kind: str, tmp_path: P
     """A date/time column cannot hold text, but NULL, a year far out of range and (PostgreSQL)
     'infinity' or (MariaDB) the zero date."""
     url, what = (PG_URL, "PostgreSQL on 127.0.0.1:5432") if kind == "postgresql" else (MARIADB_URL, "MariaDB")
-    for name, engine in server_journal(url, what, [row(1, "2026-03-05 10:00:00"), bad(21, None)], text_start=False):
+    for name, engine in server_journal(url, what, [row(1, "2026-03-05 10:00:00"), bad(21, None)], loose=True):
         odd = ["'infinity'", "'0001-01-01 10:00:00'"] if kind == "postgresql" else ["'0000-00-00 00:00:00'"]
         odd.append("'2100-01-01 10:00:00'")
         with engine.begin() as conn:
@@ -268,7 +217,7 @@ def test_legs_retention_takes_with_their_chain_stay_accounted(tmp_path: Path) ->
         row(7, "2025-12-31 23:59:00", TrackerID="tx"),
         row(8, "2026-01-01 00:01:00", TrackerID="tx"),
     ]
-    source = sqlite_journal(tmp_path / "j.sqlite", rows)
+    source = write_journal(tmp_path / "j.sqlite", rows, start_required=False)
     raw_db = tmp_path / "raw.duckdb"
     extract(source, raw_db, WINDOW, DIRECTORY, Policy(), "r0", cutoff=datetime(2025, 12, 1))
     assert store(raw_db, "SELECT ID FROM journal ORDER BY ID") == [(1,), (7,), (8,)]
@@ -286,7 +235,7 @@ def test_without_the_unplaced_pass_the_reconciliation_fails_and_the_mail_names_t
 ) -> None:
     """The mutation check: take the unplaced pass out (its query finds nothing) and the rows without a
     usable StartTime or ID vanish; the whole-source reconciliation notices and names the difference."""
-    source = sqlite_journal(tmp_path / "j.sqlite", GOOD + BAD)
+    source = write_journal(tmp_path / "j.sqlite", GOOD + BAD, start_required=False)
     original = Source.unplaced_relation_sql
     monkeypatch.setattr(
         Source, "unplaced_relation_sql", lambda self, p: f"SELECT * FROM ({original(self, p)}) WHERE false"

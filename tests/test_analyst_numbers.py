@@ -9,7 +9,6 @@ import os
 import re
 import sqlite3
 from collections import defaultdict
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -20,15 +19,8 @@ from callsight.site.policy import load_policy
 from callsight.warehouse.dbt_project import DBT_PROJECT_DIR
 
 from .conftest import Site
+from .journals import duckdb_rows as query
 from .privacy_scan import scan
-
-
-def query(path: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def digits(number: str) -> str:

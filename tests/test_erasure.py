@@ -35,8 +35,9 @@ from callsight.site.policy import Policy, load_policy
 from callsight.site.settings import Settings
 
 from .conftest import Site, dbt_target_env
+from .journals import DIRECTORY, row, write_journal
+from .journals import duckdb_rows as raw
 from .privacy_scan import scan
-from .test_extract import DIRECTORY, raw, row, write_journal
 
 KEY = "test-erasure-key-0123456789"
 WIN = Window(datetime(2026, 3, 1), datetime(2026, 4, 1))

@@ -2,69 +2,17 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 import sqlalchemy as sa
 
-from callsight.extract.run import SchemaDriftError, Window, extract
+from callsight.extract.run import extract
 from callsight.journal.contract import JOURNAL_COLUMNS, JOURNAL_DDL
-from callsight.journal.sources import Source
-from callsight.site.directory import Directory
+from callsight.journal.sources import SchemaDriftError, Source, Window
 from callsight.site.policy import Policy, PrivateCalls
 
+from .journals import DIRECTORY, WIN, row, write_journal
+from .journals import duckdb_rows as raw
 from .privacy_scan import scan
-
-DIRECTORY = Directory.model_validate(
-    {"users": [{"username": "a.b", "name": "A B"}], "private_lines": ["+49 8151 3680-199"]}
-)
-
-
-def row(i: int, start: str, **kw) -> dict:
-    base = {c: None for c in JOURNAL_COLUMNS}
-    base.update(
-        ID=i,
-        StartTime=start,
-        StopTime=start,
-        DurationTotal=30,
-        DurationConnected=0,
-        Outbound=0,
-        Internal=0,
-        LineNumber="+49 8151 3680-201",
-        CTIServerUserName="a.b",
-        SuccessState=0,
-        ReadFlag=1,
-        PrivateCall=0,
-        TrackerID=f"t{i}",
-        PhoneNumber="+49 89 1234567",
-        ContactName="Karl Kunde",
-        ContactCompany="Kunde GmbH",
-        Subject="Angebot",
-    )
-    base.update(kw)
-    return base
-
-
-def write_journal(path: Path, rows: list[dict]) -> Source:
-    con = sqlite3.connect(path)
-    con.execute(JOURNAL_DDL.format(table="journal").replace("ID INTEGER PRIMARY KEY", "ID INTEGER"))
-    con.executemany(
-        f"INSERT INTO journal VALUES ({','.join('?' for _ in JOURNAL_COLUMNS)})",
-        [tuple(r[c] for c in JOURNAL_COLUMNS) for r in rows],
-    )
-    con.commit()
-    con.close()
-    return Source(f"sqlite:///{path}", "journal")
-
-
-def raw(raw_db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(raw_db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-WIN = Window(datetime(2026, 3, 1), datetime(2026, 4, 1))
 
 
 def test_window_for_days_includes_lookback() -> None:

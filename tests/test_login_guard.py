@@ -13,7 +13,6 @@ import contextlib
 import json
 import re
 import secrets
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import requests
 from callsight.bi.api import SupersetClient
 from callsight.site.directory import load_directory
 
-from .conftest import SupersetServer, require_service
+from .conftest import SupersetServer, reachable, redis_command, require_service
 
 pytestmark = pytest.mark.superset
 
@@ -90,28 +89,6 @@ def fresh_counts(guarded: Guarded) -> Iterator[None]:
     guarded.clear()
     yield
     guarded.clear()
-
-
-def reachable(addr: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(addr, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def redis_command(db: int, *command: str) -> None:
-    """SELECT db, then one command, over Redis's wire protocol (the pipeline env has no Redis client)."""
-
-    def encode(*words: str) -> bytes:
-        return (f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)).encode()
-
-    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as sock:
-        sock.sendall(encode("SELECT", str(db)) + encode(*command))
-        reply = b""
-        while reply.count(b"\r\n") < 2:
-            reply += sock.recv(100)
-        assert reply == b"+OK\r\n+OK\r\n", reply
 
 
 def rest_login(url: str, username: str, password: str) -> str:

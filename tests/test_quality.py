@@ -26,7 +26,7 @@ from callsight.site.policy import Policy
 from callsight.site.settings import REPO_ROOT
 
 from .conftest import Site
-from .test_extract import DIRECTORY, WIN, row, write_journal
+from .journals import DIRECTORY, WIN, row, write_journal
 
 
 def failed_names(report) -> set[str]:

@@ -8,7 +8,6 @@ import email
 import io
 import os
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from callsight.site.directory import load_directory
 from callsight.site.policy import load_policy
 from callsight.site.settings import Settings
 
-from .conftest import Site, free_port, require_service
+from .conftest import Site, free_port, reachable, redis_command, require_service
 from .test_dashboards import browser_session, json_rison, visible_agents
 
 pytestmark = [pytest.mark.superset, pytest.mark.slow]
@@ -36,23 +35,6 @@ PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
 REDIS_DB = 9
 WEEKLY_CSV_DATASET = "05d1dea5-5f7e-5c87-be6c-70905dede5e7"  # dashboard_inbound_calls
-
-
-def reachable(addr: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(addr, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def redis_flush(db: int) -> None:
-    with socket.create_connection(REDIS, timeout=5) as s:
-        s.sendall(f"*2\r\n$6\r\nSELECT\r\n${len(str(db))}\r\n{db}\r\n*1\r\n$7\r\nFLUSHDB\r\n".encode())
-        reply = b""
-        while reply.count(b"\r\n") < 2:
-            reply += s.recv(100)
-        assert reply.startswith(b"+OK"), reply
 
 
 @dataclass
@@ -104,7 +86,7 @@ def reports_server(published_site: Site) -> Iterator[ReportsServer]:
     db = f"callsight_reports_{secrets.token_hex(4)}"
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
         con.execute(f'CREATE DATABASE "{db}"')
-    redis_flush(REDIS_DB)
+    redis_command(REDIS_DB, "FLUSHDB")
     mailbox = Mailbox()
     smtp_port = free_port()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)

@@ -18,8 +18,9 @@ from callsight.site.home import kept_builds
 from callsight.site.policy import Policy
 
 from .conftest import Site
+from .journals import DIRECTORY, row, write_journal
+from .journals import duckdb_rows as raw
 from .privacy_scan import scan
-from .test_extract import DIRECTORY, raw, row, write_journal
 from .test_pipeline import mart_checksum, served
 
 

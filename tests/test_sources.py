@@ -4,8 +4,6 @@ loopback, the SQLAlchemy streaming fallback, and the queries compiled for Micros
 from __future__ import annotations
 
 import sqlite3
-import uuid
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -21,10 +19,8 @@ from callsight.journal.sources import Source, Window, check_schema, first_start_
 from callsight.site.directory import load_directory
 from callsight.site.policy import load_policy
 
-from .conftest import require_service
+from .journals import MARIADB_URL, PG_URL, journal_table, server_journal
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 WINDOW = Window(datetime(2026, 4, 1), datetime(2026, 5, 1))
 BAD_ROWS = [  # malformed in ways a typed database still allows
     {
@@ -44,20 +40,6 @@ EXPECTED_REASONS = {
     "9000003": "Outbound not 0/1",
     "9000004": "ContactName contains control characters",
 }
-
-
-def journal_table(name: str, metadata: sa.MetaData) -> sa.Table:
-    types = {"ID": sa.BigInteger, "DurationTotal": sa.Integer, "DurationConnected": sa.Integer}
-    cols = []
-    for c in JOURNAL_COLUMNS:
-        if c in ("StartTime", "StopTime", "ConnectTime", "DisconnectTime"):
-            t = sa.DateTime
-        elif c in ("Outbound", "Internal", "SuccessState", "ReadFlag", "PrivateCall"):
-            t = sa.SmallInteger
-        else:
-            t = types.get(c, sa.String(1024) if c == "Subject" else sa.String(255))
-        cols.append(sa.Column(c, t, primary_key=c == "ID", autoincrement=False))
-    return sa.Table(name, metadata, *cols, mysql_charset="utf8mb4")
 
 
 @pytest.fixture(scope="module")
@@ -90,26 +72,6 @@ def quarantined(raw_db: Path) -> dict[str, str]:
         con.close()
 
 
-def server_table(url: str, what: str, rows: list[dict]) -> Iterator[str]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        require_service(False, f"{what} ({exc.orig})")
-    name = f"journal_{uuid.uuid4().hex[:8]}"
-    table = journal_table(name, sa.MetaData())
-    table.create(engine)
-    try:
-        full = [{c: r.get(c) for c in JOURNAL_COLUMNS} for r in rows]
-        with engine.begin() as conn:
-            conn.execute(table.insert(), full)
-        yield name
-    finally:
-        table.drop(engine)
-        engine.dispose()
-
-
 @pytest.fixture
 def sqlite_reference(demo, tmp_path: Path) -> list[tuple]:
     out, _, directory, policy = demo
@@ -123,7 +85,7 @@ def sqlite_reference(demo, tmp_path: Path) -> list[tuple]:
 )
 def test_server_journals_extract_like_sqlite(demo, sqlite_reference, tmp_path: Path, url: str, what: str) -> None:
     _, rows, directory, policy = demo
-    for name in server_table(url, what, rows + BAD_ROWS):
+    for name, _ in server_journal(url, what, rows + BAD_ROWS):
         source = Source(url, name)
         assert source.kind in ("postgres", "mysql")
         raw = tmp_path / "raw.duckdb"
@@ -183,7 +145,7 @@ def test_every_source_query_compiles_for_microsoft_sql_server() -> None:
 
 def test_schema_check_reads_server_types(demo) -> None:
     _, rows, _, _ = demo
-    for name in server_table(PG_URL, "PostgreSQL on 127.0.0.1:5432", rows[:3]):
+    for name, _ in server_journal(PG_URL, "PostgreSQL on 127.0.0.1:5432", rows[:3]):
         check_schema(sa.create_engine(PG_URL), name)
 
 
