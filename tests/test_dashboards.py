@@ -439,7 +439,7 @@ def admin_role_id(client: SupersetClient) -> int:
 
 @pytest.mark.superset
 def test_the_benchmarks_chart_requests_are_answered_as_the_dashboards_are(superset_server: SupersetServer) -> None:
-    """`callsight bench` times these requests, so each must be one Superset answers in full: every query
+    """`make bench` times these requests, so each must be one Superset answers in full: every query
     of every chart without error, and for the call lists what the table plugin asks with server
     pagination - the first page, newest first, and the row count up to the chart's row limit."""
     from bench.charts import chart_queries, dataset_ids
