@@ -20,6 +20,7 @@ from callsight.cli.commands import (
 )
 from callsight.cli.demo import cmd_demo
 from callsight.cli.serve import cmd_serve
+from callsight.cli.source import add_source_commands
 from callsight.site.file_modes import secure_home
 from callsight.site.settings import Settings
 from callsight.site.yaml_config import ConfigError
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_privacy_report)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
     sd.set_defaults(func=cmd_schema_doc)
+    add_source_commands(sub)  # check-source, copy-journal
     return p
 
 
