@@ -266,7 +266,7 @@ def gather(
         facts.sample_rows, facts.sample_seconds = _sample(source, con, placement, sample_rows)
     except SourceUnavailableError as exc:
         return _failed(facts, source, "unreachable", exc)
-    except (duckdb.Error, sa.exc.SQLAlchemyError) as exc:
+    except (duckdb.Error, sa.exc.SQLAlchemyError, ValueError) as exc:
         return _failed(facts, source, "unreadable", exc)
     finally:
         con.close()

@@ -253,7 +253,8 @@ def report_json(facts: SourceFacts, findings: list[Finding], lang: str = "en") -
         value = out[key]
         out[key] = value.isoformat() if value is not None else None
     out["columns"] = [
-        {"name": c.name, "declared": c.declared, "status": c.status, "expected": list(c.expected)}
+        {"name": c.name, "declared": c.declared, "status": c.status}
+        | ({"expected": list(c.expected)} if c.status in ("missing", "retyped") else {})
         for c in facts.columns
     ]
     out["private"] = {
