@@ -10,6 +10,7 @@ import dagster as dg
 
 from callsight.defs.audit.assets import nightly_run_record
 from callsight.defs.audit.failure_mail import FAILURE_SENSOR, mail_admins_about_failure, nightly_failure_mail
+from callsight.defs.audit.silence import SILENCE_SENSOR, silence_alerts
 from callsight.defs.bi.assets import superset_access
 from callsight.defs.extract.assets import journal_extract_asset
 from callsight.defs.jobs import NIGHTLY_JOB, REPUBLISH_JOB, nightly_job, nightly_schedule, republish_job
@@ -30,6 +31,7 @@ __all__ = [
     "FRESHNESS_JOB",
     "NIGHTLY_JOB",
     "REPUBLISH_JOB",
+    "SILENCE_SENSOR",
     "build_definitions",
     "defs",
     "mail_admins_about_failure",
@@ -63,7 +65,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         jobs=[nightly_job, republish_job, freshness_job],
         schedules=[nightly_schedule, freshness_schedule(timezone)],
-        sensors=[nightly_failure_mail],
+        sensors=[nightly_failure_mail, silence_alerts],
         resources=resources(),
     )
 

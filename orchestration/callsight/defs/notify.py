@@ -204,3 +204,95 @@ def summary(report: FailureReport, step_messages: Sequence[str] = ()) -> str:
     if report.failed_expectations:
         text += "\nFailed data-quality expectations:\n" + "\n".join(f"  - {e}" for e in report.failed_expectations)
     return text
+
+
+# ---- alerts that notice silence (defs/audit/silence.py) ---------------------------------------------
+@dataclass(frozen=True)
+class Incident:
+    """Something that went quiet: `kind` names it (stale, killed), `since` when it began (UTC)."""
+
+    kind: str
+    since: str  # ISO 8601, UTC
+    summary: str  # one line without data: ages, run ids, step names
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One mail to send: an incident began (`recovered` False) or ended (`recovered` True, at `at`)."""
+
+    incident: Incident
+    recovered: bool
+    at: str  # ISO 8601, UTC
+
+
+INCIDENT_TITLES = {
+    "stale": ("the served warehouse is stale", "Das ausgelieferte Warehouse ist veraltet"),
+    "killed": ("a nightly run was killed", "Ein nächtlicher Lauf wurde abgebrochen"),
+}
+INCIDENT_ADVICE = {
+    "stale": (
+        "No warehouse was published for longer than CALLSIGHT_STALE_AFTER_HOURS: the nightly runs fail,",
+        "do not start, or were killed. Superset keeps serving the last good build.",
+        "Look at: the nightly runs in Dagster (http://127.0.0.1:3000/runs), `callsight health`,",
+        "CALLSIGHT_HOME/logs, and whether the Dagster daemon (schedule nightly_0200) is running.",
+    ),
+    "killed": (
+        "A nightly run started and never finished: its process died (power cut, OOM killer, kill -9)",
+        "or is hung. Nothing was published by it; Superset keeps serving the last good build.",
+        "Look at: the kernel log for the OOM killer (journalctl -k), CALLSIGHT_HOME/logs, the run in",
+        "Dagster (mark it canceled there), then start the night again with `callsight run`.",
+    ),
+}
+
+
+def compose_alert(alert: Alert, to: str, mail_from: str, site: str) -> EmailMessage:
+    """Pure: the mail for one admin when an incident begins or ends; no call data."""
+    title, title_de = INCIDENT_TITLES.get(alert.incident.kind, (alert.incident.kind, alert.incident.kind))
+    msg = EmailMessage()
+    state = "RECOVERED" if alert.recovered else "ALERT"
+    msg["Subject"] = f"[callsight] {state}: {title} on {site}"
+    msg["From"] = mail_from
+    msg["To"] = to
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=mail_from.rpartition("@")[2] or None)
+    if alert.recovered:
+        lines = [
+            f"Recovered on {site}: {title}.",
+            "",
+            f"Incident:  {alert.incident.kind}",
+            f"Since:     {alert.incident.since}",
+            f"Recovered: {alert.at}",
+            f"It was:    {alert.incident.summary}",
+            "",
+            "Nothing to do. `callsight health` shows the state of every part.",
+            "",
+            f"-- Deutsch: Behoben auf {site}: {title_de} (seit {alert.incident.since}, behoben {alert.at}).",
+        ]
+    else:
+        lines = [
+            f"Alert on {site}: {title}.",
+            "",
+            f"Incident: {alert.incident.kind}",
+            f"Since:    {alert.incident.since}",
+            f"Now:      {alert.incident.summary}",
+            "",
+            *INCIDENT_ADVICE.get(alert.incident.kind, ()),
+            "",
+            "You get one mail now and one when it recovers, not one per check.",
+            "",
+            f"-- Deutsch: Störung auf {site}: {title_de} (seit {alert.incident.since}).",
+            "Eine Mail jetzt, eine weitere, wenn es behoben ist.",
+        ]
+    lines += ["", "This mail contains no call data."]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
+def alert_admins(
+    alerts: Sequence[Alert], directory: Directory, config: SmtpConfig, site: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Mail every admin with an address each alert; returns (addresses mailed, admins without an address)."""
+    recipients, missing = admin_recipients(directory)
+    site = site or socket.gethostname()
+    send(config, (compose_alert(a, to, config.mail_from, site) for a in alerts for to in recipients))
+    return recipients, missing
