@@ -19,6 +19,7 @@ from callsight.cli.commands import (
     cmd_schema_doc,
 )
 from callsight.cli.demo import cmd_demo
+from callsight.cli.health import add_health_command
 from callsight.cli.serve import cmd_serve
 from callsight.cli.source import add_source_commands
 from callsight.site.file_modes import secure_home
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_privacy_report)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
     sd.set_defaults(func=cmd_schema_doc)
+    add_health_command(sub)
     add_source_commands(sub)  # check-source, copy-journal
     return p
 
