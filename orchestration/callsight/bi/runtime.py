@@ -18,6 +18,7 @@ from pathlib import Path
 import requests
 
 from callsight.site.file_modes import OWNER_ONLY_UMASK, restrict_umask
+from callsight.site.secret_files import resolve_secret_files
 from callsight.site.settings import REPO_ROOT, Settings
 
 SUPERSET_CONFIG = REPO_ROOT / "superset" / "superset_config.py"
@@ -43,6 +44,8 @@ class SupersetEnv:
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
+        # Superset gets secrets under their plain names, never beside a <NAME>_FILE (it would refuse both).
+        env = resolve_secret_files(env).env
         env.update(self.settings.export())
         env.update(
             {
@@ -102,9 +105,18 @@ class SupersetEnv:
         self.cli("init", log=log)
 
     def start_web(
-        self, host: str = "127.0.0.1", port: int = 8088, workers: int = 2, log_name: str = "superset-web.log"
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8088,
+        workers: int = 2,
+        log_name: str = "superset-web.log",
+        threads: int = 8,
     ) -> subprocess.Popen:
-        cmd = [
+        return self._spawn(self.web_argv(host, port, workers, threads), log_name)
+
+    def web_argv(self, host: str = "127.0.0.1", port: int = 8088, workers: int = 2, threads: int = 8) -> list[str]:
+        """gunicorn serving Superset (also what `callsight service superset-web` execs)."""
+        return [
             str(self.bin_dir / "gunicorn"),
             "--bind",
             f"{host}:{port}",
@@ -113,7 +125,7 @@ class SupersetEnv:
             "--worker-class",
             "gthread",
             "--threads",
-            "8",
+            str(threads),
             "--timeout",
             "120",
             "--graceful-timeout",
@@ -130,7 +142,6 @@ class SupersetEnv:
             "0",
             "superset.app:create_app()",
         ]
-        return self._spawn(cmd, log_name)
 
     def _spawn(self, cmd: list[str], log_name: str) -> subprocess.Popen:
         self.check_installed()
@@ -150,36 +161,36 @@ class SupersetEnv:
 
     def start_worker(self, concurrency: int = 2, log_name: str = "superset-worker.log") -> subprocess.Popen:
         """Celery worker for Alerts & Reports (screenshots with chromium, CSV, e-mail)."""
-        return self._spawn(
-            [
-                str(self.bin_dir / "celery"),
-                "--app=superset.tasks.celery_app:app",
-                "worker",
-                "--pool=prefork",
-                "-O",
-                "fair",
-                f"--concurrency={concurrency}",
-                "--loglevel=INFO",
-            ],
-            log_name,
-        )
+        return self._spawn(self.worker_argv(concurrency), log_name)
+
+    def worker_argv(self, concurrency: int = 2) -> list[str]:
+        return [
+            str(self.bin_dir / "celery"),
+            "--app=superset.tasks.celery_app:app",
+            "worker",
+            "--pool=prefork",
+            "-O",
+            "fair",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+        ]
 
     def start_beat(self, log_name: str = "superset-beat.log") -> subprocess.Popen:
         """The one Celery beat: it queues due reports every minute. Its pid file in CALLSIGHT_HOME makes a
         second beat for the same home refuse to start (two beats would send every report twice)."""
-        state = self.settings.home / "superset"
-        state.mkdir(parents=True, exist_ok=True)
-        return self._spawn(
-            [
-                str(self.bin_dir / "celery"),
-                "--app=superset.tasks.celery_app:app",
-                "beat",
-                f"--pidfile={state / 'celerybeat.pid'}",
-                f"--schedule={state / 'celerybeat-schedule'}",
-                "--loglevel=INFO",
-            ],
-            log_name,
-        )
+        self.settings.superset_home.mkdir(parents=True, exist_ok=True)
+        return self._spawn(self.beat_argv(), log_name)
+
+    def beat_argv(self) -> list[str]:
+        state = self.settings.superset_home
+        return [
+            str(self.bin_dir / "celery"),
+            "--app=superset.tasks.celery_app:app",
+            "beat",
+            f"--pidfile={state / 'celerybeat.pid'}",
+            f"--schedule={state / 'celerybeat-schedule'}",
+            "--loglevel=INFO",
+        ]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:

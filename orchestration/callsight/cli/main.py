@@ -21,6 +21,7 @@ from callsight.cli.commands import (
 from callsight.cli.demo import cmd_demo
 from callsight.cli.health import add_health_command
 from callsight.cli.serve import cmd_serve
+from callsight.cli.service import add_service_command
 from callsight.cli.source import add_source_commands
 from callsight.site.file_modes import secure_home
 from callsight.site.settings import Settings
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(
             "--no-dagster-ui", action="store_true", help="Dagster daemon only (schedules run), no Dagster UI"
         )
+        if name == "serve":
+            s.add_argument("--host", default="127.0.0.1", help="Superset's listen address (default loopback)")
         s.set_defaults(func=func)
     dd = sub.add_parser("dbt-docs", help="generate (and --serve) the dbt docs for analysts")
     dd.add_argument("--serve", action="store_true")
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.set_defaults(func=cmd_schema_doc)
     add_health_command(sub)
     add_source_commands(sub)  # check-source, copy-journal
+    add_service_command(sub)  # one production service in the foreground (systemd units)
     return p
 
 

@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from callsight.bi.admin_passwords import ADMIN_PASSWORD, MEMBER_PASSWORD
+from callsight.cli.bind import exposure_warning, probe_host
 from callsight.cli.commands import _print, _superset_up, check_ready, provision, require_secret
 from callsight.site.file_modes import OWNER_ONLY_UMASK
 from callsight.site.settings import Settings
@@ -41,11 +43,15 @@ def serve(
     dagster_port: int = 3000,
     once: bool = False,
     dagster_ui: bool = True,
+    host: str = "127.0.0.1",
 ) -> int:
     from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
     from callsight.cli.dagster_ui import allowed_hosts
 
-    url = f"http://127.0.0.1:{port}"
+    # Superset listens on `host`; the Dagster UI has no login and stays on loopback (the proxy publishes it).
+    url = f"http://{probe_host(host)}:{port}"
+    if warning := exposure_warning(host, settings.env):
+        _print(warning)
     try:
         ui_hosts = allowed_hosts(settings)  # a bad name fails now, not after Superset started
     except ValueError as exc:
@@ -56,7 +62,7 @@ def serve(
     if _superset_up(url):
         raise SystemExit(f"callsight: something already answers on {url}; stop it first")
     procs: list[subprocess.Popen] = []
-    web = env.start_web(port=port)
+    web = env.start_web(host=host, port=port)
     procs.append(web)
     try:
         wait_healthy(url, web)
@@ -116,22 +122,11 @@ def start_dagster(
     from callsight.defs.nightly import prepare_instance
 
     prepare_instance(settings)
-    # The nightly job syncs Superset's users, roles and RLS after publishing: it needs the admin secret.
-    env = {
-        **os.environ,
-        **settings.export(),
-        "CALLSIGHT_SUPERSET_URL": superset_url,
-        "SUPERSET_ADMIN_PASSWORD": admin_password,
-    }
-    # the demo's come from its secrets file
-    for name in (MEMBER_PASSWORD, ADMIN_PASSWORD, "CALLSIGHT_ERASURE_KEY", "CALLSIGHT_PSEUDONYM_KEY"):
-        if settings.secret(name):
-            env[name] = settings.secret(name)
-    bin_dir = Path(sys.executable).parent
+    env = dagster_env(settings, superset_url, admin_password, os.environ)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
-    commands = {"dagster-daemon.log": [str(bin_dir / "dagster-daemon"), "run", "-m", "callsight.definitions"]}
+    commands = {"dagster-daemon.log": daemon_argv()}
     if ui_port is not None:
-        commands["dagster-ui.log"] = [sys.executable, "-m", "callsight.cli.dagster_ui", "--port", str(ui_port)]
+        commands["dagster-ui.log"] = ui_argv("127.0.0.1", ui_port)
     procs = []
     for log_name, command in commands.items():
         with (settings.log_dir / log_name).open("ab") as log:
@@ -148,6 +143,31 @@ def start_dagster(
     return procs
 
 
+def dagster_env(settings: Settings, superset_url: str, admin_password: str, base: Mapping[str, str]) -> dict[str, str]:
+    """The Dagster daemon's and UI's environment: `base` plus the site's settings and secrets."""
+    # The nightly job syncs Superset's users, roles and RLS after publishing: it needs the admin secret.
+    env = {
+        **base,
+        **settings.export(),
+        "CALLSIGHT_SUPERSET_URL": superset_url,
+        "SUPERSET_ADMIN_PASSWORD": admin_password,
+    }
+    # the demo's come from its secrets file
+    for name in (MEMBER_PASSWORD, ADMIN_PASSWORD, "CALLSIGHT_ERASURE_KEY", "CALLSIGHT_PSEUDONYM_KEY"):
+        if settings.secret(name):
+            env[name] = settings.secret(name)
+    return env
+
+
+def daemon_argv() -> list[str]:
+    return [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "callsight.definitions"]
+
+
+def ui_argv(host: str, port: int) -> list[str]:
+    """The Dagster UI behind its Host check (callsight.cli.dagster_ui)."""
+    return [sys.executable, "-m", "callsight.cli.dagster_ui", "--host", host, "--port", str(port)]
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     warn_if_root(demo=False)
     secret = require_secret(settings, "SUPERSET_SECRET_KEY")
@@ -156,5 +176,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     SupersetEnv(settings, secret).init_metadata(admin_password)
     return serve(
-        settings, secret, admin_password, None, args.port, args.dagster_port, args.once, not args.no_dagster_ui
+        settings,
+        secret,
+        admin_password,
+        None,
+        args.port,
+        args.dagster_port,
+        args.once,
+        not args.no_dagster_ui,
+        host=args.host,
     )
