@@ -1,6 +1,6 @@
 # Apache Superset configuration for callsight. Loaded by Superset via SUPERSET_CONFIG_PATH.
 # This file is configuration, not a Python package: it reads the environment when Superset starts.
-# Secrets come only from the environment; there is no default secret key.
+# Secrets come from the environment or from files (<NAME>_FILE); there is no default secret key.
 import os
 
 from celery.schedules import crontab
@@ -20,6 +20,10 @@ def _load_beside(name: str, filename: str):
     return sys.modules[name]
 
 
+# Secrets given as <NAME>_FILE (systemd credentials) become plain variables before anything below reads
+# them or anything is written; a secret given both ways or an unusable file stops Superset here.
+_load_beside("callsight_secret_files", "secret_files.py").export_secret_files(os.environ)
+
 # Whatever a Superset process writes under CALLSIGHT_HOME (metadata, logs, caches) is owner-only, also
 # when a service manager started it without UMask=0077.
 os.umask(0o077)
@@ -30,7 +34,8 @@ os.makedirs(_superset_home, exist_ok=True)
 SECRET_KEY = os.environ.get("SUPERSET_SECRET_KEY")
 if not SECRET_KEY:
     raise RuntimeError(
-        "SUPERSET_SECRET_KEY is not set. Generate one (e.g. `openssl rand -base64 42`) and keep it secret; "
+        "SUPERSET_SECRET_KEY (or SUPERSET_SECRET_KEY_FILE) is not set. Generate one "
+        "(e.g. `openssl rand -base64 42`) and keep it secret; "
         "`make demo` generates a demo key for you."
     )
 

@@ -23,7 +23,7 @@ def require_secret(settings: Settings, name: str) -> str:
     value = settings.secret(name)
     if not value:
         raise SystemExit(
-            f"callsight: {name} is not set. Secrets come from the environment "
+            f"callsight: {name} is not set. Secrets come from the environment or a file named by {name}_FILE "
             f"(see docs/settings.md); `make demo` generates demo secrets."
         )
     return value

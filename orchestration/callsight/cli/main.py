@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from callsight.bi.admin_passwords import SharedPasswordError
@@ -24,6 +25,7 @@ from callsight.cli.serve import cmd_serve
 from callsight.cli.service import add_service_command
 from callsight.cli.source import add_source_commands
 from callsight.site.file_modes import secure_home
+from callsight.site.secret_files import export_secret_files
 from callsight.site.settings import Settings
 from callsight.site.yaml_config import ConfigError
 
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # <NAME>_FILE secrets become plain variables for this process and all it starts (secret_files).
+        for warning in export_secret_files(os.environ):
+            _print(f"callsight: warning: {warning}")
         settings = Settings.from_env()
     except ValueError as exc:
         _print(f"callsight: {exc}")

@@ -6,10 +6,13 @@ Nothing here reads the environment at import time. `Settings.from_env()` is call
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from callsight.site.secret_files import resolve_secret_files
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_JOURNAL_TABLE = "journal"
@@ -33,6 +36,7 @@ class Settings:
     extract_retries: int = 3
     extract_retry_delay: float = 30.0
     stale_after_hours: int = 36
+    nightly_schedule: bool = True  # CALLSIGHT_SCHEDULE: off where cron runs `callsight run` instead
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -96,7 +100,11 @@ class Settings:
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
+        # Secrets given as <NAME>_FILE are read here, under their plain names (secret_files).
+        resolved = resolve_secret_files(os.environ if environ is None else environ)
+        for warning in resolved.warnings:
+            logging.getLogger("callsight").warning("callsight: %s", warning)
+        env = resolved.env
         base = cwd or Path.cwd()
         home = _abs(env.get("CALLSIGHT_HOME") or "var", base)
         demo_journal = home / "demo" / "journal.sqlite"
@@ -122,6 +130,7 @@ class Settings:
             extract_retries=_int(env, "CALLSIGHT_EXTRACT_RETRIES", 3),
             extract_retry_delay=float(_int(env, "CALLSIGHT_EXTRACT_RETRY_DELAY", 30)),
             stale_after_hours=_int(env, "CALLSIGHT_STALE_AFTER_HOURS", 36),
+            nightly_schedule=_on_off(env, "CALLSIGHT_SCHEDULE"),
             env=env,
         )
 
@@ -148,7 +157,7 @@ class Settings:
         return out
 
     def secret(self, name: str) -> str | None:
-        """A secret from the environment (never from a file in the repository)."""
+        """A secret from the environment or its <NAME>_FILE (never from a file in the repository)."""
         value = self.env.get(name)
         return value or None
 
@@ -185,6 +194,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if not value.isdigit():
         raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
     return int(value)
+
+
+def _on_off(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off, got {value!r}")
+    return value == "on"
 
 
 def _abs(value: str, base: Path) -> Path:
