@@ -155,6 +155,8 @@ def months_of(days: dict[str | None, int], horizon: datetime) -> tuple[dict[str,
 
 def judge(facts: SourceFacts, max_quarantine_share: float = MAX_QUARANTINE_SHARE) -> list[Finding]:
     """Pure: the findings, worst first."""
+    if facts.error_kind == "table_missing":
+        return [Finding("error", "table_missing", {"table": facts.table, "url": facts.url})]
     if facts.error_kind:
         return [Finding("error", facts.error_kind, {"detail": facts.error or ""})]
     out: list[Finding] = []
@@ -217,7 +219,6 @@ def gather(
     today: date | None = None,
     sample_rows: int = SAMPLE_ROWS,
     directory_found: bool = True,
-    log: Callable[[str], None] = lambda _m: None,
 ) -> SourceFacts:
     """Ask the source what the check reports (see the module). Never writes the source; a source that
     cannot be reached, or lacks its table, gives facts with `error_kind` set."""
@@ -234,7 +235,6 @@ def gather(
     )
     try:
         source.probe()
-        log("check-source: reading the journal table's columns")
         present = _declared_columns(source)
     except SourceUnavailableError as exc:
         return _failed(facts, source, "unreachable", exc)
@@ -253,16 +253,13 @@ def gather(
     con = memory_connection()
     try:
         source.attach(con)
-        log("check-source: counting rows per day and where they belong")
         counts = source.counts(con, placement)
         facts.kinds = {
             k: sum(n for kind, _, n in counts if kind == k) for k in ("expired", "placed", "later", "unplaced")
         }
         dated = months_of(_rows_per_day(source, con), placement.horizon)
         facts.months, facts.undated_rows, facts.first_day, facts.last_day = dated
-        log("check-source: running the staging SELECT over the rows a night reads")
         _stage(facts, source, con, directory, policy, placement)
-        log("check-source: reading a sample")
         facts.sample_rows, facts.sample_seconds = _sample(source, con, placement, sample_rows)
     except SourceUnavailableError as exc:
         return _failed(facts, source, "unreachable", exc)

@@ -61,7 +61,7 @@ TEXT = {
         "messages": {
             "unreachable": "the journal database cannot be reached: {detail}",
             "unreadable": "the journal database cannot be read: {detail}",
-            "table_missing": "{detail}",
+            "table_missing": "journal table {table!r} not found in {url}",
             "column_missing": "the journal table lacks column {column}",
             "column_retyped": "column {column} has type {type}, expected one of the families {expected}",
             "empty": "the journal table holds no rows",
@@ -126,7 +126,7 @@ TEXT = {
         "messages": {
             "unreachable": "die Journal-Datenbank ist nicht erreichbar: {detail}",
             "unreadable": "die Journal-Datenbank ist nicht lesbar: {detail}",
-            "table_missing": "{detail}",
+            "table_missing": "Journal-Tabelle {table!r} nicht gefunden in {url}",
             "column_missing": "der Journal-Tabelle fehlt die Spalte {column}",
             "column_retyped": "die Spalte {column} hat den Typ {type}, erwartet eine der Familien {expected}",
             "empty": "die Journal-Tabelle ist leer",
