@@ -472,6 +472,7 @@ def test_copy_journal_is_a_consistent_snapshot_under_a_writer(journal_mode: str,
     con = sqlite3.connect(dest)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         total, live = con.execute("SELECT count(*), count(*) FILTER (WHERE ID >= 10000000) FROM journal").fetchone()
         broken = con.execute("SELECT count(*) FROM (SELECT TrackerID FROM journal GROUP BY 1 HAVING count(*) <> 2)")
         assert broken.fetchone()[0] == 0

@@ -40,7 +40,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def refusal(source: Path, dest: Path) -> str | None:
-    """Pure (but for looking at the two paths): why the copy must not run, or None."""
+    """Why the copy must not run, or None (it only looks at the two paths)."""
     if not source.is_file():
         return f"journal file {source} not found"
     if _same_file(source, dest):
@@ -83,6 +83,8 @@ def copy_journal(source: Path, dest: Path) -> CopyResult:
             dst = sqlite3.connect(tmp)
             try:
                 src.backup(dst)  # one step: one snapshot
+                # A plain file for readers: a copy of a WAL journal would need its -shm file beside it.
+                dst.execute("PRAGMA journal_mode = DELETE")
                 (verdict,) = dst.execute("PRAGMA integrity_check").fetchone()
                 if verdict != "ok":
                     raise CopyRefusedError(f"the copy of {source} fails PRAGMA integrity_check: {verdict}")
