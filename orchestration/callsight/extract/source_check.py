@@ -180,7 +180,8 @@ def judge(facts: SourceFacts, max_quarantine_share: float = MAX_QUARANTINE_SHARE
     elif facts.quarantined_rows:
         out.append(Finding("note", "quarantine_some", {"rows": facts.quarantined_rows, "share": round(100 * share, 2)}))
     if facts.kinds.get("expired"):
-        out.append(Finding("warning", "expired", {"rows": facts.kinds["expired"], "cutoff": _day(facts.cutoff)}))
+        # history older than the retention period is the policy at work, not a fault of the journal
+        out.append(Finding("note", "expired", {"rows": facts.kinds["expired"], "cutoff": _day(facts.cutoff)}))
     if facts.kinds.get("unplaced"):
         out.append(Finding("warning", "unplaced", {"rows": facts.kinds["unplaced"]}))
     if facts.kinds.get("later"):
