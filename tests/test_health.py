@@ -96,11 +96,12 @@ def night(settings: Settings, started: datetime, finished: datetime | None, stat
 
 
 def home(root: Path, name: str, *, published_hours_ago: float, night_status: str | None = "success") -> Path:
-    path = root / name
+    """A home as it is now (ages are checked to a tenth of an hour)."""
+    path, now = root / name, datetime.now(UTC)
     settings = Settings.from_env({"CALLSIGHT_HOME": str(path)})
-    served_file(settings, NOW - timedelta(hours=published_hours_ago))
+    served_file(settings, now - timedelta(hours=published_hours_ago))
     if night_status is not None:
-        night(settings, NOW - timedelta(hours=3), NOW - timedelta(hours=2), night_status)
+        night(settings, now - timedelta(hours=3), now - timedelta(hours=2), night_status)
     return path
 
 
@@ -165,7 +166,7 @@ def test_a_failed_night_is_critical(homes: dict[str, Path], superset_url: str) -
 
 def test_a_killed_night_is_critical_once_it_outlived_the_longest_night(tmp_path: Path, superset_url: str) -> None:
     path = home(tmp_path, "killed", published_hours_ago=20, night_status=None)
-    night(Settings.from_env({"CALLSIGHT_HOME": str(path)}), NOW - timedelta(hours=2), None)
+    night(Settings.from_env({"CALLSIGHT_HOME": str(path)}), datetime.now(UTC) - timedelta(hours=2), None)
     running = health(path, superset_url)
     assert running.returncode == 0 and "night running for 2.0 h" in running.stdout, running.stdout
     killed = health(path, superset_url, CALLSIGHT_NIGHT_MAX_HOURS="1.5")
@@ -325,6 +326,7 @@ def test_failed_reports_from_a_sqlite_metadata_db(homes: dict[str, Path], supers
     assert critical.returncode == 2
 
 
+@pytest.mark.postgres
 def test_failed_reports_from_a_postgresql_metadata_db() -> None:
     require_service(reachable(PG), "PostgreSQL on 127.0.0.1:5432")
     import psycopg
@@ -343,6 +345,7 @@ def test_failed_reports_from_a_postgresql_metadata_db() -> None:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.slow
 def test_a_real_night_reads_as_ok_but_for_superset(published_copy: Site) -> None:
     # The audit entries and build_info a real nightly run wrote.
     out = health(published_copy.home, f"http://127.0.0.1:{free_port()}", "--json")

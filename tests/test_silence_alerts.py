@@ -133,6 +133,7 @@ def admin_emails(site: Site) -> list[str]:
     return sorted(by_name[a] for a in directory.admins if by_name[a])
 
 
+@pytest.mark.slow
 def test_a_stale_warehouse_mails_once_and_its_recovery_once(alerting_site: Site, smtp_sink: SmtpSink) -> None:
     admins = admin_emails(alerting_site)
     assert admins, "the demo directory has an admin with an address"
@@ -165,6 +166,7 @@ def test_a_stale_warehouse_mails_once_and_its_recovery_once(alerting_site: Site,
     assert len(smtp_sink.messages()) == 2
 
 
+@pytest.mark.slow
 def test_a_killed_night_mails_once_and_once_when_a_night_finishes(alerting_site: Site, smtp_sink: SmtpSink) -> None:
     tick = Ticks()
     started = datetime.now(UTC) - timedelta(hours=13)
@@ -192,6 +194,7 @@ def test_a_killed_night_mails_once_and_once_when_a_night_finishes(alerting_site:
     assert [m["Subject"].split(":")[0] for m in messages] == ["[callsight] ALERT", "[callsight] RECOVERED"]
 
 
+@pytest.mark.slow
 def test_an_alert_that_could_not_be_mailed_is_tried_again(
     alerting_site: Site, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
