@@ -64,7 +64,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             nightly_run_record,
         ],
         jobs=[nightly_job, republish_job, freshness_job],
-        schedules=[nightly_schedule, freshness_schedule(timezone)],
+        schedules=[nightly_schedule(settings.nightly_schedule), freshness_schedule(timezone)],
         sensors=[nightly_failure_mail, silence_alerts],
         resources=resources(),
     )

@@ -230,6 +230,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
 
     from callsight.privacy.erase_everywhere import erase
     from callsight.privacy.erasure import CONTACT, PHONE, ErasureKeyError, Identifier
+    from callsight.site.run_lock import one_night
 
     try:
         identifiers = [Identifier(PHONE, p) for p in args.phone or []]
@@ -241,7 +242,9 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
         _print("callsight erase: name at least one --phone or --contact")
         return 2
     try:
-        result = erase(settings, identifiers)
+        # The erasure and its republish are one night's work: never beside a running night (run_lock).
+        with one_night(settings.home, "callsight erase"):
+            result = erase(settings, identifiers)
     except ErasureKeyError as exc:
         _print(f"callsight: {exc}; nothing was recorded")
         return 2

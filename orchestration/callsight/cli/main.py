@@ -25,6 +25,7 @@ from callsight.cli.serve import cmd_serve
 from callsight.cli.service import add_service_command
 from callsight.cli.source import add_source_commands
 from callsight.site.file_modes import secure_home
+from callsight.site.run_lock import RunBusyError
 from callsight.site.secret_files import export_secret_files
 from callsight.site.settings import Settings
 from callsight.site.yaml_config import ConfigError
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except SharedPasswordError as exc:
         _print(f"callsight: {exc}")
         return 2
+    except RunBusyError as exc:
+        _print(f"callsight: {exc}")
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from callsight.journal.sources import Source, SourceUnavailableError, first_star
 from callsight.site.directory import load_directory
 from callsight.site.file_modes import secure_home
 from callsight.site.policy import load_policy
+from callsight.site.run_lock import one_night
+from callsight.site.secret_files import export_secret_files
 from callsight.site.settings import Settings
 
 
@@ -100,15 +102,23 @@ def run_nightly(
     run_date: date | None = None,
 ) -> RunResult:
     """The nightly job for yesterday (or the given range). `run_date` (today or later) is the date
-    retention is measured from; default: the day the run starts."""
+    retention is measured from; default: the day the run starts. Raises RunBusyError while another
+    night runs."""
+    # Refuse a bad configuration before anything is written; then one night at a time (run_lock).
+    load_directory(settings.effective_directory_path)
+    load_policy(settings.effective_policy_path)
+    with one_night(settings.home, "nightly run"):
+        return _run_nightly(settings, first, last, log_level, full_refresh, run_date)
+
+
+def _run_nightly(
+    settings: Settings, first: date | None, last: date | None, log_level: str, full_refresh: bool, run_date: date | None
+) -> RunResult:
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from callsight.definitions import NIGHTLY_JOB
     from callsight.privacy.retention import RUN_DATE_TAG
 
-    # Refuse a bad configuration before anything is written.
-    load_directory(settings.effective_directory_path)
-    load_policy(settings.effective_policy_path)
     prepare_instance(settings)
     start, end = plan_range(settings, first, last, run_date)
     if start > end:
@@ -128,15 +138,17 @@ def run_nightly(
 
 
 def republish(settings: Settings, discard_kept_builds: bool, log_level: str = "WARNING") -> RunResult:
-    """Build, check and publish from the raw store as it is, without extracting (after an erasure)."""
+    """Build, check and publish from the raw store as it is, without extracting (after an erasure).
+    Raises RunBusyError while another night runs."""
     from callsight.definitions import REPUBLISH_JOB
 
-    prepare_instance(settings)
     run_config = {
         "loggers": {"console": {"config": {"log_level": log_level}}},
         "ops": {"published_warehouse": {"config": {"discard_kept_builds": discard_kept_builds}}},
     }
-    out = _execute(settings, REPUBLISH_JOB, run_config, {})
+    with one_night(settings.home, "republish"):
+        prepare_instance(settings)
+        out = _execute(settings, REPUBLISH_JOB, run_config, {})
     today = date.today()
     return RunResult(out.success, out.run_id, today, today, out.failure, out.failed_expectations, out.notified)
 
@@ -144,6 +156,7 @@ def republish(settings: Settings, discard_kept_builds: bool, log_level: str = "W
 def prepare_instance(settings: Settings) -> None:
     """The site's Dagster instance (DAGSTER_HOME in CALLSIGHT_HOME), for a run or the Dagster UI. Files
     are owner-only also when a run starts inside another program (tests, the benchmark)."""
+    export_secret_files(os.environ)  # the exported settings below must not sit beside their <NAME>_FILE
     secure_home(settings)
     os.environ.update(settings.export())
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
