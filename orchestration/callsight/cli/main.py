@@ -7,6 +7,7 @@ import os
 import sys
 
 from callsight.bi.admin_passwords import SharedPasswordError
+from callsight.cli.backup import add_parsers as add_backup_parsers
 from callsight.cli.commands import (
     _print,
     cmd_dbt_docs,
@@ -85,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_privacy_report)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")
     sd.set_defaults(func=cmd_schema_doc)
-    add_health_command(sub)
     add_source_commands(sub)  # check-source, copy-journal
     add_service_command(sub)  # one production service in the foreground (systemd units)
+    add_health_command(sub)
+    add_backup_parsers(sub)  # backup, restore, export-erasures
     return p
 
 
