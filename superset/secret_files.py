@@ -7,6 +7,7 @@ import stat
 import sys
 
 FILE_SUFFIX = "_FILE"
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"  # systemd's, private to the service
 # The secrets superset_config.py reads itself.
 SUPERSET_SECRETS = ("SUPERSET_SECRET_KEY", "SUPERSET_DATABASE_URI", "CALLSIGHT_REDIS_URL", "SMTP_PASSWORD")
 
@@ -15,8 +16,9 @@ class SecretFileError(RuntimeError):
     """A secret given the wrong way; the message never holds the secret."""
 
 
-def read_secret_file(variable, path):
-    """The secret in `path` without its trailing newline, and a warning when its group may read it."""
+def read_secret_file(variable, path, credentials_dir=None):
+    """The secret in `path` without its trailing newline, and a warning when its group may read it (not in
+    systemd's credentials directory, whose files grant the service user by an ACL shown as group bits)."""
     try:
         with open(path, "rb") as f:
             mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
@@ -35,9 +37,13 @@ def read_secret_file(variable, path):
     if not value:
         raise SecretFileError(f"{variable}: {path} is empty")
     warning = None
-    if mode & stat.S_IRGRP:
+    if mode & stat.S_IRGRP and not _inside(path, credentials_dir):
         warning = f"{variable}: {path} is readable by its group (mode {mode:04o}); 0600 or 0400 keeps it to the owner"
     return value, warning
+
+
+def _inside(path, directory):
+    return bool(directory) and os.path.realpath(path).startswith(os.path.realpath(directory) + os.sep)
 
 
 def export_secret_files(environ, names=SUPERSET_SECRETS):
@@ -52,7 +58,7 @@ def export_secret_files(environ, names=SUPERSET_SECRETS):
             problems.append(f"{name} and {name}{FILE_SUFFIX} are both set: give the secret one way only")
             continue
         try:
-            values[name], warning = read_secret_file(name + FILE_SUFFIX, path)
+            values[name], warning = read_secret_file(name + FILE_SUFFIX, path, environ.get(CREDENTIALS_DIRECTORY))
         except SecretFileError as exc:
             problems.append(str(exc))
             continue

@@ -186,3 +186,7 @@ def test_a_group_readable_file_is_served_with_a_warning_on_both_sides(files: dic
     (warning,) = resolved.warnings
     assert "is readable by its group (mode 0640)" in warning and SECRET not in warning
     assert superset_side(env) == {"env": {"SUPERSET_SECRET_KEY": SECRET}, "warnings": [warning]}
+    # systemd's credentials show the ACL that grants the service user as group bits: no warning there.
+    env["CREDENTIALS_DIRECTORY"] = str(files["group"].parent)
+    assert resolve_secret_files(env).warnings == ()
+    assert superset_side(env) == {"env": {"SUPERSET_SECRET_KEY": SECRET}, "warnings": []}

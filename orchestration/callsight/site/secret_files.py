@@ -14,6 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 FILE_SUFFIX = "_FILE"
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"  # systemd's, private to the service
 # The settings that are secrets (docs/settings.md): keys, passwords, and URLs that may carry a password.
 SECRET_SETTINGS = (
     "SUPERSET_SECRET_KEY",
@@ -53,7 +54,7 @@ def resolve_secret_files(environ: Mapping[str, str], names: tuple[str, ...] = SE
             problems.append(f"{name} and {name}{FILE_SUFFIX} are both set: give the secret one way only")
             continue
         try:
-            value, warning = read_secret_file(name + FILE_SUFFIX, path)
+            value, warning = read_secret_file(name + FILE_SUFFIX, path, env.get(CREDENTIALS_DIRECTORY))
         except SecretFileError as exc:
             problems.append(str(exc))
             continue
@@ -65,9 +66,10 @@ def resolve_secret_files(environ: Mapping[str, str], names: tuple[str, ...] = SE
     return ResolvedEnv(env, tuple(warnings))
 
 
-def read_secret_file(variable: str, path: str) -> tuple[str, str | None]:
+def read_secret_file(variable: str, path: str, credentials_dir: str | None = None) -> tuple[str, str | None]:
     """The secret in `path` without its trailing newline, and a warning when the file's group may read it.
-    Refused: unreadable, empty, not UTF-8, or readable by every user of the machine."""
+    Refused: unreadable, empty, not UTF-8, or readable by every user of the machine. No group warning in
+    systemd's credentials directory: its files grant the service user by an ACL, shown as group bits."""
     try:
         with open(path, "rb") as f:
             mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
@@ -86,9 +88,13 @@ def read_secret_file(variable: str, path: str) -> tuple[str, str | None]:
     if not value:
         raise SecretFileError(f"{variable}: {path} is empty")
     warning = None
-    if mode & stat.S_IRGRP:
+    if mode & stat.S_IRGRP and not _inside(path, credentials_dir):
         warning = f"{variable}: {path} is readable by its group (mode {mode:04o}); 0600 or 0400 keeps it to the owner"
     return value, warning
+
+
+def _inside(path: str, directory: str | None) -> bool:
+    return bool(directory) and os.path.realpath(path).startswith(os.path.realpath(directory) + os.sep)
 
 
 def export_secret_files(environ: MutableMapping[str, str]) -> tuple[str, ...]:
