@@ -2,7 +2,8 @@
 
 1. The archive is read whole and every file checked against its manifest before anything is written.
 2. A site already there (raw store, warehouse, kept builds, Superset's SQLite metadata, a directory or
-   policy that differs) is only overwritten with `force`; a night holding the raw store refuses it.
+   policy that differs) is only overwritten with `force`. The restore holds the run lock (site/run_lock.py)
+   and the raw store: a night, an erasure or anything else holding either refuses it at once.
 3. The files are extracted into a private folder in CALLSIGHT_HOME. The erasure register re-applied is
    the union of the archive's, the live raw store's (if any) and the given exports; the restored raw
    store is scrubbed by it (privacy/erasure.py) and the restore is an audit entry (kind `operations`).
@@ -56,6 +57,7 @@ from callsight.quality.validated_rows import delete_record
 from callsight.site.compaction import compact
 from callsight.site.file_modes import restrict_umask
 from callsight.site.home import history_dir, kept_builds
+from callsight.site.run_lock import one_night
 from callsight.site.settings import Settings
 
 AUDIT_KIND = "operations"
@@ -286,48 +288,26 @@ def restore(
         )
     key = erasure_key(settings, required=False)
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stage = settings.home / f".callsight-restore{PARTIAL_MARK}{os.getpid()}"
-    with holding_raw_store(settings) as live:
-        live_register = read_register(live) if live is not None else []
-        last = (
-            live.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
-            if live is not None and _has_log(live)
-            else None
-        )
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(mode=0o700)
-        try:
-            files = extract_archive(archive, manifest, stage)
-            detail = {
-                "archive_created_at": manifest.created_at,
-                "archive_callsight_version": manifest.callsight_version,
-                "replaced_audit_entries": last or 0,
-            }
-            raw = files[manifest.by_kind(RAW_STORE)[0].name]
-            reapplied = reapply_register(raw, live_register, exports, key, detail)
-            served = [files[e.name] for e in manifest.by_kind(SERVED)]
-            rebuild = needs_rebuild(reapplied, built_at(served[0] if served else None))
-            kept, notes = place_files(settings, manifest, files, rebuild)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-    republished, failure = None, None
-    if rebuild and settings.served_db.exists():
-        run = republish(settings, discard_kept_builds=True)
-        republished, failure = run.success, run.failure
-        record_audit(
-            settings,
-            AUDIT_KIND,
-            "restore",
-            {
-                "event": "published",
-                "status": "success" if run.success else "failure",
-                "run_id": run.run_id,
-                "build_fingerprint": stored_fingerprint(settings.served_db) or "",
-            },
-        )
+    with one_night(settings.home, "restore"):  # no night, erasure or republish meanwhile (RunBusyError)
+        files, reapplied, kept, notes, rebuild = _restore_files(settings, archive, manifest, exports, key)
+        republished, failure = None, None
+        if rebuild and settings.served_db.exists():
+            run = republish(settings, discard_kept_builds=True)
+            republished, failure = run.success, run.failure
+            record_audit(
+                settings,
+                AUDIT_KIND,
+                "restore",
+                {
+                    "event": "published",
+                    "status": "success" if run.success else "failure",
+                    "run_id": run.run_id,
+                    "build_fingerprint": stored_fingerprint(settings.served_db) or "",
+                },
+            )
     return RestoreResult(
         manifest,
-        len(files),
+        files,
         len(reapplied.merged),
         len(reapplied.new),
         reapplied.scrubbed,
@@ -344,3 +324,31 @@ def _has_log(con: duckdb.DuckDBPyConnection) -> bool:
     except duckdb.CatalogException:
         return False
     return True
+
+
+def _restore_files(
+    settings: Settings, archive: Path, manifest: Manifest, exports: Sequence[RegisterRow], key: str | None
+) -> tuple[int, Reapplied, int, list[str], bool]:
+    """Steps 3 and 4 while the live raw store is held: (files, register outcome, kept builds restored,
+    notes, whether the warehouse must be rebuilt)."""
+    stage = settings.home / f".callsight-restore{PARTIAL_MARK}{os.getpid()}"
+    with holding_raw_store(settings) as live:
+        live_register = read_register(live) if live is not None else []
+        last = live.execute("SELECT max(seq) FROM audit_log").fetchone()[0] if live and _has_log(live) else None
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(mode=0o700)
+        try:
+            files = extract_archive(archive, manifest, stage)
+            detail = {
+                "archive_created_at": manifest.created_at,
+                "archive_callsight_version": manifest.callsight_version,
+                "replaced_audit_entries": last or 0,
+            }
+            raw = files[manifest.by_kind(RAW_STORE)[0].name]
+            reapplied = reapply_register(raw, live_register, exports, key, detail)
+            served = [files[e.name] for e in manifest.by_kind(SERVED)]
+            rebuild = needs_rebuild(reapplied, built_at(served[0] if served else None))
+            kept, notes = place_files(settings, manifest, files, rebuild)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return len(files), reapplied, kept, notes, rebuild
