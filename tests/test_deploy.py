@@ -287,9 +287,6 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
-    require_service(
-        (REPO_ROOT / ".venv-superset" / "bin" / "gunicorn").exists(), "Superset virtual environment (make venvs)"
-    )
     root = tmp_path_factory.mktemp("deploy")
     site = make_site(root / "home", days=2, users=8)
     credentials = root / "credentials"
@@ -393,8 +390,14 @@ def answers(url: str, host: str | None = None) -> int | None:
         return None
 
 
+def require_superset() -> None:
+    venv = REPO_ROOT / ".venv-superset"  # the example's CALLSIGHT_SUPERSET_VENV, mapped
+    require_service((venv / "bin" / "gunicorn").exists(), f"Superset virtual environment {venv} (make venvs)")
+
+
 @pytest.mark.superset
 def test_superset_web_unit_serves_and_stops(deployment: Deployment, start: Callable[[str], Running]) -> None:
+    require_superset()
     web = start("superset-web")  # its ExecStartPre sets up the metadata first
     web.wait_for("HTTP 200 on /health", lambda: answers(f"{deployment.superset_url}/health") == 200)
     assert "gunicorn" in program(web.proc)
@@ -404,6 +407,7 @@ def test_superset_web_unit_serves_and_stops(deployment: Deployment, start: Calla
 
 @pytest.mark.superset
 def test_celery_worker_unit_gets_ready_and_stops(deployment: Deployment, start: Callable[[str], Running]) -> None:
+    require_superset()
     require_service(reachable(("127.0.0.1", 6379)), "Redis on 127.0.0.1:6379")
     worker = start("celery-worker")
     worker.wait_for("the worker's ready line", lambda: re.search(r"celery@\S+ ready\.", worker.text()) is not None)
@@ -414,6 +418,7 @@ def test_celery_worker_unit_gets_ready_and_stops(deployment: Deployment, start: 
 
 @pytest.mark.superset
 def test_celery_beat_unit_schedules_and_stops(deployment: Deployment, start: Callable[[str], Running]) -> None:
+    require_superset()
     require_service(reachable(("127.0.0.1", 6379)), "Redis on 127.0.0.1:6379")
     beat = start("celery-beat")
     pidfile = deployment.home / "superset" / "celerybeat.pid"
