@@ -143,7 +143,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     removed = []
     for path in folder.glob(f".*{PARTIAL_MARK}*") if folder.is_dir() else ():
         pid = path.name.rpartition(PARTIAL_MARK)[2]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):  # ours: left before a pid reuse
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

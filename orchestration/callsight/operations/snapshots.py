@@ -11,7 +11,6 @@ SQLite's backup API.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sqlite3
@@ -89,18 +88,3 @@ def copy_sqlite(src: Path, dst: Path) -> None:
     finally:
         target.close()
         source.close()
-
-
-def duckdb_busy(path: Path) -> bool:
-    """True when another process holds the DuckDB file (a night writing or reading it)."""
-    if not path.exists():
-        return False
-    try:
-        con = duckdb.connect(str(path))
-    except duckdb.Error as exc:
-        if is_lock_error(exc):
-            return True
-        raise
-    with contextlib.suppress(duckdb.Error):
-        con.close()
-    return False
