@@ -77,7 +77,7 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
         _print(f"callsight restore refused: {exc}")
         return 2
     except MetadataError as exc:
-        _print(f"callsight restore: Superset's metadata was not restored: {exc}")
+        _print(f"callsight restore FAILED, nothing was put in place: Superset's metadata could not be restored: {exc}")
         return 1
     m = result.manifest
     _print(

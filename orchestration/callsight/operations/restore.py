@@ -232,6 +232,12 @@ def place_files(settings: Settings, manifest: Manifest, files: dict[str, Path], 
     by_kind: dict[str, list[Entry]] = {}
     for entry in manifest.files:
         by_kind.setdefault(entry.kind, []).append(entry)
+    metadata = locate(settings)
+    for entry in by_kind.get(SUPERSET_PG, []):  # first: if it fails (one transaction), nothing was replaced
+        pg_restore(metadata, files[entry.name])
+    for entry in by_kind.get(SUPERSET_SQLITE, []):
+        if metadata.path is not None:
+            put_in_place(files[entry.name], metadata.path)
     for entry in by_kind.get(RAW_STORE, []):
         put_in_place(files[entry.name], settings.raw_db)
     delete_record(settings.validated_rows_db)  # the live one describes other rows
@@ -249,12 +255,6 @@ def place_files(settings: Settings, manifest: Manifest, files: dict[str, Path], 
         for entry in by_kind.get(KEPT_BUILD, []):
             put_in_place(files[entry.name], history_dir(settings.served_db) / Path(entry.name).name)
             restored += 1
-    metadata = locate(settings)
-    for entry in by_kind.get(SUPERSET_SQLITE, []):
-        if metadata.path is not None:
-            put_in_place(files[entry.name], metadata.path)
-    for entry in by_kind.get(SUPERSET_PG, []):
-        pg_restore(metadata, files[entry.name])
     for entry in by_kind.get(SECURITY_EVENTS, []):
         put_in_place(files[entry.name], settings.superset_home / Path(entry.name).name)
     for kind, path in ((DIRECTORY, settings.effective_directory_path), (POLICY, settings.effective_policy_path)):
