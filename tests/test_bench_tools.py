@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from bench.charts import chart_queries
-from bench.measure import StageResult, percentile, run_child, run_python_stage
+from bench.measure import REPO_ROOT, StageResult, percentile, run_child, run_python_stage
 from bench.runner import GOALS, figures, report_lines, verdicts
 
 from callsight.bi.assets import load_assets
@@ -261,15 +261,16 @@ def test_the_manifest_is_parsed_with_the_build_vars_and_only_when_something_chan
 
 
 @pytest.mark.slow
-def test_callsight_bench_end_to_end_on_a_small_journal(tmp_path: Path) -> None:
-    """The command as a user runs it (without Superset and PostgreSQL): every stage succeeds, the
-    extract quarantines nothing, both peers see the same agent-days, the JSON holds the figures."""
+def test_make_bench_end_to_end_on_a_small_journal(tmp_path: Path) -> None:
+    """The benchmark as `make bench` runs it (python -m bench from the checkout; without Superset and
+    PostgreSQL): every stage succeeds, the extract quarantines nothing, both peers see the same
+    agent-days, the JSON holds the figures."""
     import subprocess
 
-    callsight = str(Path(sys.executable).with_name("callsight"))
     r = subprocess.run(
         [
-            callsight,
+            sys.executable,
+            "-m",
             "bench",
             "--rows",
             "6000",
@@ -285,6 +286,7 @@ def test_callsight_bench_end_to_end_on_a_small_journal(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=1800,
+        cwd=REPO_ROOT,
         env={
             "PATH": str(Path(sys.executable).parent),
             "CALLSIGHT_HOME": str(tmp_path / "home"),
