@@ -12,6 +12,7 @@ from callsight.defs.audit.assets import nightly_run_record
 from callsight.defs.audit.failure_mail import FAILURE_SENSOR, mail_admins_about_failure, nightly_failure_mail
 from callsight.defs.audit.silence import SILENCE_SENSOR, silence_alerts
 from callsight.defs.bi.assets import superset_access
+from callsight.defs.bi.dashboards import dashboard_assets
 from callsight.defs.extract.assets import journal_extract_asset
 from callsight.defs.jobs import NIGHTLY_JOB, REPUBLISH_JOB, nightly_job, nightly_schedule, republish_job
 from callsight.defs.publish.assets import published_warehouse_asset
@@ -61,6 +62,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             published_warehouse_asset(models),
             published_warehouse_fresh,
             superset_access,
+            *dashboard_assets(),
             nightly_run_record,
         ],
         jobs=[nightly_job, republish_job, freshness_job],
