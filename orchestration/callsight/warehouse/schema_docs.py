@@ -15,6 +15,7 @@ from callsight.site.policy import load_policy
 from callsight.site.settings import REPO_ROOT, Settings
 from callsight.warehouse.build_file import prepare_build
 from callsight.warehouse.dbt_project import DBT_PROJECT_DIR
+from callsight.warehouse.exposures import EXPOSURES_FILE, write_exposures
 
 SCHEMA_DOC = REPO_ROOT / "docs" / "warehouse-schema.md"
 DOCUMENTED_FOLDERS = (("analyst", "analyst"), ("marts", "marts"), ("security", "security"))
@@ -51,10 +52,36 @@ def schema_markdown(project_dir: Path = DBT_PROJECT_DIR) -> str:
                     desc = " ".join(str(col.get("description", "")).split()).replace("|", "\\|")
                     lines.append(f"| `{col['name']}` | {col.get('data_type', '')} | {desc} |")
                 lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + exposure_lines(project_dir / "models" / EXPOSURES_FILE.name))
+
+
+def ref_name(ref: str) -> str:
+    """Pure: "ref('fct_calls')" -> fct_calls."""
+    return ref.removeprefix("ref('").removesuffix("')")
+
+
+def exposure_lines(path: Path) -> list[str]:
+    """The dashboards and reports (dbt exposures) and the models each reads, for the schema doc."""
+    exposures = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("exposures", [])
+    lines = [
+        "## Dashboards and reports",
+        "",
+        "What reads the models above (dbt exposures generated from superset/assets; in `make dbt-docs` and",
+        "in Dagster's lineage as `superset/<name>`).",
+        "",
+        "| exposure | type | reads |",
+        "| --- | --- | --- |",
+    ]
+    for e in exposures:
+        models = ", ".join(f"`{ref_name(ref)}`" for ref in e["depends_on"])
+        label = f"[{e['label']}]({e['url']})" if e["type"] == "dashboard" else e["label"]
+        lines.append(f"| {label} (`{e['name']}`) | {e['type']} | {models} |")
+    return [*lines, ""]
 
 
 def write_schema_doc(path: Path = SCHEMA_DOC) -> Path:
+    """The exposures first (generated from superset/assets), then the doc that lists them."""
+    write_exposures()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(schema_markdown(), encoding="utf-8")
     return path
