@@ -562,3 +562,45 @@ def test_superset_config_serialises_time_range_parsing(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[:2] == ["900", "0"], r.stdout
+
+
+@pytest.mark.superset
+def test_the_demo_login_lines_count_the_agents_each_login_really_sees(superset_server: SupersetServer) -> None:
+    """`make demo` prints, per leader and member login, how many agents they see and why: the number is the
+    agents that login's chart data returns, and every group that grants them calls is named."""
+    from callsight.cli.demo import demo_logins
+
+    s = superset_server
+    directory = load_directory(s.site.settings.effective_directory_path)
+    con = duckdb.connect(str(s.site.settings.served_db), read_only=True)
+    agents = {r[0] for r in con.execute("SELECT agent_username FROM marts.dim_agent").fetchall()}
+    con.close()
+    checked = 0
+    for user, password, line in demo_logins(s.site.settings, s.user_password):
+        found = re.search(r"sees (\d+) agents? \((.*)\)$", line)
+        if not found:
+            assert line.startswith(("analyst:", "directory admin:")), line
+            continue
+        checked += 1
+        mine = visible_agents(s, user)
+        assert mine is not None and int(found.group(1)) == len(mine), line
+        client = SupersetClient(s.url).login(user, password)
+        data = client.chart_data(
+            {
+                "datasource": {"id": dataset_id(client, "dashboard_agents"), "type": "table"},
+                "force": True,
+                "queries": [{"metrics": ["count"], "columns": ["agent_username"], "row_limit": 10000}],
+                "result_format": "json",
+                "result_type": "full",
+            }
+        )
+        assert {r["agent_username"] for r in data["result"][0]["data"]} == mine & agents, line
+        reasons = found.group(2)
+        assert "own calls" in reasons
+        for g in directory.groups:
+            if user in g.members + g.leaders + g.deputies and g.journal_visible_to_group:
+                assert f"group journal of {g.name}" in reasons, line
+            if user in g.leaders + g.deputies and g.journal_visible_to_leader:
+                assert f"leader of {g.name}" in reasons or f"deputy of {g.name}" in reasons, line
+    assert checked == 2, "a leader and a plain member"
+

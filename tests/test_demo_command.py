@@ -55,3 +55,26 @@ def test_demo_reaches_ready_and_is_idempotent(tmp_path: Path) -> None:
     con = duckdb.connect(str(home / "warehouse" / "callsight.duckdb"), read_only=True)
     assert con.execute("SELECT count(*), count(DISTINCT call_id) FROM marts.fct_calls").fetchone() == (rows, rows)
     con.close()
+
+
+def test_a_login_line_names_each_grant_of_the_visibility_mapping() -> None:
+    from callsight.cli.demo import describe_grants
+    from callsight.site.directory import Directory
+
+    directory = Directory.model_validate(
+        {
+            "users": [{"username": u, "name": u} for u in ("maria", "tom", "anna", "eva")],
+            "groups": [
+                {"name": "Vertrieb", "leaders": ["eva"], "deputies": ["tom"], "members": ["maria", "tom", "eva"]},
+                {"name": "Support", "members": ["maria", "anna"], "journal_visible_to_group": True},
+            ],
+        }
+    )
+    grants = [("anna", "group:Support"), ("maria", "group:Support, own")]
+    assert describe_grants("maria", grants, directory) == (
+        "sees 2 agents (own calls, group journal of Support shared with its members)"
+    )
+    grants = [("eva", "leader:Vertrieb"), ("maria", "leader:Vertrieb"), ("tom", "leader:Vertrieb, own")]
+    assert describe_grants("tom", grants, directory) == "sees 3 agents (own calls, deputy of Vertrieb)"
+    assert describe_grants("eva", [("eva", "own")], directory) == "sees 1 agent (own calls)"
+    assert "warehouse not built" in describe_grants("eva", None, directory)

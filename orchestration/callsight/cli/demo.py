@@ -14,7 +14,7 @@ from pathlib import Path
 from callsight.bi.admin_passwords import ADMIN_PASSWORD, MEMBER_PASSWORD, check_distinct
 from callsight.cli.commands import _free_port, _print, cmd_demo_data, cmd_run
 from callsight.cli.serve import serve, warn_if_root
-from callsight.site.directory import load_directory
+from callsight.site.directory import Directory, load_directory
 from callsight.site.settings import Settings
 
 DEMO_BANNER = """
@@ -61,17 +61,59 @@ def demo_secrets(settings: Settings) -> dict[str, str]:
     return {k: settings.env.get(k) or v for k, v in values.items()}
 
 
+def viewer_grants(served_db: Path, viewer: str) -> list[tuple[str, str]] | None:
+    """(agent, grant reasons) of security.viewer_agents for one viewer, from the built warehouse;
+    None while there is none (before the first nightly run)."""
+    import duckdb
+
+    if not served_db.exists():
+        return None
+    try:
+        con = duckdb.connect(str(served_db), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return con.execute(
+            "SELECT agent_username, grant_reasons FROM security.viewer_agents WHERE viewer_username = ? ORDER BY 1",
+            [viewer],
+        ).fetchall()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def describe_grants(viewer: str, grants: list[tuple[str, str]] | None, directory: Directory) -> str:
+    """Pure: how many agents a viewer sees and why, from viewer_agents' reasons ('own', 'leader:G' -
+    leaders and deputies alike, told apart by the directory - and 'group:G')."""
+    if grants is None:
+        return "sees own calls and those granted by their groups (warehouse not built yet)"
+    reasons = {r.strip() for _, rs in grants for r in rs.split(",") if r.strip()}
+    deputies = {g.name for g in directory.groups if viewer in g.deputies and viewer not in g.leaders}
+    parts = ["own calls"] if "own" in reasons else []
+    for kind, text in (("leader", "{role} of {g}"), ("group", "group journal of {g} shared with its members")):
+        for g in sorted(r.split(":", 1)[1] for r in reasons if r.startswith(kind + ":")):
+            parts.append(text.format(role="deputy" if g in deputies else "leader", g=g))
+    n = len(grants)
+    return f"sees {n} agent{'' if n == 1 else 's'} ({', '.join(parts)})"
+
+
 def demo_logins(settings: Settings, password: str, admin_password: str | None = None) -> list[tuple[str, str, str]]:
     """(username, password, what they see) for a group leader, a plain member, an analyst and, given its
-    password (never the members': admin_passwords), the directory's first admin."""
+    password (never the members': admin_passwords), the directory's first admin. What a leader or member
+    sees comes from the built warehouse's visibility mapping (security.viewer_agents)."""
     directory = load_directory(settings.effective_directory_path)
     picks: list[tuple[str, str, str]] = []
+
+    def sees(user: str) -> str:
+        return describe_grants(user, viewer_grants(settings.served_db, user), directory)
+
     group = next((g for g in directory.groups if g.journal_visible_to_leader and g.leaders), None)
     if group:
-        picks.append((group.leaders[0], password, f"leader of {group.name}: sees the group's calls"))
+        picks.append((group.leaders[0], password, f"leader of {group.name}: {sees(group.leaders[0])}"))
         plain = next((m for m in group.members if m not in group.leaders + group.deputies), None)
         if plain:
-            picks.append((plain, password, f"member of {group.name}: sees own calls"))
+            picks.append((plain, password, f"member of {group.name}: {sees(plain)}"))
     picks += [(a, password, "analyst: all masked calls, SQL Lab") for a in directory.analysts[:1]]
     if admin_password:
         admins = [a for a in directory.admins if a != settings.superset_admin_username]
