@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
+from email.message import Message
 
 import dagster as dg
 import duckdb
@@ -127,6 +129,11 @@ def alerting_site(published_copy: Site, smtp_sink: SmtpSink, monkeypatch: pytest
     return published_copy
 
 
+def subject(message: Message) -> str:
+    """The decoded subject (German subjects arrive RFC 2047 encoded)."""
+    return str(make_header(decode_header(message["Subject"])))
+
+
 def admin_emails(site: Site) -> list[str]:
     directory = load_directory(site.settings.effective_directory_path)
     by_name = {u.username: u.email for u in directory.users}
@@ -135,6 +142,7 @@ def admin_emails(site: Site) -> list[str]:
 
 @pytest.mark.slow
 def test_a_stale_warehouse_mails_once_and_its_recovery_once(alerting_site: Site, smtp_sink: SmtpSink) -> None:
+    # The site's language is German by default (CALLSIGHT_LOCALE unset).
     admins = admin_emails(alerting_site)
     assert admins, "the demo directory has an admin with an address"
     tick = Ticks()
@@ -145,10 +153,11 @@ def test_a_stale_warehouse_mails_once_and_its_recovery_once(alerting_site: Site,
     tick()
     [incident] = smtp_sink.messages()
     assert incident["To"] == admins[0]
-    assert incident["Subject"].startswith("[callsight] ALERT: the served warehouse is stale on ")
+    assert subject(incident).startswith("[callsight] STÖRUNG auf ")
+    assert ": Warehouse nicht veröffentlicht seit 20" in subject(incident)
     body = incident.get_payload(decode=True).decode()
-    assert "Incident: stale" in body and "Since:" in body and "published 40.0 h ago (limit 36 h)" in body
-    assert "Look at:" in body and "This mail contains no call data." in body
+    assert "Störung:    stale" in body and "Seit:" in body and "published 40.0 h ago (limit 36 h)" in body
+    assert "Zu prüfen:" in body and "Diese Mail enthält keine Anrufdaten." in body
     assert "+49" not in body
 
     assert "open incidents: stale; mails sent: 0" in tick()  # next tick: still stale, no mail
@@ -159,11 +168,29 @@ def test_a_stale_warehouse_mails_once_and_its_recovery_once(alerting_site: Site,
     tick()
     messages = smtp_sink.messages()
     assert len(messages) == 2
-    assert messages[1]["Subject"].startswith("[callsight] RECOVERED: the served warehouse is stale on ")
+    assert subject(messages[1]).startswith("[callsight] Wieder in Ordnung auf ")
     recovery = messages[1].get_payload(decode=True).decode()
-    assert "Recovered:" in recovery and "Since:" in recovery
+    assert "Behoben:" in recovery and "Seit:" in recovery and "+49" not in recovery
     tick()
     assert len(smtp_sink.messages()) == 2
+
+
+@pytest.mark.slow
+def test_in_english_the_same_alerts(alerting_site: Site, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLSIGHT_LOCALE", "en")
+    tick = Ticks()
+    publish_time(alerting_site, 40)
+    tick()
+    [incident] = smtp_sink.messages()
+    assert subject(incident).startswith("[callsight] ALERT: the served warehouse is stale on ")
+    body = incident.get_payload(decode=True).decode()
+    assert "Incident: stale" in body and "Since:" in body and "published 40.0 h ago (limit 36 h)" in body
+    assert "Look at:" in body and "This mail contains no call data." in body
+    publish_time(alerting_site, 1)
+    tick()
+    recovery = smtp_sink.messages()[1]
+    assert subject(recovery).startswith("[callsight] RECOVERED: the served warehouse is stale on ")
+    assert "Recovered:" in recovery.get_payload(decode=True).decode()
 
 
 @pytest.mark.slow
@@ -178,7 +205,8 @@ def test_a_killed_night_mails_once_and_once_when_a_night_finishes(alerting_site:
     tick()
     tick()
     [incident] = smtp_sink.messages()
-    assert incident["Subject"].startswith("[callsight] ALERT: a nightly run was killed on ")
+    assert subject(incident).startswith("[callsight] STÖRUNG auf ")
+    assert subject(incident).endswith(": Nachtlauf abgebrochen")
     body = incident.get_payload(decode=True).decode()
     assert "killed-run" in body and "never finished" in body and "journalctl -k" in body
 
@@ -191,7 +219,10 @@ def test_a_killed_night_mails_once_and_once_when_a_night_finishes(alerting_site:
     tick()
     tick()
     messages = smtp_sink.messages()
-    assert [m["Subject"].split(":")[0] for m in messages] == ["[callsight] ALERT", "[callsight] RECOVERED"]
+    assert [subject(m).split(" auf ")[0] for m in messages] == [
+        "[callsight] STÖRUNG",
+        "[callsight] Wieder in Ordnung",
+    ]
 
 
 @pytest.mark.slow

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from callsight.defs.messages_de import MAIL_DE
 from callsight.site.directory import Directory
+from callsight.site.locale import DEFAULT_LOCALE, Msg, msg, render
 
 PUBLISH_ASSET = "published_warehouse"
 
@@ -78,41 +80,65 @@ def admin_recipients(directory: Directory) -> tuple[list[str], list[str]]:
     return sorted(set(emails)), missing
 
 
-def compose(report: FailureReport, to: str, mail_from: str, site: str) -> EmailMessage:
-    """Pure: the failure mail for one admin."""
+def admin_languages(directory: Directory, site_locale: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """Pure: (address, language) of each admin with an address - their `locale` in the directory, else
+    the site's - and the admins without an address. An address shared by admins gets the first one's."""
+    by_name = {u.username: u for u in directory.users}
+    emails, missing = admin_recipients(directory)
+    chosen: dict[str, str] = {}
+    for name in directory.admins:
+        user = by_name[name]
+        if user.email:
+            chosen.setdefault(user.email, user.locale or site_locale)
+    return [(email, chosen[email]) for email in emails], missing
+
+
+def _msg(subject: str, to: str, mail_from: str, lines: list[str], lang: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = f"[callsight] nightly run failed on {site} ({report.partitions})"
+    msg["Subject"] = subject
     msg["From"] = mail_from
     msg["To"] = to
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain=mail_from.rpartition("@")[2] or None)
-    served = (
-        "The warehouse was published before the failure (a later step failed)."
-        if report.published
-        else "Nothing was published: Superset keeps serving the last good warehouse."
-    )
-    lines = [
-        f"The callsight job '{report.job_name}' failed on {site}.",
-        "",
-        f"Run:        {report.run_id}",
-        f"Partitions: {report.partitions}",
-        served,
-        "",
-        "Failed steps:",
-        *(f"  - {s}" for s in report.failed_steps or ("(none recorded)",)),
-    ]
-    if report.failed_checks:
-        lines += ["", "Failed data-quality checks:", *(f"  - {c}" for c in report.failed_checks)]
-    if report.failed_expectations:
-        lines += ["", "Failed expectations:", *(f"  - {e}" for e in report.failed_expectations)]
-    lines += [
-        "",
-        "Details: the run in Dagster (callsight serve: http://127.0.0.1:3000/runs/" + report.run_id + ")",
-        "and the logs in CALLSIGHT_HOME/logs. `callsight dq-docs` shows the data-quality results.",
-        "This mail contains no call data.",
-    ]
+    msg["Content-Language"] = lang
     msg.set_content("\n".join(lines) + "\n")
     return msg
+
+
+def compose(report: FailureReport, to: str, mail_from: str, site: str, lang: str = "en") -> EmailMessage:
+    """Pure: the failure mail for one admin, in `lang` (de or en)."""
+    served = (
+        msg("The warehouse was published before the failure (a later step failed).")
+        if report.published
+        else msg("Nothing was published: Superset keeps serving the last good warehouse.")
+    )
+    texts: list[object] = [
+        msg("The callsight job '{job}' failed on {site}.", job=report.job_name, site=site),
+        "",
+        msg("Run:        {run}", run=report.run_id),
+        msg("Partitions: {partitions}", partitions=report.partitions),
+        served,
+        "",
+        msg("Failed steps:"),
+        *(f"  - {s}" for s in report.failed_steps),
+        *(() if report.failed_steps else (msg("  - (none recorded)"),)),
+    ]
+    if report.failed_checks:
+        texts += ["", msg("Failed data-quality checks:"), *(f"  - {c}" for c in report.failed_checks)]
+    if report.failed_expectations:
+        texts += ["", msg("Failed expectations:"), *(f"  - {e}" for e in report.failed_expectations)]
+    texts += [
+        "",
+        msg("Details: the run in Dagster (callsight serve: http://127.0.0.1:3000/runs/{run})", run=report.run_id),
+        msg("and the logs in CALLSIGHT_HOME/logs. `callsight dq-docs` shows the data-quality results."),
+        msg("This mail contains no call data."),
+    ]
+    subject = msg("[callsight] nightly run failed on {site} ({partitions})", site=site, partitions=report.partitions)
+    return _msg(_text(subject, lang), to, mail_from, [_text(t, lang) for t in texts], lang)
+
+
+def _text(text: object, lang: str) -> str:
+    return render(text, lang, MAIL_DE)
 
 
 def send(config: SmtpConfig, messages: Iterable[EmailMessage]) -> int:
@@ -137,13 +163,18 @@ def send(config: SmtpConfig, messages: Iterable[EmailMessage]) -> int:
 
 
 def notify_admins(
-    report: FailureReport, directory: Directory, config: SmtpConfig, site: str | None = None
+    report: FailureReport,
+    directory: Directory,
+    config: SmtpConfig,
+    site: str | None = None,
+    site_locale: str = DEFAULT_LOCALE,
 ) -> tuple[list[str], list[str]]:
-    """Mail every admin with an address; returns (addresses mailed, admins without an address)."""
-    recipients, missing = admin_recipients(directory)
+    """Mail every admin with an address, each in their language; returns (addresses mailed, admins
+    without an address)."""
+    addressees, missing = admin_languages(directory, site_locale)
     site = site or socket.gethostname()
-    send(config, (compose(report, to, config.mail_from, site) for to in recipients))
-    return recipients, missing
+    send(config, (compose(report, to, config.mail_from, site, lang) for to, lang in addressees))
+    return [to for to, _ in addressees], missing
 
 
 # ---- reading a run's failure from the Dagster instance ---------------------------------------------
@@ -214,6 +245,7 @@ class Incident:
     kind: str
     since: str  # ISO 8601, UTC
     summary: str  # one line without data: ages, run ids, step names
+    published: str = ""  # stale: when the served warehouse was last published (ISO 8601, UTC), if known
 
 
 @dataclass(frozen=True)
@@ -225,10 +257,16 @@ class Alert:
     at: str  # ISO 8601, UTC
 
 
-INCIDENT_TITLES = {
-    "stale": ("the served warehouse is stale", "Das ausgelieferte Warehouse ist veraltet"),
-    "killed": ("a nightly run was killed", "Ein nächtlicher Lauf wurde abgebrochen"),
-}
+def incident_title(incident: Incident) -> Msg:
+    """Pure: what the incident is, for the subject and the first line."""
+    if incident.kind == "stale":
+        published = incident.published or msg("(time unknown)")
+        return msg("the served warehouse is stale", published=published)  # de: "nicht veröffentlicht seit"
+    if incident.kind == "killed":
+        return msg("a nightly run was killed")
+    return msg("{kind}", kind=incident.kind)
+
+
 INCIDENT_ADVICE = {
     "stale": (
         "No warehouse was published for longer than CALLSIGHT_STALE_AFTER_HOURS: the nightly runs fail,",
@@ -245,54 +283,52 @@ INCIDENT_ADVICE = {
 }
 
 
-def compose_alert(alert: Alert, to: str, mail_from: str, site: str) -> EmailMessage:
-    """Pure: the mail for one admin when an incident begins or ends; no call data."""
-    title, title_de = INCIDENT_TITLES.get(alert.incident.kind, (alert.incident.kind, alert.incident.kind))
-    msg = EmailMessage()
-    state = "RECOVERED" if alert.recovered else "ALERT"
-    msg["Subject"] = f"[callsight] {state}: {title} on {site}"
-    msg["From"] = mail_from
-    msg["To"] = to
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = make_msgid(domain=mail_from.rpartition("@")[2] or None)
+def compose_alert(alert: Alert, to: str, mail_from: str, site: str, lang: str = "en") -> EmailMessage:
+    """Pure: the mail for one admin when an incident begins or ends, in `lang` (de or en); no call data."""
+    incident = alert.incident
+    title = incident_title(incident)
+    published = [msg("Published: {published}", published=incident.published)] if incident.published else []
     if alert.recovered:
-        lines = [
-            f"Recovered on {site}: {title}.",
+        subject = msg("[callsight] RECOVERED: {title} on {site}", title=title, site=site)
+        texts: list[object] = [
+            msg("Recovered on {site}: {title}.", site=site, title=title),
             "",
-            f"Incident:  {alert.incident.kind}",
-            f"Since:     {alert.incident.since}",
-            f"Recovered: {alert.at}",
-            f"It was:    {alert.incident.summary}",
+            msg("Incident:  {kind}", kind=incident.kind),
+            msg("Since:     {since}", since=incident.since),
+            msg("Recovered: {at}", at=alert.at),
+            *published,
+            msg("It was:    {summary}", summary=incident.summary),
             "",
-            "Nothing to do. `callsight health` shows the state of every part.",
-            "",
-            f"-- Deutsch: Behoben auf {site}: {title_de} (seit {alert.incident.since}, behoben {alert.at}).",
+            msg("Nothing to do. `callsight health` shows the state of every part."),
         ]
     else:
-        lines = [
-            f"Alert on {site}: {title}.",
+        subject = msg("[callsight] ALERT: {title} on {site}", title=title, site=site)
+        texts = [
+            msg("Alert on {site}: {title}.", site=site, title=title),
             "",
-            f"Incident: {alert.incident.kind}",
-            f"Since:    {alert.incident.since}",
-            f"Now:      {alert.incident.summary}",
+            msg("Incident: {kind}", kind=incident.kind),
+            msg("Since:    {since}", since=incident.since),
+            *published,
+            msg("Now:      {summary}", summary=incident.summary),
             "",
-            *INCIDENT_ADVICE.get(alert.incident.kind, ()),
+            *(msg(line) for line in INCIDENT_ADVICE.get(incident.kind, ())),
             "",
-            "You get one mail now and one when it recovers, not one per check.",
-            "",
-            f"-- Deutsch: Störung auf {site}: {title_de} (seit {alert.incident.since}).",
-            "Eine Mail jetzt, eine weitere, wenn es behoben ist.",
+            msg("You get one mail now and one when it recovers, not one per check."),
         ]
-    lines += ["", "This mail contains no call data."]
-    msg.set_content("\n".join(lines) + "\n")
-    return msg
+    texts += ["", msg("This mail contains no call data.")]
+    return _msg(_text(subject, lang), to, mail_from, [_text(t, lang) for t in texts], lang)
 
 
 def alert_admins(
-    alerts: Sequence[Alert], directory: Directory, config: SmtpConfig, site: str | None = None
+    alerts: Sequence[Alert],
+    directory: Directory,
+    config: SmtpConfig,
+    site: str | None = None,
+    site_locale: str = DEFAULT_LOCALE,
 ) -> tuple[list[str], list[str]]:
-    """Mail every admin with an address each alert; returns (addresses mailed, admins without an address)."""
-    recipients, missing = admin_recipients(directory)
+    """Mail every admin with an address each alert, in their language; returns (addresses mailed,
+    admins without an address)."""
+    addressees, missing = admin_languages(directory, site_locale)
     site = site or socket.gethostname()
-    send(config, (compose_alert(a, to, config.mail_from, site) for a in alerts for to in recipients))
-    return recipients, missing
+    send(config, (compose_alert(a, to, config.mail_from, site, lang) for a in alerts for to, lang in addressees))
+    return [to for to, _ in addressees], missing

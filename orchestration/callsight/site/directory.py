@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -18,6 +19,7 @@ class User(_Strict):
     username: str
     name: str
     email: str | None = None
+    locale: Literal["de", "en"] | None = None  # language of the mails to this user; unset: the site's
 
     @field_validator("username")
     @classmethod

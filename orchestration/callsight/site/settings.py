@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callsight.site.locale import DEFAULT_LOCALE, parse_locale
 from callsight.site.secret_files import resolve_secret_files
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -37,6 +38,7 @@ class Settings:
     extract_retry_delay: float = 30.0
     stale_after_hours: int = 36
     nightly_schedule: bool = True  # CALLSIGHT_SCHEDULE: off where cron runs `callsight run` instead
+    locale: str = DEFAULT_LOCALE  # CALLSIGHT_LOCALE: language of the processing record and the mails
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -131,6 +133,7 @@ class Settings:
             extract_retry_delay=float(_int(env, "CALLSIGHT_EXTRACT_RETRY_DELAY", 30)),
             stale_after_hours=_int(env, "CALLSIGHT_STALE_AFTER_HOURS", 36),
             nightly_schedule=_on_off(env, "CALLSIGHT_SCHEDULE"),
+            locale=parse_locale(env.get("CALLSIGHT_LOCALE")),
             env=env,
         )
 

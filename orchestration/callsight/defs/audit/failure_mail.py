@@ -16,11 +16,12 @@ FAILURE_SENSOR = "nightly_failure_mail"
 
 
 def mail_admins_about_failure(settings: Settings, report: FailureReport, log: logging.Logger) -> list[str]:
-    """Mail a failed run's report to the directory's admins; a mail problem is logged, not raised."""
+    """Mail a failed run's report to the directory's admins, each in their language; a mail problem is
+    logged, not raised."""
     run_id = report.run_id
     try:
         directory = load_directory(settings.effective_directory_path)
-        sent, missing = notify_admins(report, directory, SmtpConfig.from_env(settings.env))
+        sent, missing = notify_admins(report, directory, SmtpConfig.from_env(settings.env), site_locale=settings.locale)
     except (ConfigError, OSError, smtplib.SMTPException, ValueError) as exc:
         log.warning(f"failure mail for run {run_id} not sent: {type(exc).__name__}: {exc}")
         return []

@@ -103,7 +103,8 @@ def stale_incident(settings: Settings, now: datetime) -> Incident | None:
     if verdict.fresh:
         return None
     since = state.built_at + stale_after if state.built_at else now
-    return Incident("stale", _stamp(since), f"served warehouse {verdict.reason}")
+    published = _stamp(state.built_at) if state.built_at else ""
+    return Incident("stale", _stamp(since), f"served warehouse {verdict.reason}", published)
 
 
 def killed_incident(
@@ -181,10 +182,11 @@ def dump_cursor(incidents: Mapping[str, Incident]) -> str:
 
 
 def mail_alerts(settings: Settings, alerts: list[Alert], log: logging.Logger) -> bool:
-    """Mail the alerts to the directory's admins; False (logged) when the mail could not go out."""
+    """Mail the alerts to the directory's admins, each in their language; False (logged) when the mail
+    could not go out."""
     try:
         directory = load_directory(settings.effective_directory_path)
-        sent, missing = alert_admins(alerts, directory, SmtpConfig.from_env(settings.env))
+        sent, missing = alert_admins(alerts, directory, SmtpConfig.from_env(settings.env), site_locale=settings.locale)
     except (ConfigError, OSError, smtplib.SMTPException, ValueError) as exc:
         log.warning(f"silence alert not sent: {type(exc).__name__}: {exc}")
         return False
