@@ -3,18 +3,24 @@ YAML cannot drift from the assets, and the lineage reaches them in dbt's manifes
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
+from callsight.bi import assets as bi_assets
+from callsight.bi.reports import WEEKLY_CSV_CHART as REPORTED_CSV_CHART
 from callsight.definitions import build_definitions
 from callsight.warehouse.dbt_project import DBT_PROJECT_DIR, dbt_executable
 from callsight.warehouse.exposures import (
     ASSETS_DIR,
     EXPOSURES_FILE,
+    SERVED_SCHEMAS,
+    WEEKLY_CSV_CHART,
     build_exposures,
+    dataset_tables,
     exposure_problems,
     exposures_yaml,
     read_exposures,
@@ -41,6 +47,18 @@ def test_every_dashboard_and_report_kind_has_an_exposure() -> None:
     # The KPIs read the inbound calls and callbacks, the viewers' agents and labels from security.
     assert {"ref('fct_inbound_calls')", "ref('fct_callbacks')", "ref('viewer_agents')"} <= set(summary["depends_on"])
     assert by_name["dashboard_betrieb"]["depends_on"] == ["ref('audit_log')", "ref('quarantine_summary')"]
+
+
+def test_the_assets_are_read_as_superset_gets_them() -> None:
+    """The warehouse reads the asset files itself (it comes before bi): what it finds in each dataset's
+    SQL equals the tables of the SQL that bi.assets expands and Superset runs."""
+    assert ASSETS_DIR == bi_assets.ASSETS_DIR and WEEKLY_CSV_CHART == REPORTED_CSV_CHART
+    raw = bi_assets.read_assets()
+    expanded = bi_assets.expand(raw)
+    table = re.compile(r"\b(" + "|".join(SERVED_SCHEMAS) + r")\.([a-z_][a-z0-9_]*)\b")
+    for name, dataset in expanded.items():
+        if name.startswith("datasets/") and dataset.get("sql"):
+            assert dataset_tables(raw[name]) == set(table.findall(dataset["sql"])), name
 
 
 def test_a_dashboard_without_exposure_fails(tmp_path: Path) -> None:

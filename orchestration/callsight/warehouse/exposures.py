@@ -13,11 +13,21 @@ from typing import Any
 
 import yaml
 
-from callsight.bi.assets import ASSETS_DIR, expand, read_assets
-from callsight.bi.reports import WEEKLY_CSV_CHART
 from callsight.site.policy import Reports
+from callsight.site.settings import REPO_ROOT
 from callsight.warehouse.dbt_project import DBT_PROJECT_DIR
 
+# The assets as written (read here, not through callsight.bi: the warehouse comes before Superset).
+ASSETS_DIR = REPO_ROOT / "superset" / "assets"
+# What bi.assets' agent macros read (tests/test_exposures.py checks it against their expansion).
+MACRO_TABLES = {
+    "agent_labels": ("security", "agent_labels"),
+    "agent_key": ("security", "agent_labels"),
+    "agent_name": ("security", "agent_labels"),
+    "visible": ("security", "viewer_agents"),
+}
+# bi.reports.WEEKLY_CSV_CHART, the chart the weekly CSV report mails (the test checks they agree).
+WEEKLY_CSV_CHART = "bc64a469-9567-56a5-8ca2-a57c027d516d"
 EXPOSURES_FILE = DBT_PROJECT_DIR / "models" / "exposures.yml"
 # The schemas whose models Superset reads, each from the dbt folder of the same name.
 SERVED_SCHEMAS = ("marts", "security", "analyst")
@@ -25,6 +35,7 @@ SERVED_SCHEMAS = ("marts", "security", "analyst")
 OWNER = {"name": "callsight admins"}
 REPORTS_URL = "/report/list/"
 _TABLE = re.compile(r"\b(" + "|".join(SERVED_SCHEMAS) + r")\.([a-z_][a-z0-9_]*)\b")
+_MACRO = re.compile(r"@@(\w+)(?:\([^)]*\))?@@")
 
 
 class ExposureError(ValueError):
@@ -41,11 +52,22 @@ def model_relations(project_dir: Path = DBT_PROJECT_DIR) -> dict[tuple[str, str]
     return out
 
 
+def read_asset_files(assets_dir: Path = ASSETS_DIR) -> dict[str, dict]:
+    """The asset files as written, by relative path (datasets/..., charts/..., dashboards/...)."""
+    return {
+        p.relative_to(assets_dir).as_posix(): yaml.safe_load(p.read_text(encoding="utf-8"))
+        for p in sorted(assets_dir.rglob("*.yaml"))
+    }
+
+
 def dataset_tables(dataset: dict) -> set[tuple[str, str]]:
-    """Pure: the (schema, table) pairs an expanded dataset reads - from its SQL, else its table."""
-    if dataset.get("sql"):
-        return set(_TABLE.findall(dataset["sql"]))
-    return {(dataset["schema"], dataset["table_name"])}
+    """Pure: the (schema, table) pairs a dataset as written reads - its SQL's tables and those of its agent
+    macros (@@audience@@ reads none), else its table."""
+    sql = dataset.get("sql")
+    if not sql:
+        return {(dataset["schema"], dataset["table_name"])}
+    macros = {MACRO_TABLES[m] for m in _MACRO.findall(sql) if m in MACRO_TABLES}
+    return set(_TABLE.findall(_MACRO.sub("", sql))) | macros
 
 
 def _description(path: Path) -> str:
@@ -65,9 +87,9 @@ def _refs(tables: set[tuple[str, str]], relations: dict[tuple[str, str], str], w
     return [f"ref('{name}')" for name in sorted({relations[t] for t in tables})]
 
 
-def dashboard_datasets(raw: dict, expanded: dict[str, dict]) -> set[str]:
+def dashboard_datasets(raw: dict, assets: dict[str, dict]) -> set[str]:
     """Pure: uuids of the datasets a dashboard reads - its charts' and its native filters'."""
-    charts = {c["uuid"]: c for n, c in expanded.items() if n.startswith("charts/")}
+    charts = {c["uuid"]: c for n, c in assets.items() if n.startswith("charts/")}
     by_name = {c["slice_name"]: u for u, c in charts.items()}
     placed = {by_name.get(item["chart"], item["chart"]) for row in raw.get("layout", []) for item in row}
     return {charts[u]["dataset_uuid"] for u in placed} | {
@@ -81,10 +103,9 @@ def exposure_name(kind: str, slug: str) -> str:
 
 def build_exposures(assets_dir: Path = ASSETS_DIR, project_dir: Path = DBT_PROJECT_DIR) -> list[dict[str, Any]]:
     """The exposures of every dashboard in the assets and of every report kind, in name order."""
-    raw = read_assets(assets_dir)
-    expanded = expand(raw)
+    raw = read_asset_files(assets_dir)
     relations = model_relations(project_dir)
-    datasets = {c["uuid"]: c for n, c in expanded.items() if n.startswith("datasets/")}
+    datasets = {c["uuid"]: c for n, c in raw.items() if n.startswith("datasets/")}
 
     def reads(uuids: set[str]) -> set[tuple[str, str]]:
         return {t for u in uuids for t in dataset_tables(datasets[u])}
@@ -95,7 +116,7 @@ def build_exposures(assets_dir: Path = ASSETS_DIR, project_dir: Path = DBT_PROJE
         if not name.startswith("dashboards/"):
             continue
         slug, title = config["slug"], config["dashboard_title"]
-        tables = reads(dashboard_datasets(config, expanded))
+        tables = reads(dashboard_datasets(config, raw))
         dashboards[slug] = (title, tables)
         out.append(
             {
@@ -125,7 +146,7 @@ def build_exposures(assets_dir: Path = ASSETS_DIR, project_dir: Path = DBT_PROJE
                 "owner": dict(OWNER),
             }
         )
-    csv_chart = next(c for n, c in expanded.items() if n.startswith("charts/") and c["uuid"] == WEEKLY_CSV_CHART)
+    csv_chart = next(c for n, c in raw.items() if n.startswith("charts/") and c["uuid"] == WEEKLY_CSV_CHART)
     out.append(
         {
             "name": "report_weekly_csv",
