@@ -276,7 +276,8 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_privacy_report(settings: Settings, args: argparse.Namespace) -> int:
     from callsight.privacy.record import write_report
 
-    path = write_report(settings, args.format, Path(args.output).resolve() if args.output else None)
+    output = Path(args.output).resolve() if args.output else None
+    path = write_report(settings, args.format, output, lang=getattr(args, "lang", None))
     _print(f"processing record written to {path}")
     return 0
 

@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     er.set_defaults(func=cmd_erase)
     pr = sub.add_parser("privacy-report", help="processing record for the DPO and works council, from the live config")
     pr.add_argument("--format", choices=("md", "html"), default="md")
+    pr.add_argument("--lang", choices=("de", "en"), help="language (default: CALLSIGHT_LOCALE, else de)")
     pr.add_argument("--output", metavar="PATH", help="default: CALLSIGHT_HOME/reports/processing-record-<date>.<fmt>")
     pr.set_defaults(func=cmd_privacy_report)
     sd = sub.add_parser("schema-doc", help="regenerate docs/warehouse-schema.md from the dbt YAML")

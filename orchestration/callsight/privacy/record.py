@@ -13,8 +13,10 @@ import re
 from datetime import date
 from pathlib import Path
 
+from callsight.privacy.messages_de import RECORD_DE
 from callsight.privacy.record_document import Block, document
 from callsight.privacy.record_facts import gather
+from callsight.site.locale import render
 from callsight.site.settings import Settings
 
 
@@ -23,9 +25,26 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(blocks: list[Block]) -> str:
-    out: list[str] = []
+def _t(text: object, lang: str) -> str:
+    return render(text, lang, RECORD_DE)
+
+
+def localize(blocks: list[Block], lang: str) -> list[Block]:
+    """Pure: the blocks with every text in `lang` (de or en); the facts are the same in both."""
+    out: list[Block] = []
     for block in blocks:
+        if block[0] == "ul":
+            out.append(("ul", [_t(i, lang) for i in block[1]]))
+        elif block[0] == "table":
+            out.append(("table", [_t(h, lang) for h in block[1]], [[_t(c, lang) for c in r] for r in block[2]]))
+        else:
+            out.append((block[0], _t(block[1], lang)))
+    return out
+
+
+def to_markdown(blocks: list[Block], lang: str = "en") -> str:
+    out: list[str] = []
+    for block in localize(blocks, lang):
         kind = block[0]
         if kind == "h1":
             out += [f"# {block[1]}", ""]
@@ -49,7 +68,8 @@ def _inline_html(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text)))
 
 
-def to_html(blocks: list[Block]) -> str:
+def to_html(blocks: list[Block], lang: str = "en") -> str:
+    blocks = localize(blocks, lang)
     title = next((b[1] for b in blocks if b[0] == "h1"), "callsight")
     body: list[str] = []
     for block in blocks:
@@ -68,15 +88,23 @@ def to_html(blocks: list[Block]) -> str:
         "text-align:left;vertical-align:top}th{background:#eee}"
     )
     return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
 
 
-def write_report(settings: Settings, fmt: str = "md", output: Path | None = None, today: date | None = None) -> Path:
+def write_report(
+    settings: Settings,
+    fmt: str = "md",
+    output: Path | None = None,
+    today: date | None = None,
+    lang: str | None = None,
+) -> Path:
+    """Write the record in `lang` (default: the site's CALLSIGHT_LOCALE)."""
+    lang = lang or settings.locale
     facts = gather(settings, today)
     blocks = document(facts)
-    text = to_html(blocks) if fmt == "html" else to_markdown(blocks)
+    text = to_html(blocks, lang) if fmt == "html" else to_markdown(blocks, lang)
     path = output or settings.home / "reports" / f"processing-record-{facts.today.isoformat()}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -1,10 +1,12 @@
 """What the processing record says: the document as blocks (headings, paragraphs, lists, tables), composed
-from the gathered facts; record.py renders it as Markdown or HTML.
+once from the gathered facts as English templates with the facts as parameters (site/locale.py Msg);
+record.py renders it in German or English (privacy/messages_de.py), as Markdown or HTML.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
 from callsight.journal.contract import JOURNAL_COLUMNS
 from callsight.privacy.erasure import ERASED_COLUMNS
@@ -13,6 +15,7 @@ from callsight.privacy.record_facts import Facts, visible_agents
 from callsight.privacy.retention import retention_cutoff
 from callsight.site.directory import Directory
 from callsight.site.home import kept_builds
+from callsight.site.locale import Msg, msg
 from callsight.site.policy import Policy
 from callsight.warehouse.dbt_project import DBT_PROJECT_DIR, model_fingerprint
 
@@ -48,7 +51,7 @@ COLUMN_CATALOGUE: dict[str, tuple[str, str]] = {
     "PrivateCall": ("flag: marked private by the user", "E"),
     "TrackerID": ("id following a call through forwardings", ""),
 }
-SUBJECTS = {"E": "employee", "P": "other party", "": "no"}
+SUBJECTS = {"E": msg("employee"), "P": msg("other party"), "": msg("no")}
 # Warehouse columns computed from a journal column (besides its renamed copy).
 DERIVED: dict[str, tuple[str, ...]] = {
     "StartTime": ("start_time_utc", "call_date", "call_hour", "iso_weekday"),
@@ -65,16 +68,16 @@ DERIVED: dict[str, tuple[str, ...]] = {
 }
 
 
-Block = tuple  # ("h1"|"h2"|"p", text) | ("ul", [items]) | ("table", [headers], [rows])
+Block = tuple  # ("h1"|"h2"|"p", text) | ("ul", [items]) | ("table", [headers], [rows]); text: Msg or str
 
 
-def _private_treatment(column: str, policy: Policy) -> str:
+def _private_treatment(column: str, policy: Policy) -> Msg:
     mode = policy.private_calls.mode
     if mode == "keep" or column not in (*NUMBER_COLUMNS, *CONTACT_COLUMNS):
-        return "stored like any other call"
+        return msg("stored like any other call")
     if column in NUMBER_COLUMNS and mode == "truncate":
-        return f"last {policy.private_calls.truncate_digits} digits replaced by X"
-    return "not stored"
+        return msg("last {digits} digits replaced by X", digits=policy.private_calls.truncate_digits)
+    return msg("not stored")
 
 
 def _columns_table(facts: Facts) -> Block:
@@ -83,26 +86,26 @@ def _columns_table(facts: Facts) -> Block:
         what, subject = COLUMN_CATALOGUE[col]
         names = [facts.staging_names.get(col, ""), *DERIVED.get(col, ())]
         found = [(n, sorted(set(facts.served_columns[n]))) for n in names if n in facts.served_columns]
-        served = "; ".join(f"`{n}` ({', '.join(tables)})" for n, tables in found) or "no"
+        served = "; ".join(f"`{n}` ({', '.join(tables)})" for n, tables in found) or msg("no")
         rows.append(
             [
                 f"`{col}`",
-                what,
+                msg(what),
                 SUBJECTS[subject],
-                "yes",
-                served if facts.build else "(no warehouse yet)",
+                msg("yes"),
+                served if facts.build else msg("(no warehouse yet)"),
                 _private_treatment(col, facts.policy),
-                "cleared" if col in ERASED_COLUMNS else "kept",
+                msg("cleared") if col in ERASED_COLUMNS else msg("kept"),
             ]
         )
     headers = [
-        "journal column",
-        "what",
-        "personal data of",
-        "raw store",
-        "published warehouse (marts)",
-        "private calls",
-        "on erasure",
+        msg("journal column"),
+        msg("what"),
+        msg("personal data of"),
+        msg("raw store"),
+        msg("published warehouse (marts)"),
+        msg("private calls"),
+        msg("on erasure"),
     ]
     return ("table", headers, rows)
 
@@ -112,22 +115,25 @@ def _viewers_table(facts: Facts) -> tuple[Block, list[str]]:
     computed = visible_agents(d)
     published = facts.published_visibility
     names = {u.username: u.name for u in d.users}
-    roles: dict[str, list[str]] = {u: [] for u in names}
+    roles: dict[str, list[Msg]] = {u: [] for u in names}
     for g in d.groups:
         for u in g.leaders:
-            roles[u].append(f"leader of {g.name}")
+            roles[u].append(msg("leader of {group}", group=g.name))
         for u in g.deputies:
-            roles[u].append(f"deputy of {g.name}")
+            roles[u].append(msg("deputy of {group}", group=g.name))
         for u in set(g.members) - set(g.leaders) - set(g.deputies):
-            roles[u].append(f"member of {g.name}")
-    staff = {**dict.fromkeys(d.analysts, "analyst: all masked calls"), **dict.fromkeys(d.admins, "admin: all")}
+            roles[u].append(msg("member of {group}", group=g.name))
+    staff: dict[str, Msg | str] = {
+        **dict.fromkeys(d.analysts, msg("analyst: all masked calls")),
+        **dict.fromkeys(d.admins, msg("admin: all")),
+    }
     rows, differences = [], []
     for user in sorted(names):
         count = published.get(user, 0) if published is not None else len(computed[user])
         if published is not None and count != len(computed[user]):
             differences.append(user)
-        rows.append([f"`{user}`", names[user], "; ".join(roles[user]) or "-", str(count), staff.get(user, "")])
-    headers = ["viewer", "name", "groups", "agents whose calls they see", "beyond that"]
+        rows.append([f"`{user}`", names[user], roles[user] or "-", str(count), staff.get(user, "")])
+    headers = [msg("viewer"), msg("name"), msg("groups"), msg("agents whose calls they see"), msg("beyond that")]
     return ("table", headers, rows), differences
 
 
@@ -135,108 +141,119 @@ def document(facts: Facts) -> list[Block]:
     s, p, d = facts.settings, facts.policy, facts.directory
     cutoff = retention_cutoff(facts.today, p.retention.journal_days)
     blocks: list[Block] = [
-        ("h1", "callsight: record of processing (call journal analytics)"),
+        ("h1", msg("callsight: record of processing activities (GDPR Art. 30): call journal analytics")),
         (
             "p",
-            f"Generated {facts.today.isoformat()} by callsight {facts.version} from the live configuration: "
-            f"org directory `{s.effective_directory_path}`, policy `{s.effective_policy_path}`, "
-            f"warehouse `{s.served_db}`. It contains no call data, only configuration, counts and dates.",
+            msg(
+                "Generated {today} by callsight {version} from the live configuration: org directory "
+                "`{directory}`, policy `{policy}`, warehouse `{served}`. It contains no call data, only "
+                "configuration, counts and dates.",
+                today=facts.today.isoformat(),
+                version=facts.version,
+                directory=s.effective_directory_path,
+                policy=s.effective_policy_path,
+                served=s.served_db,
+            ),
         ),
     ]
     if facts.build:
         current = model_fingerprint(p.dbt_vars(), DBT_PROJECT_DIR)
-        same = "yes" if facts.build["fingerprint"] == current else "no: the next nightly run rebuilds it"
-        blocks += [
+        same = msg("yes") if facts.build["fingerprint"] == current else msg("no: the next nightly run rebuilds it")
+        blocks.append(
             (
                 "p",
-                f"Warehouse in service: built {facts.build['built_at']:%Y-%m-%d %H:%M %Z}, build fingerprint "
-                f"`{facts.build['fingerprint']}`; built with the current policy and models: {same}.",
+                msg(
+                    "Warehouse in service: built {built}, build fingerprint `{fingerprint}`; built with the "
+                    "current policy and models: {same}.",
+                    built=f"{facts.build['built_at']:%Y-%m-%d %H:%M %Z}",
+                    fingerprint=facts.build["fingerprint"],
+                    same=same,
+                ),
             )
-        ]
+        )
     else:
-        blocks.append(("p", "No warehouse has been published yet."))
+        blocks.append(("p", msg("No warehouse has been published yet.")))
 
     blocks += [
-        ("h2", "Purpose and data subjects"),
+        ("h2", msg("Purpose and data subjects")),
         (
             "p",
-            "The call journal of the telephone system (one row per call leg) is analysed for reachability, "
-            "service level, call volume and callbacks of teams. Data subjects: the employees in the org directory "
-            f"({len(d.users)} users in {len(d.groups)} groups) and the other parties of their calls.",
+            msg(
+                "The call journal of the telephone system (one row per call leg) is analysed for reachability, "
+                "service level, call volume and callbacks of teams. Controller: the employer operating the "
+                "telephone system (ProCall) and this callsight site. Data subjects: the employees in the org "
+                "directory ({users} users in {groups} groups) and the other parties of their calls.",
+                users=len(d.users),
+                groups=len(d.groups),
+            ),
         ),
-        ("h2", "Data stored, per journal column"),
+        ("h2", msg("Data stored, per journal column")),
         (
             "p",
-            "The raw store (`warehouse/journal.duckdb`) holds the journal as masked by the policy; it is never "
-            "served. The published warehouse holds the marts listed; Superset reads only that file. The data "
-            "quality checks keep a record of the journal and warehouse rows that passed "
-            "(`warehouse/validated_rows.duckdb`): 64-bit hashes of rows and their counts, no values.",
+            msg(
+                "The raw store (`warehouse/journal.duckdb`) holds the journal as masked by the policy; it is never "
+                "served. The published warehouse holds the marts listed; Superset reads only that file. The data "
+                "quality checks keep a record of the journal and warehouse rows that passed "
+                "(`warehouse/validated_rows.duckdb`): 64-bit hashes of rows and their counts, no values."
+            ),
         ),
         _columns_table(facts),
-        ("h2", "Private calls"),
+        ("h2", msg("Private calls")),
     ]
     lines = len({normalize_number(n) for n in d.private_lines} - {""})
+    digits = p.private_calls.truncate_digits
     mode_text = {
-        "keep": "stored like any other call",
-        "truncate": f"the last {p.private_calls.truncate_digits} digits of the numbers are replaced by X; contact "
-        "name, company, contact ids and the call note are not stored",
-        "drop": "numbers, contact name, company, contact ids and the call note are not stored",
+        "keep": msg("stored like any other call"),
+        "truncate": msg(
+            "the last {digits} digits of the numbers are replaced by X; contact name, company, contact ids "
+            "and the call note are not stored",
+            digits=digits,
+        ),
+        "drop": msg("numbers, contact name, company, contact ids and the call note are not stored"),
     }[p.private_calls.mode]
-    items = [
-        f"Mode in force: `{p.private_calls.mode}`: {mode_text}. Times, durations, agent and direction are kept, "
-        "so a private call still counts.",
-        "A call is private when the user marked it private or it ran on a private line; "
-        f"private lines configured: {lines}.",
-        "Masking happens in the extract, before anything is written.",
+    items: list[Msg] = [
+        msg(
+            "Mode in force: `{mode}`: {text}. Times, durations, agent and direction are kept, so a private "
+            "call still counts.",
+            mode=p.private_calls.mode,
+            text=mode_text,
+        ),
+        msg(
+            "A call is private when the user marked it private or it ran on a private line; private lines "
+            "configured: {lines}.",
+            lines=lines,
+        ),
+        msg("Masking happens in the extract, before anything is written."),
     ]
     if facts.calls:
-        items.append(f"Call legs in the warehouse: {facts.calls['legs']}, of which private: {facts.calls['private']}.")
+        items.append(
+            msg(
+                "Call legs in the warehouse: {legs}, of which private: {private}.",
+                legs=facts.calls["legs"],
+                private=facts.calls["private"],
+            )
+        )
     blocks.append(("ul", items))
-
-    kept = kept_builds(s.served_db)
-    retention = [
-        f"Retention: {p.retention.journal_days} days, measured from the run's date in {p.timezone}. "
-        f"As of {facts.today.isoformat()} calls that started before {cutoff:%Y-%m-%d} are deleted from the raw "
-        "store, the quarantine and the warehouse by the next nightly run (a call forwarded across the "
-        "cutoff goes as a whole). The files are rewritten so deleted values do not linger.",
-        f"Kept previous builds for rollback: at most {s.keep_builds}; a kept build holding calls older than "
-        f"retention plus one night is deleted. Kept now: {len(kept)}.",
-        f"Look-back: each nightly run re-reads the last {s.lookback_days} days of the journal (edits and "
-        "deletions at the source are applied).",
-    ]
-    if facts.calls and facts.calls["first"]:
-        retention.append(f"Calls in the warehouse: {facts.calls['first']} to {facts.calls['last']}.")
-    if facts.erasure is None:
-        retention.append("Erasure requests: unavailable (a nightly run holds the raw store; try again).")
-    else:
-        requests, identifiers, last = facts.erasure
-        when = f", the last on {last:%Y-%m-%d}" if last else ""
-        retention.append(
-            f"Erasure requests (GDPR Art. 17, `callsight erase`): {requests} ({identifiers} identifiers){when}. "
-            "Identifiers are stored only as keyed hashes; matching calls keep their times and durations but "
-            "lose numbers, contact name, company, contact ids and note, now and in every later extract."
-        )
-    if facts.audit_entries is not None:
-        retention.append(
-            f"Audit log: {facts.audit_entries} entries (runs, erasures, provisioning), published as `marts.audit_log`."
-        )
-    blocks += [("h2", "Retention, look-back and erasure"), ("ul", retention)]
+    blocks += [("h2", msg("Retention, look-back and erasure")), ("ul", _retention_lines(facts, cutoff))]
 
     viewers, differences = _viewers_table(facts)
     source = (
-        "as published in the warehouse (`security.viewer_agents`)"
+        msg("as published in the warehouse (`security.viewer_agents`)")
         if facts.published_visibility is not None
-        else "computed from the org directory (no warehouse published yet)"
+        else msg("computed from the org directory (no warehouse published yet)")
     )
     blocks += [
-        ("h2", "Who can see whose calls"),
+        ("h2", msg("Who can see whose calls")),
         (
             "p",
-            'Everyone sees their own calls. Leaders and deputies of a group with "journal visible to the '
-            'group leader" see the calls of all its members; members of a group with "journal visible to '
-            'the whole group" see the calls of all members; several groups give the union. Analysts and '
-            "admins see all (masked) calls. Enforced by row-level security on every Superset surface "
-            f"(charts, dashboards, CSV export, SQL Lab, reports). Counts {source}:",
+            msg(
+                'Everyone sees their own calls. Leaders and deputies of a group with "journal visible to the '
+                'group leader" see the calls of all its members; members of a group with "journal visible to '
+                'the whole group" see the calls of all members; several groups give the union. Analysts and '
+                "admins see all (masked) calls. Enforced by row-level security on every Superset surface "
+                "(charts, dashboards, CSV export, SQL Lab, reports). Counts {source}:",
+                source=source,
+            ),
         ),
         viewers,
     ]
@@ -244,72 +261,158 @@ def document(facts: Facts) -> list[Block]:
         blocks.append(
             (
                 "p",
-                f"The org directory changed since the warehouse was built: {len(differences)} viewer(s) will see "
-                "a different number of agents after the next nightly run.",
+                msg(
+                    "The org directory changed since the warehouse was built: {n} viewer(s) will see a "
+                    "different number of agents after the next nightly run.",
+                    n=len(differences),
+                ),
             )
         )
-    blocks += [("h2", "Works-council mode"), ("ul", _works_council_lines(facts))]
     blocks += [
-        ("h2", "Analysts and admins"),
-        (
-            "ul",
-            [
-                f"Analysts (all masked calls, SQL Lab on the analyst schema): {_people(d, d.analysts)}",
-                f"Admins (everything in Superset): {_people(d, d.admins)}",
-            ],
-        ),
-        ("h2", "Report recipients"),
+        ("h2", msg("Works-council mode")),
         (
             "p",
-            "Group leaders receive the weekly team reports; a report shows only what its recipient may see.",
+            msg(
+                "Call figures per person can serve to monitor performance and behaviour, which needs the works "
+                "council's consent (German Works Constitution Act, section 87(1) no. 6). The policy's works-council "
+                "settings in force:"
+            ),
         ),
-        _recipients_table(facts),
-        ("h2", "Technical and organisational measures"),
+        ("ul", _works_council_lines(facts)),
+    ]
+    blocks += [
+        ("h2", msg("Analysts and admins")),
         (
             "ul",
             [
-                "Private calls are masked in memory before any row is written; malformed rows are quarantined "
-                "masked, too.",
-                "Superset opens only the published warehouse, read-only and with external file access disabled; "
-                "raw and staging tables are not in that file.",
-                "Row-level security per logged-in user; users removed from the directory are deactivated by the "
-                "next run.",
-                "Erasure identifiers are hashed with a secret key from the environment (CALLSIGHT_ERASURE_KEY).",
-                "The audit log is append-only and hash-chained: an edited or removed entry breaks the chain.",
+                msg(
+                    "Analysts (all masked calls, SQL Lab on the analyst schema): {people}",
+                    people=_people(d, d.analysts),
+                ),
+                msg("Admins (everything in Superset): {people}", people=_people(d, d.admins)),
+            ],
+        ),
+        ("h2", msg("Report recipients")),
+        (
+            "p",
+            msg("Group leaders receive the weekly team reports; a report shows only what its recipient may see."),
+        ),
+        _recipients_table(facts),
+        ("h2", msg("Technical and organisational measures (GDPR Art. 32)")),
+        (
+            "ul",
+            [
+                msg(
+                    "Private calls are masked in memory before any row is written; malformed rows are "
+                    "quarantined masked, too."
+                ),
+                msg(
+                    "Superset opens only the published warehouse, read-only and with external file access "
+                    "disabled; raw and staging tables are not in that file."
+                ),
+                msg(
+                    "Row-level security per logged-in user; users removed from the directory are deactivated by "
+                    "the next run."
+                ),
+                msg("Erasure identifiers are hashed with a secret key from the environment (CALLSIGHT_ERASURE_KEY)."),
+                msg("The audit log is append-only and hash-chained: an edited or removed entry breaks the chain."),
             ],
         ),
     ]
     return blocks
 
 
-def _works_council_lines(facts: Facts) -> list[str]:
+def _retention_lines(facts: Facts, cutoff: date) -> list[Msg]:
+    """Pure: retention, kept builds, look-back, erasure requests and the audit log."""
+    s, p = facts.settings, facts.policy
+    kept = kept_builds(s.served_db)
+    lines = [
+        msg(
+            "Retention: {days} days, measured from the run's date in {tz}. As of {today} calls that started "
+            "before {cutoff} are deleted from the raw store, the quarantine and the warehouse by the next "
+            "nightly run (a call forwarded across the cutoff goes as a whole). The files are rewritten so "
+            "deleted values do not linger.",
+            days=p.retention.journal_days,
+            tz=p.timezone,
+            today=facts.today.isoformat(),
+            cutoff=f"{cutoff:%Y-%m-%d}",
+        ),
+        msg(
+            "Kept previous builds for rollback: at most {keep}; a kept build holding calls older than retention "
+            "plus one night is deleted. Kept now: {kept}.",
+            keep=s.keep_builds,
+            kept=len(kept),
+        ),
+        msg(
+            "Look-back: each nightly run re-reads the last {days} days of the journal (edits and deletions at "
+            "the source are applied).",
+            days=s.lookback_days,
+        ),
+    ]
+    if facts.calls and facts.calls["first"]:
+        lines.append(
+            msg("Calls in the warehouse: {first} to {last}.", first=facts.calls["first"], last=facts.calls["last"])
+        )
+    if facts.erasure is None:
+        lines.append(msg("Erasure requests: unavailable (a nightly run holds the raw store; try again)."))
+    else:
+        requests, identifiers, last = facts.erasure
+        when = msg(", the last on {last}", last=f"{last:%Y-%m-%d}") if last else ""
+        lines.append(
+            msg(
+                "Erasure requests (GDPR Art. 17, `callsight erase`): {requests} ({identifiers} identifiers)"
+                "{when}. Identifiers are stored only as keyed hashes; matching calls keep their times and "
+                "durations but lose numbers, contact name, company, contact ids and note, now and in every "
+                "later extract.",
+                requests=requests,
+                identifiers=identifiers,
+                when=when,
+            )
+        )
+    if facts.audit_entries is not None:
+        lines.append(
+            msg(
+                "Audit log: {entries} entries (runs, erasures, provisioning), published as `marts.audit_log`.",
+                entries=facts.audit_entries,
+            )
+        )
+    return lines
+
+
+def _works_council_lines(facts: Facts) -> list[Msg]:
     """Pure: what min_group_size and the analysts' pseudonyms mean for this directory."""
     wc, d = facts.policy.works_council, facts.directory
     k = wc.min_group_size
     if k == 0:
-        lines = ["Minimum group size: off - leaders, members and analysts see figures per agent."]
+        lines = [msg("Minimum group size: off - leaders, members and analysts see figures per agent.")]
     else:
         sizes = {g.name: len(set(g.members) | set(g.leaders) | set(g.deputies)) for g in d.groups}
         large = {n for n, size in sizes.items() if size >= k}
         shown = {u for g in d.groups if g.name in large for u in set(g.members) | set(g.leaders) | set(g.deputies)}
         merged = sorted(n for n in sizes if n not in large)
         lines = [
-            f"Minimum group size: {k}. Everybody but admins sees an agent's figures one by one only for members "
-            f"of a group of at least {k}; other agents' calls are merged under their group. Now shown one by "
-            f"one: {len(shown)} of {len(d.users)} people; groups merged: {', '.join(merged) or 'none'}."
+            msg(
+                "Minimum group size: {k}. Everybody but admins sees an agent's figures one by one only for "
+                "members of a group of at least {k}; other agents' calls are merged under their group. Now "
+                "shown one by one: {shown} of {people} people; groups merged: {merged}.",
+                k=k,
+                shown=len(shown),
+                people=len(d.users),
+                merged=", ".join(merged) or msg("none"),
+            )
         ]
     lines.append(
-        "Analysts see stable pseudonyms instead of names (keyed hash, CALLSIGHT_PSEUDONYM_KEY)."
+        msg("Analysts see stable pseudonyms instead of names (keyed hash, CALLSIGHT_PSEUDONYM_KEY).")
         if wc.pseudonymize_agents_for_analysts
-        else "Pseudonyms for analysts: off - analysts see agents' names."
+        else msg("Pseudonyms for analysts: off - analysts see agents' names.")
     )
     return lines
 
 
-def _people(d: Directory, usernames: Iterable[str]) -> str:
+def _people(d: Directory, usernames: Iterable[str]) -> Msg | str:
     names = {u.username: u.name for u in d.users}
     listed = [f"{names[u]} (`{u}`)" for u in usernames]
-    return ", ".join(listed) if listed else "none"
+    return ", ".join(listed) if listed else msg("none")
 
 
 def _recipients_table(facts: Facts) -> Block:
@@ -321,4 +424,5 @@ def _recipients_table(facts: Facts) -> Block:
         for g in sorted(d.groups, key=lambda g: g.name)
         for u in g.leaders
     ]
-    return ("table", ["group", "leader", "agents in the report"], rows or [["-", "no group leaders", "0"]])
+    headers = [msg("group"), msg("leader"), msg("agents in the report")]
+    return ("table", headers, rows or [["-", msg("no group leaders"), "0"]])
