@@ -9,7 +9,13 @@ import sys
 FILE_SUFFIX = "_FILE"
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"  # systemd's, private to the service
 # The secrets superset_config.py reads itself.
-SUPERSET_SECRETS = ("SUPERSET_SECRET_KEY", "SUPERSET_DATABASE_URI", "CALLSIGHT_REDIS_URL", "SMTP_PASSWORD")
+SUPERSET_SECRETS = (
+    "SUPERSET_SECRET_KEY",
+    "SUPERSET_DATABASE_URI",
+    "CALLSIGHT_REDIS_URL",
+    "SMTP_PASSWORD",
+    "CALLSIGHT_LDAP_BIND_PASSWORD",
+)
 
 
 class SecretFileError(RuntimeError):

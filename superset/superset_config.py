@@ -99,6 +99,18 @@ RATELIMIT_APPLICATION = None
 # Superset's security manager with three small overrides: refuse a throttled login before its view runs,
 # count the failures of DB and LDAP logins.
 CUSTOM_SECURITY_MANAGER = _load_beside("callsight_login_guard", "login_guard.py").LoginGuardSecurityManager
+
+# LDAP / Active Directory logins (ldap_auth.py, docs/access.md "LDAP logins"): CALLSIGHT_AUTH=ldap; db (the
+# default) keeps Superset's own passwords. The org directory still decides who exists and sees what.
+_auth = os.environ.get("CALLSIGHT_AUTH", "db").strip().lower() or "db"
+if _auth not in ("db", "ldap"):
+    raise RuntimeError(f"CALLSIGHT_AUTH must be db or ldap, got {_auth!r}")
+if _auth == "ldap":
+    _ldap_auth = _load_beside("callsight_ldap_auth", "ldap_auth.py")
+    globals().update(_ldap_auth.ldap_config(os.environ))
+    CUSTOM_SECURITY_MANAGER = _ldap_auth.ldap_security_manager(
+        CUSTOM_SECURITY_MANAGER, frozenset({(os.environ.get("SUPERSET_ADMIN_USERNAME") or "admin").lower()})
+    )
 # ---- end of logins ---------------------------------------------------------------------------
 
 # Served over plain HTTP on localhost by default; put a TLS proxy in front in production and set
