@@ -7,6 +7,7 @@ Idempotent: running it again updates what exists and never duplicates. Built-in 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,8 +62,10 @@ class Provisioner(RoleGrants, UserAccess):
         policy: Policy | None = None,
         with_reports: bool = False,
         admin_user_password: str | None = None,
+        ldap_logins: bool = False,
     ):
         self.c = client
+        self.ldap_logins = ldap_logins  # no demo passwords: logins go to the company's LDAP / AD
         # The demo's password of the directory's admins: an Admin-role login never gets the members' one.
         self.admin_user_password = admin_user_password
         self.policy = policy or Policy()
@@ -177,6 +180,14 @@ class Provisioner(RoleGrants, UserAccess):
         return self.report
 
 
+def ldap_logins(env: Mapping[str, str]) -> bool:
+    """CALLSIGHT_AUTH: db (Superset's own passwords, the default) or ldap (superset/ldap_auth.py)."""
+    auth = (env.get("CALLSIGHT_AUTH") or "db").strip().lower()
+    if auth not in ("db", "ldap"):
+        raise ValueError(f"CALLSIGHT_AUTH must be db or ldap, got {auth!r}")
+    return auth == "ldap"
+
+
 def provision_superset(settings: Settings, url: str, admin_password: str, user_password: str | None) -> ProvisionReport:
     """Log in as the bootstrap admin and provision everything from the directory (idempotent); every
     change to users, roles, RLS and reports goes into the site's audit log."""
@@ -192,6 +203,7 @@ def provision_superset(settings: Settings, url: str, admin_password: str, user_p
         policy=policy,
         with_reports=settings.reports_profile,
         admin_user_password=settings.secret("CALLSIGHT_DEMO_ADMIN_PASSWORD"),
+        ldap_logins=ldap_logins(settings.env),
     ).run()
     record_audit_entries(settings, "provisioning", report.audit_entries())
     import_security_events(settings)  # refused queries and login bursts since the last run

@@ -53,6 +53,15 @@ def rls_differs(existing: dict, wanted: dict) -> bool:
     )
 
 
+def new_user_password(role: str, ldap_logins: bool, demo: str | None, demo_admin: str | None) -> str:
+    """Pure: the password a new Superset user is created with. With LDAP logins none that anybody knows:
+    Superset's API wants one, and ldap_auth.py refuses its own passwords to everyone but the bootstrap admin."""
+    if ldap_logins:
+        return secrets.token_urlsafe(32)  # thrown away at once: never logged, printed or stored here
+    own = demo_admin if role == ROLE_ADMIN else None
+    return own or demo or secrets.token_urlsafe(32)
+
+
 def split_name(name: str) -> tuple[str, str]:
     first, _, last = name.strip().rpartition(" ")
     return (first or last, last if first else "-")
@@ -64,6 +73,7 @@ class UserAccess:
 
     c: SupersetClient
     directory: Directory
+    ldap_logins: bool = False  # CALLSIGHT_AUTH=ldap: passwords stay with the company's directory
 
     def sync_users(self, roles: dict[str, int]) -> None:
         existing = {u["username"]: u for u in self.c.list_all("security/users")}
@@ -82,7 +92,7 @@ class UserAccess:
             if username in existing:
                 change = user_change(existing[username], payload, roles)
                 if change:
-                    if change.get("role") == ROLE_ADMIN and self.admin_user_password:
+                    if change.get("role") == ROLE_ADMIN and self.admin_user_password and not self.ldap_logins:
                         payload["password"] = self.admin_user_password  # promoted: not the members' password
                     self.c.put(f"/api/v1/security/users/{existing[username]['id']}", payload)
                     self.report.users_updated.append(username)
@@ -90,8 +100,9 @@ class UserAccess:
             else:
                 # Without a demo password, users get an unguessable one: production logins go through
                 # the company's identity provider or a password reset by the admin.
-                own = self.admin_user_password if role == ROLE_ADMIN else None
-                payload["password"] = own or self.user_password or secrets.token_urlsafe(32)
+                payload["password"] = new_user_password(
+                    role, self.ldap_logins, self.user_password, self.admin_user_password
+                )
                 self.c.post("/api/v1/security/users/", payload)
                 self.report.users_created.append(username)
                 self.report.changes.append((f"user:{username}", {"change": "created", "role": role}))
