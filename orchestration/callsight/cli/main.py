@@ -22,6 +22,7 @@ from callsight.cli.commands import (
 )
 from callsight.cli.demo import cmd_demo
 from callsight.cli.health import add_health_command
+from callsight.cli.ldap import add_ldap_command
 from callsight.cli.serve import cmd_serve
 from callsight.cli.service import add_service_command
 from callsight.cli.source import add_source_commands
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_service_command(sub)  # one production service in the foreground (systemd units)
     add_health_command(sub)
     add_backup_parsers(sub)  # backup, restore, export-erasures
+    add_ldap_command(sub)  # directory-from-ldap
     return p
 
 
