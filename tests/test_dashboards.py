@@ -604,3 +604,33 @@ def test_the_demo_login_lines_count_the_agents_each_login_really_sees(superset_s
                 assert f"leader of {g.name}" in reasons or f"deputy of {g.name}" in reasons, line
     assert checked == 2, "a leader and a plain member"
 
+
+@pytest.mark.superset
+def test_an_analysts_sql_lab_opens_on_the_warehouse_with_a_starter_query(superset_server: SupersetServer) -> None:
+    """Provisioning gives each analyst a SQL Lab tab on the warehouse, schema analyst, with a query that
+    runs as it is; provisioning again keeps that one tab."""
+    from callsight.bi.provision import SQLLAB_STARTER_SQL, SQLLAB_TAB_LABEL
+    from callsight.cli.commands import provision
+
+    s = superset_server
+    analyst = load_directory(s.site.settings.effective_directory_path).analysts[0]
+    client = SupersetClient(s.url).login(analyst, s.user_password)
+    state = client.get("/api/v1/sqllab/")["result"]
+    tab = state["active_tab"]
+    assert tab["label"] == SQLLAB_TAB_LABEL and tab["schema"] == "analyst" and tab["sql"] == SQLLAB_STARTER_SQL
+    assert state["databases"][str(tab["database_id"])]["database_name"] == "callsight"
+    run = client.post(
+        "/api/v1/sqllab/execute/",
+        {
+            "database_id": tab["database_id"],
+            "schema": "analyst",
+            "sql": tab["sql"],
+            "runAsync": False,
+            "client_id": "starter01",
+        },
+    )
+    assert run["status"] == "success", "the starter query runs as it is"
+    assert [c["column_name"] for c in run["columns"]] == ["call_date", "eingehend", "angenommen", "ausgehend"]
+    provision(s.site.settings, s.url, s.admin_password, s.user_password)
+    tabs = SupersetClient(s.url).login(analyst, s.user_password).get("/api/v1/sqllab/")["result"]["tab_state_ids"]
+    assert [t["label"] for t in tabs].count(SQLLAB_TAB_LABEL) == 1

@@ -7,9 +7,12 @@ Idempotent: running it again updates what exists and never duplicates. Built-in 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import requests
 
 from callsight.bi.api import SupersetAPIError, SupersetClient
 from callsight.bi.assets import admin_only, bundle, load_assets, render, uuids_of
@@ -22,6 +25,41 @@ from callsight.publish.builds import served_build_id
 from callsight.site.directory import Directory, load_directory
 from callsight.site.policy import Policy, load_policy
 from callsight.site.settings import Settings
+
+# The SQL Lab tab every analyst finds first: the warehouse, schema analyst, a query that runs as it is.
+SQLLAB_TAB_LABEL = "Start: Anrufe pro Tag"
+SQLLAB_STARTER_SQL = """-- Anrufe pro Tag der letzten 30 Tage (analyst.calls: ein Anrufbein je Zeile)
+SELECT call_date,
+       count(*) FILTER (WHERE is_inbound) AS eingehend,
+       count(*) FILTER (WHERE is_inbound AND is_answered) AS angenommen,
+       count(*) FILTER (WHERE NOT is_inbound) AS ausgehend
+FROM analyst.calls
+WHERE call_date >= current_date - INTERVAL 30 DAY
+GROUP BY call_date
+ORDER BY call_date"""
+
+
+def form_login(url: str, username: str, password: str) -> requests.Session | None:
+    """A browser-like session (login form, cookie, CSRF header): SQL Lab's tab endpoint takes no token."""
+    web = requests.Session()
+    page = web.get(f"{url}/login/", timeout=60).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', page
+    )
+    if not token:
+        return None
+    r = web.post(f"{url}/login/", data={"username": username, "password": password, "csrf_token": token[1]}, timeout=60)
+    if not r.ok or "/login" in r.url:
+        return None
+    csrf = web.get(f"{url}/api/v1/security/csrf_token/", timeout=60)
+    csrf.raise_for_status()
+    web.headers.update({"X-CSRFToken": csrf.json()["result"], "Referer": url})
+    return web
+
+
+def starter_tab(database_id: int) -> dict[str, object]:
+    """Pure: the query editor SQL Lab's tab endpoint takes for the analysts' starter tab."""
+    return {"name": SQLLAB_TAB_LABEL, "dbId": database_id, "schema": "analyst", "sql": SQLLAB_STARTER_SQL}
 
 
 @dataclass
@@ -143,6 +181,30 @@ class Provisioner(RoleGrants, UserAccess):
             return db["id"]
         raise RuntimeError(f"database {DATABASE_NAME!r} not found after import")
 
+    # ---- SQL Lab ------------------------------------------------------------------------------
+    def ensure_sqllab_tabs(self) -> None:
+        """Give each analyst the starter tab once (kept when they edit or close others). SQL Lab tabs
+        belong to their user, so this logs in as the analyst: only where callsight knows the password."""
+        # With LDAP logins nobody's password is known here: trying would only count as failed logins.
+        if not self.user_password or self.ldap_logins:
+            return
+        database_id = self.database_id()
+        for analyst in self.directory.analysts:
+            web = form_login(self.c.base_url, analyst, self.user_password)
+            if web is None:
+                continue  # a password of their own (e.g. a directory login): SQL Lab opens as Superset's
+            r = web.get(f"{self.c.base_url}/api/v1/sqllab/", timeout=60)
+            r.raise_for_status()
+            if any(t["label"] == SQLLAB_TAB_LABEL for t in r.json()["result"].get("tab_state_ids") or []):
+                continue
+            r = web.post(
+                f"{self.c.base_url}/tabstateview/",
+                data={"queryEditor": json.dumps(starter_tab(database_id))},
+                timeout=60,
+            )
+            r.raise_for_status()
+            self.report.changes.append((f"sqllab_tab:{analyst}", {"change": "created"}))
+
     # ---- e-mail reports -----------------------------------------------------------------------
     def sync_reports(self) -> ReportSyncResult:
         titles = {c["slug"]: c["dashboard_title"] for n, c in load_assets().items() if n.startswith("dashboards/")}
@@ -175,6 +237,7 @@ class Provisioner(RoleGrants, UserAccess):
         self.restrict_admin_dashboards(roles)
         self.sync_users(roles)
         self.ensure_rls(roles)
+        self.ensure_sqllab_tabs()
         if self.with_reports:
             self.sync_reports()
         return self.report
