@@ -100,8 +100,8 @@ def _msg(subject: str, to: str, mail_from: str, lines: list[str], lang: str) -> 
     msg["To"] = to
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain=mail_from.rpartition("@")[2] or None)
-    msg["Content-Language"] = lang
     msg.set_content("\n".join(lines) + "\n")
+    msg["Content-Language"] = lang  # after set_content, which replaces the Content-* headers
     return msg
 
 
@@ -257,14 +257,14 @@ class Alert:
     at: str  # ISO 8601, UTC
 
 
-def incident_title(incident: Incident) -> Msg:
+def incident_title(incident: Incident) -> Msg | str:
     """Pure: what the incident is, for the subject and the first line."""
     if incident.kind == "stale":
         published = incident.published or msg("(time unknown)")
         return msg("the served warehouse is stale", published=published)  # de: "nicht veröffentlicht seit"
     if incident.kind == "killed":
         return msg("a nightly run was killed")
-    return msg("{kind}", kind=incident.kind)
+    return incident.kind
 
 
 INCIDENT_ADVICE = {
