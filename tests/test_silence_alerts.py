@@ -55,6 +55,17 @@ def test_ok_incident_still_incident_recovered() -> None:
     assert alert.recovered and alert.incident.since == STALE.since and alert.at == "2026-12-05 08:00 UTC"
 
 
+def test_an_open_incident_keeps_when_the_warehouse_was_last_published() -> None:
+    began = decide({}, {"stale": Incident(STALE.kind, STALE.since, STALE.summary, "2026-12-03 08:00 UTC")}, NOW)
+    still = decide(began.incidents, {"stale": STALE}, NOW + timedelta(hours=1))
+    assert still.incidents["stale"].published == "2026-12-03 08:00 UTC"
+    # a cursor written before the field existed still loads
+    old = json.dumps({"open": {"stale": {"kind": "stale", "since": STALE.since, "summary": STALE.summary}}})
+    assert load_cursor(old) == {"stale": STALE}
+    [recovered] = decide(still.incidents, {"stale": None}, NOW + timedelta(hours=2)).alerts
+    assert recovered.recovered and recovered.incident.published == "2026-12-03 08:00 UTC"
+
+
 def test_incidents_are_independent_and_an_unseen_kind_stays_as_it_was() -> None:
     both = decide({}, {"stale": STALE, "killed": KILLED}, NOW)
     assert len(both.alerts) == 2 and set(both.incidents) == {"stale", "killed"}

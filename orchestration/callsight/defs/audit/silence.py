@@ -164,7 +164,8 @@ def decide(open_incidents: Mapping[str, Incident], seen: Mapping[str, Incident |
             incidents[kind] = current
             alerts.append(Alert(current, recovered=False, at=_stamp(now)))
         elif current is not None and before is not None:
-            incidents[kind] = Incident(kind, before.since, current.summary)  # since stays: one incident
+            # since stays: one incident; so does when the warehouse was last published, if known
+            incidents[kind] = Incident(kind, before.since, current.summary, before.published or current.published)
         elif current is None and before is not None:
             del incidents[kind]
             alerts.append(Alert(before, recovered=True, at=_stamp(now)))
