@@ -9,7 +9,7 @@ import logging
 import re
 import sqlite3
 import string
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -20,7 +20,8 @@ import yaml
 
 from callsight.cli.main import main
 from callsight.defs import notify
-from callsight.defs.audit.silence import mail_alerts
+from callsight.defs.audit import silence
+from callsight.defs.audit.silence import killed_incident, mail_alerts
 from callsight.defs.messages_de import MAIL_DE
 from callsight.defs.notify import Alert, FailureReport, Incident, admin_languages, compose, compose_alert
 from callsight.site.directory import Directory, User
@@ -104,12 +105,13 @@ def test_each_mail_in_both_languages_with_the_same_facts() -> None:
 
 
 def test_every_mail_text_has_its_german_translation() -> None:
-    """All branches: every template in notify.py (and each advice line) is in the catalogue, with the
-    same placeholders."""
-    tree = ast.parse(Path(notify.__file__).read_text(encoding="utf-8"))
+    """All branches: every template in notify.py and audit/silence.py (and each advice line) is in the
+    catalogue, with the same placeholders."""
+    sources = (Path(notify.__file__), Path(silence.__file__))
     used = {
         node.args[0].value
-        for node in ast.walk(tree)
+        for source in sources
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
         if isinstance(node, ast.Call)
         and getattr(node.func, "id", None) == "msg"
         and node.args
@@ -233,6 +235,20 @@ def test_a_failed_night_mails_each_admin_in_their_language_without_call_data(
     for subject, body in (by_to[english_admin], by_to[german_admin]):
         leaked = [v for v in private if (v in body or v in subject) and v not in fixed]
         assert leaked == []
+
+
+def test_an_incidents_summary_in_both_languages() -> None:
+    night = silence.Night("r9", datetime(2026, 12, 4, 17, 0, tzinfo=UTC), None, None)
+    incident = killed_incident([night], lambda run_id: "FAILURE", datetime(2026, 12, 5, 6, 0, tzinfo=UTC), 12)
+    assert incident is not None
+    assert incident.summary == "night r9 started 13.0 h ago, never finished (Dagster says FAILURE)"
+    assert incident.summary_de == "Nachtlauf r9 vor 13.0 h gestartet, nie beendet (laut Dagster FAILURE)"
+    german = whole(compose_alert(Alert(incident, False, "2026-12-05 06:00 UTC"), "a@x", FROM, SITE, "de"))[1]
+    english = whole(compose_alert(Alert(incident, False, "2026-12-05 06:00 UTC"), "a@x", FROM, SITE, "en"))[1]
+    assert "Befund:     Nachtlauf r9 vor 13.0 h gestartet" in german and "Now:      night r9 started" in english
+    # an incident from a cursor written before German summaries: its English summary
+    old = Incident(KILLED.kind, KILLED.since, KILLED.summary)
+    assert KILLED.summary in whole(compose_alert(Alert(old, True, "x"), "a@x", FROM, SITE, "de"))[1]
 
 
 @pytest.mark.slow

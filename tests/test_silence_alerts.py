@@ -167,7 +167,7 @@ def test_a_stale_warehouse_mails_once_and_its_recovery_once(alerting_site: Site,
     assert subject(incident).startswith("[callsight] STÖRUNG auf ")
     assert ": Warehouse nicht veröffentlicht seit 20" in subject(incident)
     body = incident.get_payload(decode=True).decode()
-    assert "Störung:    stale" in body and "Seit:" in body and "published 40.0 h ago (limit 36 h)" in body
+    assert "Störung:    stale" in body and "Seit:" in body and "vor 40.0 h veröffentlicht (Grenze 36 h)" in body
     assert "Zu prüfen:" in body and "Diese Mail enthält keine Anrufdaten." in body
     assert "+49" not in body
 
@@ -219,7 +219,7 @@ def test_a_killed_night_mails_once_and_once_when_a_night_finishes(alerting_site:
     assert subject(incident).startswith("[callsight] STÖRUNG auf ")
     assert subject(incident).endswith(": Nachtlauf abgebrochen")
     body = incident.get_payload(decode=True).decode()
-    assert "killed-run" in body and "never finished" in body and "journalctl -k" in body
+    assert "Nachtlauf killed-run vor 13.0 h gestartet, nie beendet" in body and "journalctl -k" in body
 
     con = connect_raw_store(alerting_site.settings)
     try:

@@ -74,4 +74,16 @@ MAIL_DE: dict[str, str] = {
     "Dagster (mark it canceled there), then start the night again with `callsight run`.": (
         "Dagster (dort als abgebrochen markieren), dann den Nachtlauf mit `callsight run` neu starten."
     ),
+    # incident summaries (defs/audit/silence.py)
+    "served warehouse stale: published {hours} h ago (limit {limit} h)": (
+        "ausgeliefertes Warehouse veraltet: vor {hours} h veröffentlicht (Grenze {limit} h)"
+    ),
+    "served warehouse no published warehouse (or no build_info in it)": (
+        "kein veröffentlichtes Warehouse (oder keine build_info darin)"
+    ),
+    "night {run} started {hours} h ago, never finished ({said})": (
+        "Nachtlauf {run} vor {hours} h gestartet, nie beendet ({said})"
+    ),
+    "Dagster says {status}": "laut Dagster {status}",
+    "unknown to Dagster": "Dagster unbekannt",
 }

@@ -246,6 +246,7 @@ class Incident:
     since: str  # ISO 8601, UTC
     summary: str  # one line without data: ages, run ids, step names
     published: str = ""  # stale: when the served warehouse was last published (ISO 8601, UTC), if known
+    summary_de: str = ""  # the summary in German, from the same facts (empty in older cursors: English)
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,7 @@ def compose_alert(alert: Alert, to: str, mail_from: str, site: str, lang: str = 
     """Pure: the mail for one admin when an incident begins or ends, in `lang` (de or en); no call data."""
     incident = alert.incident
     title = incident_title(incident)
+    summary = incident.summary_de if lang == "de" and incident.summary_de else incident.summary
     published = [msg("Published: {published}", published=incident.published)] if incident.published else []
     if alert.recovered:
         subject = msg("[callsight] RECOVERED: {title} on {site}", title=title, site=site)
@@ -297,7 +299,7 @@ def compose_alert(alert: Alert, to: str, mail_from: str, site: str, lang: str = 
             msg("Since:     {since}", since=incident.since),
             msg("Recovered: {at}", at=alert.at),
             *published,
-            msg("It was:    {summary}", summary=incident.summary),
+            msg("It was:    {summary}", summary=summary),
             "",
             msg("Nothing to do. `callsight health` shows the state of every part."),
         ]
@@ -309,7 +311,7 @@ def compose_alert(alert: Alert, to: str, mail_from: str, site: str, lang: str = 
             msg("Incident: {kind}", kind=incident.kind),
             msg("Since:    {since}", since=incident.since),
             *published,
-            msg("Now:      {summary}", summary=incident.summary),
+            msg("Now:      {summary}", summary=summary),
             "",
             *(msg(line) for line in INCIDENT_ADVICE.get(incident.kind, ())),
             "",

@@ -18,9 +18,11 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import duckdb
 
+from callsight.defs.messages_de import MAIL_DE
 from callsight.defs.notify import Alert, Incident, SmtpConfig, alert_admins
 from callsight.publish.freshness import judge, read_served_state
 from callsight.site.directory import load_directory
+from callsight.site.locale import Msg, msg, render
 from callsight.site.settings import Settings
 from callsight.site.yaml_config import ConfigError
 
@@ -104,7 +106,20 @@ def stale_incident(settings: Settings, now: datetime) -> Incident | None:
         return None
     since = state.built_at + stale_after if state.built_at else now
     published = _stamp(state.built_at) if state.built_at else ""
-    return Incident("stale", _stamp(since), f"served warehouse {verdict.reason}", published)
+    if verdict.age is None:
+        summary = msg("served warehouse no published warehouse (or no build_info in it)")
+    else:
+        summary = msg(
+            "served warehouse stale: published {hours} h ago (limit {limit} h)",
+            hours=f"{verdict.age.total_seconds() / 3600:.1f}",
+            limit=f"{stale_after.total_seconds() / 3600:g}",
+        )
+    return _incident("stale", _stamp(since), summary, published)
+
+
+def _incident(kind: str, since: str, summary: Msg, published: str = "") -> Incident:
+    """The incident with its summary in English and German (one Msg: the same facts)."""
+    return Incident(kind, since, render(summary, "en", MAIL_DE), published, render(summary, "de", MAIL_DE))
 
 
 def killed_incident(
@@ -119,9 +134,11 @@ def killed_incident(
     hours = (now - last.started_at).total_seconds() / 3600
     if status not in TERMINAL_RUN_STATES and hours <= max_hours:
         return None  # still running
-    said = f"Dagster says {status}" if status else "unknown to Dagster"
-    summary = f"night {last.run_id} started {hours:.1f} h ago, never finished ({said})"
-    return Incident("killed", _stamp(last.started_at), summary)
+    said = msg("Dagster says {status}", status=status) if status else msg("unknown to Dagster")
+    summary = msg(
+        "night {run} started {hours} h ago, never finished ({said})", run=last.run_id, hours=f"{hours:.1f}", said=said
+    )
+    return _incident("killed", _stamp(last.started_at), summary)
 
 
 def dagster_run_status(instance: dg.DagsterInstance) -> Callable[[str], str | None]:
@@ -165,7 +182,9 @@ def decide(open_incidents: Mapping[str, Incident], seen: Mapping[str, Incident |
             alerts.append(Alert(current, recovered=False, at=_stamp(now)))
         elif current is not None and before is not None:
             # since stays: one incident; so does when the warehouse was last published, if known
-            incidents[kind] = Incident(kind, before.since, current.summary, before.published or current.published)
+            incidents[kind] = Incident(
+                kind, before.since, current.summary, before.published or current.published, current.summary_de
+            )
         elif current is None and before is not None:
             del incidents[kind]
             alerts.append(Alert(before, recovered=True, at=_stamp(now)))
