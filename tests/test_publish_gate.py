@@ -187,11 +187,12 @@ def test_callsight_run_fails_naming_the_expectation_and_mails_each_admin_once(
     }
     for mail in mails:
         body = mail.get_payload(decode=True).decode("utf-8")
-        assert "nightly run failed" in mail["Subject"]
+        # the site's language (CALLSIGHT_LOCALE, German by default) for admins without a locale of their own
+        assert "Nachtlauf fehlgeschlagen" in mail["Subject"]
         assert (
             "raw_journal.journal: expect_column_pair_values_a_to_be_greater_than_b(StopTime_unfolded, StartTime" in body
         )
-        assert "Nothing was published" in body
+        assert "Nichts wurde veröffentlicht" in body
         leaked = [v for v in [*needles, *private] if v in body or v in str(mail["Subject"])]
         assert leaked == [], leaked
 
