@@ -130,13 +130,40 @@ def person(uid: str, password: str, allowed: bool) -> str:
     )
 
 
+def make_certificates(root: Path) -> Path:
+    """A test CA and a server certificate for 127.0.0.1 signed by it (openssl), in `root`; the CA's path."""
+    root.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True)
+
+    key = ("-newkey", "rsa:2048", "-nodes")
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA")
+    openssl("req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (root / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    sign = ("-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-extfile", "ext", "-days", "2")
+    openssl("x509", "-req", "-in", "server.csr", *sign, "-out", "server.pem")
+    return root / "ca.pem"
+
+
 def start_slapd(
-    root: Path, port: int, people: People, passwords: dict[str, str], reader_password: str
+    root: Path,
+    port: int,
+    people: People,
+    passwords: dict[str, str],
+    reader_password: str,
+    certificates: Path | None = None,
 ) -> subprocess.Popen:
     (root / "db").mkdir(parents=True)
     conf = root / "slapd.conf"
+    tls = (
+        f"TLSCACertificateFile {certificates}/ca.pem\nTLSCertificateFile {certificates}/server.pem\n"
+        f"TLSCertificateKeyFile {certificates}/server.key\n"
+        if certificates
+        else ""
+    )
     conf.write_text(
-        "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n"
+        tls + "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n"
         "include /etc/ldap/schema/inetorgperson.schema\n"
         f"pidfile {root}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n"
         f'database mdb\nsuffix "{SUFFIX}"\nrootdn "cn=root,{SUFFIX}"\ndirectory {root}/db\nmaxsize 10485760\n'
@@ -403,16 +430,18 @@ def test_no_ldap_password_reaches_the_server_log(ldap_site: LdapSite) -> None:
 
 
 def test_directory_from_ldap_drafts_users_and_groups_for_the_admin_to_finish(
-    ldap_site: LdapSite, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    ldap_site: LdapSite, capsys: pytest.CaptureFixture
 ) -> None:
     import yaml
 
-    from callsight.cli.main import main
+    from callsight.cli.main import build_parser
+    from callsight.site.settings import Settings
 
-    monkeypatch.setenv("CALLSIGHT_HOME", str(ldap_site.server.site.home))
-    for name, value in ldap_site.ldap_env.items():
-        monkeypatch.setenv(name, value)
-    assert main(["directory-from-ldap", "--group", GROUP]) == 0
+    # The command as `callsight` parses it, with settings from an environment of its own (main() would put
+    # the bind password into this process's environment, where the next sibling would find it twice).
+    args = build_parser().parse_args(["directory-from-ldap", "--group", GROUP])
+    settings = Settings.from_env({"CALLSIGHT_HOME": str(ldap_site.server.site.home), **ldap_site.ldap_env})
+    assert args.func(settings, args) == 0
     out, err = capsys.readouterr()
     draft = yaml.safe_load(out)
     p = ldap_site.people
@@ -424,3 +453,44 @@ def test_directory_from_ldap_drafts_users_and_groups_for_the_admin_to_finish(
     assert group["leaders"] == [] and not group["journal_visible_to_leader"] and not group["journal_visible_to_group"]
     assert out.startswith("# Org directory draft") and ldap_site.bind_password not in out + err
     Directory.model_validate({k: v for k, v in draft.items()})  # a valid directory once reviewed
+
+
+@pytest.fixture(scope="module")
+def tls_ldap(ldap_site: LdapSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A second slapd, with a certificate from a test CA, for StartTLS: (port, the CA's file)."""
+    require_service(shutil.which("openssl") is not None, "openssl (apt-get install openssl)")
+    root = tmp_path_factory.mktemp("ldap-tls")
+    ca = make_certificates(root / "pki")
+    port = free_port()
+    slapd = start_slapd(root / "slapd", port, ldap_site.people, ldap_site.passwords, ldap_site.bind_password, ca.parent)
+    try:
+        deadline = time.monotonic() + 20
+        while not (root / "slapd" / "slapd.pid").exists():
+            assert slapd.poll() is None and time.monotonic() < deadline, (root / "slapd" / "slapd.log").read_text()
+            time.sleep(0.1)
+        yield port, ca
+    finally:
+        slapd.terminate()
+        slapd.wait(timeout=20)
+
+
+def test_starttls_logs_in_with_the_ca_file_and_refuses_a_server_it_cannot_verify(
+    ldap_site: LdapSite, tls_ldap: tuple[int, Path]
+) -> None:
+    port, ca = tls_ldap
+    p = ldap_site.people
+    env = {k: v for k, v in ldap_site.ldap_env.items() if k != "CALLSIGHT_LDAP_ALLOW_PLAIN"}
+    env |= {
+        "CALLSIGHT_AUTH": "ldap",
+        "CALLSIGHT_LDAP_URL": f"ldap://127.0.0.1:{port}",
+        "CALLSIGHT_LDAP_STARTTLS": "1",
+        "CALLSIGHT_LDAP_ALLOW_PLAIN": "0",
+        "CALLSIGHT_AUTH_RATE_LIMIT": "1000 per second",
+        "CALLSIGHT_AUTH_ACCOUNT_RATE_LIMIT": "1000 per second",
+    }
+    with ldap_site.server.sibling("superset-ldap-tls.log", **env, CALLSIGHT_LDAP_CA_FILE=str(ca)) as url:
+        assert rest_login(url, p.member, ldap_site.passwords[p.member]).status_code == 200
+        assert rest_login(url, p.member, ldap_site.passwords[p.member] + "x").status_code == 401
+    # Without the CA the server's certificate is not trusted: nobody logs in (no fallback to plain text).
+    with ldap_site.server.sibling("superset-ldap-untrusted.log", **env, CALLSIGHT_LDAP_CA_FILE="") as url:
+        assert rest_login(url, p.member, ldap_site.passwords[p.member]).status_code == 401
