@@ -323,8 +323,10 @@ def site_env(tmp_path: Path, source: Source) -> dict[str, str]:
 
 def test_command_exit_codes_text_and_json(journals: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good, bad = site_env(tmp_path, journals["good"]), site_env(tmp_path, journals["bad"])
-    code, out = run_command(["check-source", "--sample-rows", "100"], good, capsys)
+    code, out = run_command(["check-source", "--sample-rows", "100"], good | {"CALLSIGHT_LOCALE": "en"}, capsys)
     assert code == READY and "Verdict: ready" in out
+    code, out = run_command(["check-source", "--sample-rows", "100"], good, capsys)
+    assert code == READY and "Ergebnis: bereit" in out, "the site's language, German by default"
     code, out = run_command(["check-source", "--json"], bad, capsys)
     facts = json.loads(out)
     assert code == WARNINGS == facts["exit_code"]
@@ -335,7 +337,8 @@ def test_command_exit_codes_text_and_json(journals: dict, tmp_path: Path, capsys
     code, out = run_command(["check-source"], bad | {"CALLSIGHT_LOCALE": "de_DE"}, capsys)
     assert "Ergebnis: bereit, mit Warnungen" in out
     assert not any(v in out for v in PRIVATE_VALUES)
-    code, out = run_command(["check-source"], good | {"CALLSIGHT_JOURNAL_TABLE": "kein_journal"}, capsys)
+    missing = {"CALLSIGHT_JOURNAL_TABLE": "kein_journal", "CALLSIGHT_LOCALE": "en"}
+    code, out = run_command(["check-source"], good | missing, capsys)
     assert code == CANNOT_WORK and "kein_journal" in out and "not found" in out
 
 

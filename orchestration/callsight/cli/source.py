@@ -16,11 +16,8 @@ LANGUAGES = ("en", "de")
 
 
 def report_language(settings: Settings, chosen: str | None) -> str:
-    """--lang, else the site's CALLSIGHT_LOCALE when it is one of ours, else English."""
-    if chosen:
-        return chosen
-    locale = (settings.env.get("CALLSIGHT_LOCALE") or "").lower()[:2]
-    return locale if locale in LANGUAGES else "en"
+    """--lang, else the site's language (CALLSIGHT_LOCALE, German by default), as the mails and the record."""
+    return chosen or settings.locale
 
 
 def cmd_check_source(settings: Settings, args: argparse.Namespace) -> int:
@@ -67,7 +64,7 @@ def add_source_commands(sub: argparse._SubParsersAction) -> None:
     cs = sub.add_parser(
         "check-source", help="before the first night: is the journal readable, what will callsight make of it"
     )
-    cs.add_argument("--lang", choices=LANGUAGES, help="report language (default: CALLSIGHT_LOCALE if de/en, else en)")
+    cs.add_argument("--lang", choices=LANGUAGES, help="report language (default: the site's CALLSIGHT_LOCALE, de)")
     cs.add_argument("--json", action="store_true", help="the same facts as JSON")
     cs.add_argument("--sample-rows", type=int, default=100_000, metavar="N", help="rows read to measure the read rate")
     cs.add_argument(
