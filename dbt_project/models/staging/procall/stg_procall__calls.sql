@@ -6,7 +6,8 @@ renamed as (
     select
         cast("ID" as bigint) as call_id,
         cast("TrackerID" as varchar) as tracker_id,
-        cast("CTIServerUserName" as varchar) as agent_username,
+        -- ProCall names are case-insensitive (Active Directory); the directory holds them in lower case
+        lower(trim(cast("CTIServerUserName" as varchar))) as agent_username,
         cast("StartTime" as timestamp) as start_time_local,
         cast("StopTime" as timestamp) as stop_time_local,
         cast("ConnectTime" as timestamp) as connect_time_local,
