@@ -19,10 +19,9 @@ from pathlib import Path
 
 import duckdb
 
-from callsight.site.sql_text import quote_literal
+from callsight.site.compaction import copy_database
 
 LOCK_WAIT_SECONDS = 600.0
-MEMORY_LIMIT = "1GB"
 LOCKED = ("lock", "unique file handle conflict")
 
 
@@ -37,24 +36,12 @@ def copy_duckdb(src: Path, dst: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -
     deadline = time.monotonic() + wait_seconds
     while True:
         dst.unlink(missing_ok=True)
-        shutil.rmtree(spill, ignore_errors=True)
-        spill.mkdir(mode=0o700)
-        con = duckdb.connect()
         try:
-            con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
-            con.execute(f"SET memory_limit = {quote_literal(MEMORY_LIMIT)}")
-            con.execute(f"ATTACH {quote_literal(str(src))} AS src (READ_ONLY)")
-            con.execute(f"ATTACH {quote_literal(str(dst))} AS dst")
-            con.execute("COPY FROM DATABASE src TO dst")
-            con.execute("DETACH dst")
-            con.execute("DETACH src")
+            copy_database(src, dst, spill)
             return
         except duckdb.Error as exc:
             if not is_lock_error(exc) or time.monotonic() > deadline:
                 raise
-        finally:
-            con.close()
-            shutil.rmtree(spill, ignore_errors=True)
         time.sleep(0.5)
 
 

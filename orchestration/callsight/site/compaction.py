@@ -36,20 +36,20 @@ def scratch_paths(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".compact"), path.with_name(path.name + ".compact-spill")
 
 
-def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
-    """Replace `path` by a fresh copy of its contents. Nobody may hold the file open for writing.
-    `order_by`: {"schema.table": "<ORDER BY expressions>"} - those tables' rows in that order."""
-    tmp, spill = scratch_paths(path)
-    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
-        stale.unlink(missing_ok=True)
+def copy_database(
+    src: Path, dst: Path, spill: Path, memory_limit: str = MEMORY_LIMIT, order_by: Mapping[str, str] | None = None
+) -> None:
+    """Copy everything in the DuckDB file `src` (attached read-only) into the new file `dst`, spilling
+    to the folder `spill`. `order_by`: {"schema.table": "<ORDER BY expressions>"} - those tables' rows in
+    that order."""
     shutil.rmtree(spill, ignore_errors=True)
     spill.mkdir(mode=0o700)
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
         con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
-        con.execute(f"ATTACH {quote_literal(str(path))} AS src (READ_ONLY)")
-        con.execute(f"ATTACH {quote_literal(str(tmp))} AS dst")
+        con.execute(f"ATTACH {quote_literal(str(src))} AS src (READ_ONLY)")
+        con.execute(f"ATTACH {quote_literal(str(dst))} AS dst")
         if order_by:
             con.execute("COPY FROM DATABASE src TO dst (SCHEMA)")  # schemas, tables, views, comments, constraints
             tables = con.execute(
@@ -57,7 +57,7 @@ def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit:
             ).fetchall()
             unknown = set(order_by) - {f"{s}.{n}" for s, n in tables}
             if unknown:
-                raise ValueError(f"order_by names tables that are not in {path.name}: {sorted(unknown)}")
+                raise ValueError(f"order_by names tables that are not in {src.name}: {sorted(unknown)}")
             for schema, table in tables:
                 order = order_by.get(f"{schema}.{table}")
                 con.execute(
@@ -68,13 +68,23 @@ def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit:
             con.execute("COPY FROM DATABASE src TO dst")
         con.execute("DETACH dst")
         con.execute("DETACH src")
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
+    """Replace `path` by a fresh copy of its contents. Nobody may hold the file open for writing.
+    `order_by`: {"schema.table": "<ORDER BY expressions>"} - those tables' rows in that order."""
+    tmp, spill = scratch_paths(path)
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    try:
+        copy_database(path, tmp, spill, memory_limit, order_by)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     # The file's permissions, without group or other bits (file_modes: owner-only).
