@@ -46,7 +46,8 @@ def test_every_dashboard_and_report_kind_has_an_exposure() -> None:
     assert summary["url"] == "/superset/dashboard/management-summary/" and summary["owner"]["name"]
     # The KPIs read the inbound calls and callbacks, the viewers' agents and labels from security.
     assert {"ref('fct_inbound_calls')", "ref('fct_callbacks')", "ref('viewer_agents')"} <= set(summary["depends_on"])
-    assert by_name["dashboard_betrieb"]["depends_on"] == ["ref('audit_log')", "ref('quarantine_summary')"]
+    betrieb = ["ref('access_log')", "ref('audit_log')", "ref('quarantine_summary')"]
+    assert by_name["dashboard_betrieb"]["depends_on"] == betrieb
 
 
 def test_the_assets_are_read_as_superset_gets_them() -> None:

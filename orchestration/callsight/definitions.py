@@ -11,6 +11,7 @@ import dagster as dg
 from callsight.defs.audit.assets import nightly_run_record
 from callsight.defs.audit.failure_mail import FAILURE_SENSOR, mail_admins_about_failure, nightly_failure_mail
 from callsight.defs.audit.silence import SILENCE_SENSOR, silence_alerts
+from callsight.defs.bi.access_log import access_log
 from callsight.defs.bi.assets import superset_access
 from callsight.defs.bi.dashboards import dashboard_assets
 from callsight.defs.extract.assets import journal_extract_asset
@@ -56,6 +57,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[
             site_config,
             journal_extract_asset(timezone),
+            access_log,
             raw_quality_checks,
             models,
             warehouse_quality_checks,

@@ -1,7 +1,8 @@
 """The raw store (CALLSIGHT_HOME/warehouse/journal.duckdb) and the one place its tables are defined.
 
 It holds the masked mirror of the journal, the quarantine, the extract runs, the erasure register, the
-audit log and the number-key salt. The extract, the audit log and the erasure open it through here."""
+audit log, Superset's access log and the number-key salt. The extract, the audit log and the erasure
+open it through here."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
         )
     ensure_register(con, db)
     ensure_audit_log(con, db)
+    ensure_access_log(con, db)
     ensure_number_key_salt(con, db)  # the analysts' number keys (privacy/number_keys.py)
     # Where the raw checks once recorded the extract stamps that passed; they now keep their record of
     # validated rows in a file of their own (quality/).
@@ -102,6 +104,37 @@ CREATE TABLE IF NOT EXISTS {db}audit_log (
     entry_hash VARCHAR NOT NULL
 );
 """
+
+
+# Superset's access events (bi/access_log.py): who opened which dashboard, exported which chart, ran
+# SQL Lab, to the minute. log_id is Superset's `logs.id` (the high-water mark of the next copy); never
+# query text, filter values or data. access_log_copies: one row per nightly copy, with its counts.
+ACCESS_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS {db}access_log (
+    log_id BIGINT NOT NULL,
+    accessed_at TIMESTAMP NOT NULL,
+    username VARCHAR,
+    access_kind VARCHAR NOT NULL,
+    export_format VARCHAR,
+    dashboard_id BIGINT,
+    dashboard_title VARCHAR,
+    dashboard_slug VARCHAR,
+    chart_id BIGINT,
+    chart_name VARCHAR,
+    _copied_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {db}access_log_copies (
+    copied_through BIGINT NOT NULL,
+    copied_rows BIGINT NOT NULL,
+    expired_rows BIGINT NOT NULL,
+    superset_expired_rows BIGINT NOT NULL,
+    finished_at TIMESTAMP NOT NULL
+);
+"""
+
+
+def ensure_access_log(con: duckdb.DuckDBPyConnection, db: str = "") -> None:
+    con.execute(ACCESS_LOG_DDL.format(db=f"{db}." if db else ""))
 
 
 LOCK_WAIT_SECONDS = 60.0

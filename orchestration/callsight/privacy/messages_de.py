@@ -253,3 +253,41 @@ RECORD_DE: dict[str, str] = {
         "Eintrag bricht die Kette."
     ),
 }
+
+
+# The section on who looked at what (record_access.py).
+ACCESS_RECORD_DE: dict[str, str] = {
+    "Who looked at what (access log)": "Wer hat was angesehen (Zugriffsprotokoll)",
+    "Superset records who opened which dashboard, exported which chart or dashboard and ran which SQL Lab "
+    "query. Every night callsight copies these events from Superset's log into its raw store and publishes "
+    "them for admins only as `marts.access_log` (dashboard Betrieb, chart Zugriffe): who, when to the minute, "
+    "which dashboard and chart - never query text, filter values or data. Purpose: the works council and the "
+    "data-protection officer can check who looked at whose figures (German Works Constitution Act, section "
+    "87(1) no. 6). Retention: {days} days; older events are deleted every night from callsight's copy and "
+    "from Superset's own log.": (
+        "Superset protokolliert, wer welches Dashboard geöffnet, welches Diagramm oder Dashboard exportiert "
+        "und welche SQL-Lab-Abfrage ausgeführt hat. Jede Nacht kopiert callsight diese Ereignisse aus dem "
+        "Protokoll von Superset in seinen Rohdatenspeicher und veröffentlicht sie nur für Administratoren als "
+        "`marts.access_log` (Dashboard Betrieb, Diagramm Zugriffe): wer, wann auf die Minute, welches "
+        "Dashboard und Diagramm - niemals Abfragetexte, Filterwerte oder Daten. Zweck: Betriebsrat und "
+        "Datenschutzbeauftragte können prüfen, wer wessen Zahlen angesehen hat (Leistungs- und "
+        "Verhaltenskontrolle, § 87 Abs. 1 Nr. 6 BetrVG). Aufbewahrung: {days} Tage; ältere Ereignisse werden "
+        "jede Nacht aus der Kopie von callsight und aus dem Protokoll von Superset gelöscht."
+    ),
+    "Access events: unavailable (a nightly run holds the raw store; try again).": (
+        "Zugriffe: nicht verfügbar (ein Nachtlauf hält den Rohdatenspeicher; später erneut versuchen)."
+    ),
+    "Access events in the last {days} days: {total}. Per group and dashboard:": (
+        "Zugriffe in den letzten {days} Tagen: {total}. Je Gruppe und Dashboard:"
+    ),
+    "group": "Gruppe",
+    "dashboard": "Dashboard",
+    "access": "Zugriff",
+    "events": "Anzahl",
+    "no group": "keine Gruppe",
+    "dashboard opened": "Dashboard geöffnet",
+    "chart exported": "Diagramm exportiert",
+    "dashboard exported": "Dashboard exportiert",
+    "SQL Lab query": "SQL-Lab-Abfrage",
+    "SQL Lab export": "SQL-Lab-Export",
+}

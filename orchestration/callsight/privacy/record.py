@@ -2,7 +2,8 @@
 
 Generated from the live configuration (org directory, policy, site settings) and the published warehouse:
 what is stored per journal column and how private calls are masked, retention and look-back, who can see
-whose calls (per viewer), analysts and admins, report recipients, erasure requests, the build in service.
+whose calls (per viewer), analysts and admins, report recipients, erasure requests, the build in service,
+Superset's access log (counts per group and dashboard).
 It holds no call data: only counts, dates, configuration and the names of the people with access.
 """
 
@@ -13,7 +14,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from callsight.privacy.messages_de import RECORD_DE
+from callsight.privacy.messages_de import ACCESS_RECORD_DE, RECORD_DE
 from callsight.privacy.record_document import Block, document
 from callsight.privacy.record_facts import gather
 from callsight.site.locale import render
@@ -25,8 +26,11 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+CATALOGUE = {**RECORD_DE, **ACCESS_RECORD_DE}
+
+
 def _t(text: object, lang: str) -> str:
-    return render(text, lang, RECORD_DE)
+    return render(text, lang, CATALOGUE)
 
 
 def localize(blocks: list[Block], lang: str) -> list[Block]:

@@ -11,6 +11,7 @@ from datetime import date
 from callsight.journal.contract import JOURNAL_COLUMNS
 from callsight.privacy.erasure import ERASED_COLUMNS
 from callsight.privacy.masking import CONTACT_COLUMNS, NUMBER_COLUMNS, normalize_number
+from callsight.privacy.record_access import access_blocks
 from callsight.privacy.record_facts import Facts, visible_agents
 from callsight.privacy.retention import retention_cutoff
 from callsight.site.directory import Directory
@@ -280,6 +281,7 @@ def document(facts: Facts) -> list[Block]:
         ),
         ("ul", _works_council_lines(facts)),
     ]
+    blocks += access_blocks(p.access_log.retention_days, facts.access_total, facts.access_counts)
     blocks += [
         ("h2", msg("Analysts and admins")),
         (

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
 import duckdb
 
+from callsight.privacy.record_access import AccessCounts, per_group
 from callsight.site.directory import Directory, load_directory
 from callsight.site.policy import Policy, load_policy
 from callsight.site.settings import Settings
@@ -65,6 +66,8 @@ class Facts:
     published_visibility: dict[str, int] | None = None
     erasure: tuple[int, int, object] | None = None
     audit_entries: int | None = None
+    access_total: int | None = None  # Superset access events within the access log's retention
+    access_counts: AccessCounts | None = None
 
 
 def staging_names(project_dir: Path = DBT_PROJECT_DIR) -> dict[str, str]:
@@ -98,6 +101,7 @@ def _raw_facts(facts: Facts) -> None:
     raw = facts.settings.raw_db
     if not raw.exists():
         facts.erasure, facts.audit_entries = (0, 0, None), 0
+        facts.access_total, facts.access_counts = 0, {}
         return
     try:
         con = duckdb.connect(str(raw), read_only=True)
@@ -115,8 +119,23 @@ def _raw_facts(facts: Facts) -> None:
         facts.audit_entries = (
             con.execute("SELECT count(*) FROM audit_log").fetchone()[0] if "audit_log" in tables else 0
         )
+        _access_facts(facts, con, "access_log" in tables)
     finally:
         con.close()
+
+
+def _access_facts(facts: Facts, con: duckdb.DuckDBPyConnection, present: bool) -> None:
+    """Access events within the retention period per username, dashboard and kind (names stay here)."""
+    since = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=facts.policy.access_log.retention_days)
+    rows = []
+    if present:
+        rows = con.execute(
+            "SELECT username, dashboard_title, access_kind, count(*) FROM access_log WHERE accessed_at >= ? "
+            "GROUP BY ALL",
+            [since],
+        ).fetchall()
+    facts.access_total = sum(n for *_, n in rows)
+    facts.access_counts = per_group(rows, facts.directory)
 
 
 def gather(settings: Settings, today: date | None = None) -> Facts:

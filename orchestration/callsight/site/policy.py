@@ -1,5 +1,6 @@
 """The policy (policy.yml): time zone, calendar, private calls, service level, callbacks, retention,
-works-council mode and reports. Loaded, validated, refused with errors that name file and entry."""
+the access log's retention, works-council mode and reports. Loaded, validated, refused with errors that
+name file and entry."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ class Callback(_Strict):
 
 class Retention(_Strict):
     journal_days: int = Field(default=180, ge=1, le=3660)
+
+
+class AccessLog(_Strict):
+    """Who looked at what (Superset's access events): kept this many days in callsight's copy and in
+    Superset's own `logs` table."""
+
+    retention_days: int = Field(default=90, ge=1, le=3660)
 
 
 class WorksCouncil(_Strict):
@@ -91,6 +99,7 @@ class Policy(_Strict):
     service_level: ServiceLevel = ServiceLevel()
     callback: Callback = Callback()
     retention: Retention = Retention()
+    access_log: AccessLog = AccessLog()
     works_council: WorksCouncil = WorksCouncil()
     reports: Reports = Reports()
 
