@@ -110,9 +110,12 @@ class SupersetClient:
             page += 1
 
     # ---- domain helpers -----------------------------------------------------------------------
-    def import_assets(self, bundle: bytes, passwords: dict[str, str] | None = None) -> None:
+    def import_assets(self, bundle: bytes, passwords: dict[str, str] | None = None, sparse: bool = False) -> None:
+        """`sparse`: the bundle may refer to assets Superset has but the bundle leaves out (by uuid)."""
         files = {"bundle": ("callsight_assets.zip", bundle, "application/zip")}
         data = {"passwords": json.dumps(passwords or {})}
+        if sparse:
+            data["sparse"] = "true"
         self.request("POST", "/api/v1/assets/import/", files=files, data=data)
 
     def chart_data(self, query_context: dict) -> dict:

@@ -146,6 +146,17 @@ PERIOD_FILTER = {
 }
 
 
+# A select filter's options; `controls` in a filter of the compact form changes some of them.
+SELECT_CONTROLS: dict[str, Any] = {
+    "enableEmptyFilter": False,
+    "multiSelect": True,
+    "searchAllOptions": False,
+    "inverseSelection": False,
+    "defaultToFirstItem": False,
+    "sortAscending": True,
+}
+
+
 class AssetError(ValueError):
     """An asset file is inconsistent (names the file and what is wrong)."""
 
@@ -242,10 +253,15 @@ def expand_dataset(name: str, config: dict, assets: dict[str, dict]) -> dict:
         unknown = dropped - {c["column_name"] for c in base["columns"]}
         if unknown:
             raise AssetError(f"{name}: drop_columns not in {config['extends']}: {sorted(unknown)}")
-        kept = [c for c in base["columns"] if c["column_name"] not in dropped]
-        out["columns"] = copy.deepcopy(kept) + list(config.get("columns", []))
+        # An add_columns entry naming a base column changes that column (what export-assets writes).
+        changed = {c["column_name"]: c for c in config.get("add_columns", [])}
+        kept = [{**c, **changed.get(c["column_name"], {})} for c in base["columns"] if c["column_name"] not in dropped]
+        added = [c for c in config.get("add_columns", []) if c["column_name"] not in {k["column_name"] for k in kept}]
+        out["columns"] = copy.deepcopy(kept) + list(config.get("columns", [])) + added
         out.setdefault("main_dttm_col", base.get("main_dttm_col"))
-    out["columns"] = [{**COLUMN_DEFAULTS, **c} for c in out.get("columns", []) + config.get("add_columns", [])]
+    else:
+        out["columns"] = out.get("columns", []) + config.get("add_columns", [])
+    out["columns"] = [{**COLUMN_DEFAULTS, **c} for c in out["columns"]]
     names = [c["column_name"] for c in out["columns"]]
     if len(names) != len(set(names)):
         raise AssetError(f"{name}: duplicate columns {sorted({n for n in names if names.count(n) > 1})}")
@@ -261,9 +277,10 @@ def expand_chart(name: str, config: dict, datasets: dict[str, tuple[str, dict]])
         raise AssetError(f"{name}: unknown dataset_uuid {config.get('dataset_uuid')}")
     out = {**CHART_DEFAULTS, **config}
     params = {"datasource": "__table", "viz_type": config["viz_type"], "extra_form_data": {}, **config["params"]}
-    filters = params.setdefault("adhoc_filters", [])
+    filters = list(params.get("adhoc_filters", []))  # a copy: the compact form stays as it was read
     if not any(f.get("operator") == "TEMPORAL_RANGE" for f in filters):
         filters.insert(0, dict(PERIOD_FILTER))
+    params["adhoc_filters"] = filters
     out["params"] = params
     return out
 
@@ -273,8 +290,9 @@ def chart_columns(chart: dict, datasets: dict[str, tuple[str, dict]]) -> set[str
 
 
 def expand_dashboard(name: str, config: dict, charts: dict[str, tuple[str, dict]], datasets: dict) -> dict:
-    """`layout`: rows of {chart: uuid, width, height}; `filters`: native filters by column."""
-    out = {**DASHBOARD_DEFAULTS, **{k: v for k, v in config.items() if k not in ("layout", "filters")}}
+    """`layout`: rows of {chart: name or uuid, width, height}; `filters`: native filters by column (a select
+    filter's `controls` change its options); `metadata`: dashboard settings beside the defaults."""
+    out = {**DASHBOARD_DEFAULTS, **{k: v for k, v in config.items() if k not in ("layout", "filters", "metadata")}}
     if "layout" not in config:
         return out
     position: dict[str, Any] = {
@@ -333,6 +351,7 @@ def expand_dashboard(name: str, config: dict, charts: dict[str, tuple[str, dict]
         "native_filter_configuration": native_filters,
         "shared_label_colors": [],
         "label_colors": {},
+        **config.get("metadata", {}),  # settings made in Superset's UI (colours, refresh), by export-assets
     }
     return out
 
@@ -376,14 +395,7 @@ def _native_filter(name: str, f: dict, placeholder: dict[str, int], charts: dict
         **base,
         "filterType": "filter_select",
         "targets": [{"column": {"name": column}, "datasetUuid": f["dataset"]}],
-        "controlValues": {
-            "enableEmptyFilter": False,
-            "multiSelect": True,
-            "searchAllOptions": False,
-            "inverseSelection": False,
-            "defaultToFirstItem": False,
-            "sortAscending": True,
-        },
+        "controlValues": {**SELECT_CONTROLS, **f.get("controls", {})},
         "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
     }
 

@@ -19,6 +19,7 @@ from callsight.bi.assets import admin_only, bundle, load_assets, render, uuids_o
 from callsight.bi.reports import WEEKLY_CSV_CHART, ReportSync, ReportSyncResult, report_specs
 from callsight.bi.roles import DATABASE_NAME, ROLE_ADMIN, ROLE_ANALYST, ROLE_VIEWER, RoleGrants
 from callsight.bi.security_events import import_security_events
+from callsight.bi.ui_edits import STORE_NAME, UiEditGuard
 from callsight.bi.users import UserAccess
 from callsight.privacy.audit import record_audit_entries
 from callsight.publish.builds import served_build_id
@@ -101,8 +102,10 @@ class Provisioner(RoleGrants, UserAccess):
         with_reports: bool = False,
         admin_user_password: str | None = None,
         ldap_logins: bool = False,
+        ui_edits: UiEditGuard | None = None,
     ):
         self.c = client
+        self.ui_edits = ui_edits  # edits made in Superset's UI: found, audited, overwritten or kept
         self.ldap_logins = ldap_logins  # no demo passwords: logins go to the company's LDAP / AD
         # The demo's password of the directory's admins: an Admin-role login never gets the members' one.
         self.admin_user_password = admin_user_password
@@ -117,7 +120,11 @@ class Provisioner(RoleGrants, UserAccess):
     # ---- assets -------------------------------------------------------------------------------
     def import_assets(self) -> None:
         assets = load_assets()
-        self.c.import_assets(bundle(render(assets, self.served_db, served_build_id(self.served_db))))
+        rendered = render(assets, self.served_db, served_build_id(self.served_db))
+        guard = self.ui_edits
+        imported = guard.before(self.c, rendered) if guard else rendered
+        # An asset kept as edited in the UI is left out: the bundle's others find it in Superset (sparse).
+        self.c.import_assets(bundle(imported), sparse=len(imported) < len(rendered))
         wanted = uuids_of(assets, "datasets")
         # Marts over call data carry the viewer's row filter: the physical datasets with an agent_username
         # column. Superset applies it inside every virtual dataset reading them; the dashboard datasets'
@@ -136,8 +143,11 @@ class Provisioner(RoleGrants, UserAccess):
         missing = set(wanted.values()) - {k.split(".", 1)[1] for k in self.report.datasets}
         if missing:
             raise RuntimeError(f"datasets missing after import: {sorted(missing)}")
-        self._verify_metrics(assets)
+        self._verify_metrics({n: c for n, c in assets.items() if n in imported})
         self.scope_native_filters(assets)
+        if guard:
+            guard.after(self.c, rendered)
+            self.report.changes += guard.audit_entries()
 
     def scope_native_filters(self, assets: dict[str, dict]) -> None:
         """Point every native filter at the imported charts it covers. Superset 6.0/6.1 remaps chart ids
@@ -267,6 +277,7 @@ def provision_superset(settings: Settings, url: str, admin_password: str, user_p
         with_reports=settings.reports_profile,
         admin_user_password=settings.secret("CALLSIGHT_DEMO_ADMIN_PASSWORD"),
         ldap_logins=ldap_logins(settings.env),
+        ui_edits=UiEditGuard(settings.superset_home / STORE_NAME, settings.ui_edits),
     ).run()
     record_audit_entries(settings, "provisioning", report.audit_entries())
     import_security_events(settings)  # refused queries and login bursts since the last run

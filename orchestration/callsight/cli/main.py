@@ -21,6 +21,7 @@ from callsight.cli.commands import (
     cmd_schema_doc,
 )
 from callsight.cli.demo import cmd_demo
+from callsight.cli.export_assets import add_export_assets_command
 from callsight.cli.health import add_health_command
 from callsight.cli.ldap import add_ldap_command
 from callsight.cli.serve import cmd_serve
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_health_command(sub)
     add_backup_parsers(sub)  # backup, restore, export-erasures
     add_ldap_command(sub)  # directory-from-ldap
+    add_export_assets_command(sub)  # Superset UI edits back into superset/assets
     return p
 
 

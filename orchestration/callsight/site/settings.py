@@ -39,6 +39,7 @@ class Settings:
     stale_after_hours: int = 36
     nightly_schedule: bool = True  # CALLSIGHT_SCHEDULE: off where cron runs `callsight run` instead
     locale: str = DEFAULT_LOCALE  # CALLSIGHT_LOCALE: language of the processing record and the mails
+    ui_edits: str = "overwrite"  # CALLSIGHT_UI_EDITS: an asset changed in Superset's UI: overwrite or keep
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -134,6 +135,7 @@ class Settings:
             stale_after_hours=_int(env, "CALLSIGHT_STALE_AFTER_HOURS", 36),
             nightly_schedule=_on_off(env, "CALLSIGHT_SCHEDULE"),
             locale=parse_locale(env.get("CALLSIGHT_LOCALE")),
+            ui_edits=_choice(env, "CALLSIGHT_UI_EDITS", ("overwrite", "keep")),
             env=env,
         )
 
@@ -204,6 +206,14 @@ def _on_off(env: Mapping[str, str], name: str) -> bool:
     if value not in ("on", "off"):
         raise ValueError(f"{name} must be on or off, got {value!r}")
     return value == "on"
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first by default); anything else is refused at start."""
+    value = (env.get(name) or allowed[0]).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be {' or '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _abs(value: str, base: Path) -> Path:
