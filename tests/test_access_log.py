@@ -412,3 +412,79 @@ def test_the_copy_holds_no_call_data_query_text_or_filter_values(browsed: Access
         c for (c,) in s.served("SELECT column_name FROM information_schema.columns WHERE table_name = 'access_log'")
     }
     assert not columns & {"json", "detail_json", "sql", "query", "filters"}
+
+
+# ---- a PostgreSQL metadata DB (Superset's production profile) ---------------------------------------
+@pytest.mark.postgres
+@pytest.mark.superset
+@pytest.mark.slow
+def test_the_copy_reads_and_expires_a_postgresql_metadata_db(tmp_path: Path) -> None:
+    """Superset's own schema (`superset db upgrade`) on PostgreSQL, with log rows as Superset 6.1 writes them."""
+    from callsight.bi.access_log import copy_access_log
+    from callsight.bi.runtime import SupersetEnv
+    from callsight.site.settings import Settings
+
+    from .conftest import reachable
+
+    require_service(reachable(("127.0.0.1", 5432)), "PostgreSQL on 127.0.0.1:5432")
+    import psycopg
+
+    db = f"callsight_access_{secrets.token_hex(4)}"
+    admin_url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{db}"')
+    try:
+        uri = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
+        (tmp_path / "home").mkdir()
+        settings = Settings.from_env({"CALLSIGHT_HOME": str(tmp_path / "home"), "SUPERSET_DATABASE_URI": uri})
+        require_service((settings.superset_venv / "bin" / "superset").exists(), "the Superset virtual environment")
+        SupersetEnv(settings, secrets.token_urlsafe(32), extra_env=(("SUPERSET_DATABASE_URI", uri),)).cli(
+            "db", "upgrade"
+        )
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}") as con:
+            user, dash, chart = 7, 5, 9
+            con.execute(
+                "INSERT INTO ab_user (id, first_name, last_name, username, email, active) "
+                "VALUES (%s, 'Anna', 'Schmidt', 'anna.schmidt', 'anna@example.org', true)",
+                (user,),
+            )
+            con.execute("INSERT INTO dashboards (id, dashboard_title, slug) VALUES (%s, 'Agenten', 'agenten')", (dash,))
+            con.execute("INSERT INTO slices (id, slice_name) VALUES (%s, 'Telefonate je Agent')", (chart,))
+            logged = [
+                ("log", {"event_name": "mount_dashboard", "dashboard_id": dash}, dash, None, now),
+                ("log", {"event_name": "export_csv_dashboard_chart", "slice_id": chart}, dash, chart, now),
+                ("log", {"event_name": "load_chart", "applied_filters": ["Vertrieb"]}, dash, chart, now),
+                ("SqlLabRestApi.get_results", {"path": "/api/v1/sqllab/execute/", "sql": "SELECT 1"}, None, None, now),
+                ("log", {"event_name": "mount_dashboard"}, dash, None, now - timedelta(days=RETENTION_DAYS + 10)),
+            ]
+            for log_id, (action, record, dashboard_id, slice_id, dttm) in enumerate(logged, 1):
+                con.execute(
+                    "INSERT INTO logs (id, action, user_id, dashboard_id, slice_id, json, dttm) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (log_id, action, user, dashboard_id, slice_id, json.dumps(record), dttm),
+                )
+        copy = copy_access_log(settings, RETENTION_DAYS)
+        assert (copy.copied, copy.expired, copy.superset_expired) == (3, 0, 1)
+        raw = duckdb.connect(str(settings.raw_db), read_only=True)
+        try:
+            rows = raw.execute(
+                "SELECT username, access_kind, export_format, dashboard_slug, chart_name FROM access_log "
+                "ORDER BY log_id"
+            ).fetchall()
+        finally:
+            raw.close()
+        assert rows == [
+            ("anna.schmidt", "dashboard opened", None, "agenten", None),
+            ("anna.schmidt", "chart exported", "csv", "agenten", "Telefonate je Agent"),
+            ("anna.schmidt", "SQL Lab query", None, None, None),
+        ]
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}") as con:
+            assert con.execute(
+                "SELECT count(*) FROM logs WHERE dttm < %s", (retention_start(datetime.now(UTC), 30),)
+            ).fetchone() == (0,)
+            assert con.execute("SELECT count(*) FROM logs").fetchone() == (4,)
+        assert copy_access_log(settings, RETENTION_DAYS).copied == 0, "idempotent"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

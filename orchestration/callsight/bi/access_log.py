@@ -61,11 +61,14 @@ LEFT JOIN ab_user u ON u.id = l.user_id
 LEFT JOIN dashboards d ON d.id = l.dashboard_id
 LEFT JOIN slices s ON s.id = l.slice_id
 WHERE l.id > {p} AND l.action IN ('log', 'SqlLabRestApi.get_results', 'SqlLabRestApi.export_csv')
-  AND (l.action <> 'log' OR l.json LIKE '%mount_dashboard%' OR l.json LIKE '%export%'
-       OR l.json LIKE '%download%')
+  AND (l.action <> 'log' OR l.json LIKE {p} OR l.json LIKE {p} OR l.json LIKE {p})
 ORDER BY l.id
 """
+READ_PATTERNS = ("%mount_dashboard%", "%export%", "%download%")  # parameters: psycopg reads % as a mark
 MAX_ID_SQL = "SELECT max(id) FROM logs"
+# Ids read again below the high-water mark: a row whose transaction committed after the last copy read
+# past its id is not lost (rows copied already are recognised by id and time).
+OVERLAP_IDS = 1000
 DELETE_SQL = "DELETE FROM logs WHERE dttm < {p}"
 
 
@@ -187,7 +190,8 @@ def copy_access_log(settings: Settings, retention_days: int, now: datetime | Non
                 newest = meta.execute(MAX_ID_SQL).fetchone()[0] or 0
                 if newest < mark:  # a new metadata DB (ids start again): read it all, keyed by id and time
                     mark = 0
-                events = access_events(meta.execute(READ_SQL.format(p=p), (mark,)).fetchall())
+                since = max(0, mark - OVERLAP_IDS)
+                events = access_events(meta.execute(READ_SQL.format(p=p), (since, *READ_PATTERNS)).fetchall())
                 superset_expired = meta.execute(DELETE_SQL.format(p=p), (_param(start, p),)).rowcount
         except NoMetadataDb as exc:
             con.execute("DELETE FROM access_log WHERE accessed_at < ?", [start])
