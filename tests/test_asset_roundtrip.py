@@ -33,7 +33,7 @@ from callsight.bi.compact import (
     layout_rows,
     view,
 )
-from callsight.bi.ui_edits import STORE_NAME, find_ui_edits, fingerprint
+from callsight.bi.ui_edits import STORE_NAME, UiEdit, find_ui_edits, fingerprint, ui_edit_actions, ui_edit_message
 from callsight.cli.main import main
 from callsight.privacy.audit import read_entries
 from callsight.publish.builds import served_build_id
@@ -224,6 +224,17 @@ def test_ui_edits_are_found_by_fingerprint_not_by_a_changed_repository() -> None
     for config in restamped.values():
         config.get("extra", {}) and config["extra"].update(callsight_build="build-2")
     assert {c["uuid"]: fingerprint(n, c) for n, c in restamped.items()} == recorded
+
+
+def test_keep_keeps_only_assets_with_a_file_of_their_own() -> None:
+    """A generated asset (an English twin) cannot be exported into the repository: keeping it would keep
+    it for good, so the import overwrites it even with CALLSIGHT_UI_EDITS=keep."""
+    edits = [UiEdit(ANRUFE, "u-own"), UiEdit("charts/Anrufe_en.yaml", "u-twin")]
+    assert ui_edit_actions(edits, "keep", {"u-own"}) == {"u-own": "kept", "u-twin": "overwritten"}
+    assert ui_edit_actions(edits, "overwrite", {"u-own"}) == {"u-own": "overwritten", "u-twin": "overwritten"}
+    kept = ui_edit_message(edits[0], "kept")
+    assert kept.startswith(f"{ANRUFE} was changed in Superset's UI") and "`callsight export-assets` brings" in kept
+    assert "the import overwrites it" in ui_edit_message(edits[1], "overwritten")
 
 
 def test_ui_edits_setting_is_checked_at_start() -> None:
