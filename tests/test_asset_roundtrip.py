@@ -74,6 +74,7 @@ def as_superset_exports(assets: dict[str, dict]) -> dict[str, dict]:
             config["metadata"].update(map_label_colors={}, color_scheme_domain=[])
             for f in config["metadata"]["native_filter_configuration"]:
                 f["chartsInScope"] = [i + 100 for i in f["chartsInScope"]]
+                f["scope"]["excluded"] = [i + 100 for i in f["scope"]["excluded"]]
         if kind in KINDS:
             out[f"{name.removesuffix('.yaml')}_{len(out) + 1}.yaml"] = config
     return out
@@ -167,6 +168,86 @@ def test_edits_change_exactly_their_lines() -> None:
         "  refresh_frequency: 300",
     }
     assert changed[ANRUFE][1].startswith(leading_comment(changed[ANRUFE][0])) and leading_comment(changed[ANRUFE][0])
+
+
+def test_edits_as_the_ui_saves_them() -> None:
+    """A chart moved into a new row and a filter added as Superset's dashboard editor writes them; a chart
+    saved unchanged in the chart editor (its ids and editor keys are no change)."""
+    expanded = load_assets()
+    agenten = expanded[AGENTEN]
+    position = agenten["position"]
+    node = next(
+        n
+        for n in position.values()
+        if isinstance(n, dict) and n.get("meta", {}).get("sliceName") == "Telefonate pro Tag"
+    )
+    old_row = node["parents"][-1]
+    position[old_row]["children"].remove(node["id"])
+    position["ROW-N-x7Yk2"] = {
+        "type": "ROW",
+        "id": "ROW-N-x7Yk2",
+        "children": [node["id"]],
+        "parents": ["ROOT_ID", "GRID_ID"],
+        "meta": {"background": "BACKGROUND_TRANSPARENT"},
+    }
+    position["GRID_ID"]["children"].append("ROW-N-x7Yk2")
+    node["parents"] = ["ROOT_ID", "GRID_ID", "ROW-N-x7Yk2"]
+    agenten["metadata"]["native_filter_configuration"].append(
+        {
+            "id": "NATIVE_FILTER-3fQ9a",
+            "controlValues": {
+                "enableEmptyFilter": False,
+                "defaultToFirstItem": False,
+                "multiSelect": False,
+                "searchAllOptions": False,
+                "inverseSelection": False,
+            },
+            "name": "Richtung",
+            "filterType": "filter_select",
+            "targets": [{"column": {"name": "direction"}, "datasetUuid": expanded[DASHBOARD_CALLS]["uuid"]}],
+            "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
+            "cascadeParentIds": [],
+            "scope": {"rootPath": ["ROOT_ID"], "excluded": []},
+            "type": "NATIVE_FILTER",
+            "description": "",
+            "chartsInScope": [],
+            "tabsInScope": [],
+        }
+    )
+    # The editor scopes the filter away from the charts whose dataset has no such column.
+    calls = expanded[DASHBOARD_CALLS]["uuid"]
+    others = sorted(
+        (n["meta"]["chartId"], n["meta"]["uuid"])
+        for n in position.values()
+        if isinstance(n, dict)
+        and n.get("type") == "CHART"
+        and next(c for c in expanded.values() if c.get("uuid") == n["meta"]["uuid"])["dataset_uuid"] != calls
+    )
+    agenten["metadata"]["native_filter_configuration"][-1]["scope"]["excluded"] = [i for i, _ in others]
+    params = expanded[ANRUFE]["params"]
+    params.update(slice_id=7, dashboards=[1, 4], url_params={})
+    params["adhoc_filters"] = [{**params["adhoc_filters"][0], "filterOptionName": "filter_8x1", "isExtra": False}]
+    exports = as_superset_exports(expanded)
+    next(c for c in exports.values() if c["uuid"] == expanded[ANRUFE]["uuid"])["query_context"] = (
+        '{"datasource": {"id": 17}}'
+    )
+    plan = plan_export(exports, ASSETS_DIR)
+    assert plan.refused == []
+    changed = changed_files(plan.files)
+    assert list(changed) == [AGENTEN]
+    compact = yaml.safe_load(plan.files[AGENTEN])
+    assert compact["filters"][-1] == {
+        "id": "NATIVE_FILTER-3fQ9a",
+        "name": "Richtung",
+        "type": "select",
+        "column": "direction",
+        "dataset": calls,
+        "exclude_charts": sorted(u for _, u in others),
+        "controls": {"multiSelect": False},
+    }
+    assert others
+    assert compact["layout"][-1] == [{"chart": "Telefonate pro Tag", "width": 6}]
+    assert {"chart": "Telefonate pro Tag", "width": 6} not in compact["layout"][1]
 
 
 def test_a_metric_label_and_a_column_of_an_extending_dataset() -> None:
