@@ -250,6 +250,19 @@ def test_edits_as_the_ui_saves_them() -> None:
     assert {"chart": "Telefonate pro Tag", "width": 6} not in compact["layout"][1]
 
 
+def test_an_asset_only_superset_has_is_listed_and_written_with_include_new() -> None:
+    exports = as_superset_exports(load_assets())
+    chart = copy.deepcopy(next(c for c in exports.values() if c["uuid"] == load_assets()[ANRUFE]["uuid"]))
+    chart.update(uuid="0f4d9a52-7c1e-4a8b-9d3e-2b6f1c0a9e77", slice_name="Neu")
+    exports["charts/Neu_99.yaml"] = chart
+    plan = plan_export(exports, ASSETS_DIR)
+    assert plan.new == ["charts/Neu.yaml (Neu)"] and "charts/Neu.yaml" not in plan.files
+    plan = plan_export(exports, ASSETS_DIR, include_new=True)
+    assert plan.refused == [] and list(changed_files(plan.files)) == ["charts/Neu.yaml"]
+    written = yaml.safe_load(plan.files["charts/Neu.yaml"])
+    assert written == {**yaml.safe_load((ASSETS_DIR / ANRUFE).read_text()), "uuid": chart["uuid"], "slice_name": "Neu"}
+
+
 def test_a_metric_label_and_a_column_of_an_extending_dataset() -> None:
     expanded = load_assets()
     ds = expanded[DASHBOARD_CALLS]
