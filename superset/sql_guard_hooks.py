@@ -42,14 +42,16 @@ def layers_on(environ: Any = os.environ) -> frozenset[str]:
 
 
 def shipped_dataset_uuids(assets_dir: str) -> frozenset[str]:
-    """The datasets callsight ships (superset/assets): their SQL is trusted. Datasets analysts make
-    themselves may read the analyst schema only."""
+    """The datasets callsight ships (superset/assets) and their English twins (uuid5 of the original's
+    uuid and "en", as callsight.bi.translate.twin_uuid; provisioning imports a twin of every dataset): their
+    SQL is trusted. Datasets analysts make themselves may read the analyst schema only."""
     out = set()
     for path in glob.glob(os.path.join(assets_dir, "datasets", "**", "*.yaml"), recursive=True):
         with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f) or {}
         if config.get("uuid"):
             out.add(str(config["uuid"]))
+            out.add(str(uuid.uuid5(uuid.UUID(str(config["uuid"])), "en")))
     return frozenset(out)
 
 

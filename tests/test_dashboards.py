@@ -15,6 +15,7 @@ import requests
 
 from callsight.bi.api import SupersetClient
 from callsight.bi.assets import AssetError, expand, expand_agent_macros, load_assets, read_assets, render
+from callsight.bi.translate import originals
 from callsight.cli.serve import DASHBOARD_SLUGS
 from callsight.site.directory import load_directory
 from callsight.site.settings import REPO_ROOT
@@ -26,9 +27,12 @@ ARTEFACTS = REPO_ROOT / "test-artifacts" / "dashboards"
 
 
 def dashboards(assets: dict[str, dict], admin: bool = False) -> dict[str, dict]:
-    """The users' dashboards (or, with admin=True, the admins' own ones)."""
+    """The users' dashboards (or, with admin=True, the admins' own ones); their English twins are
+    tests/test_english_dashboards.py's."""
     return {
-        c["slug"]: c for n, c in assets.items() if n.startswith("dashboards/") and bool(c.get("admin_only")) == admin
+        c["slug"]: c
+        for n, c in originals(assets).items()
+        if n.startswith("dashboards/") and bool(c.get("admin_only")) == admin
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from callsight.bi.translate import TWIN_KEY, with_twins
 from callsight.site.settings import REPO_ROOT
 
 ASSETS_DIR = REPO_ROOT / "superset" / "assets"
@@ -27,8 +28,9 @@ def read_assets(assets_dir: Path = ASSETS_DIR) -> dict[str, dict]:
 
 
 def load_assets(assets_dir: Path = ASSETS_DIR) -> dict[str, dict]:
-    """All assets in Superset's import format (compact forms expanded and checked)."""
-    return expand(read_assets(assets_dir))
+    """All assets in Superset's import format (compact forms expanded and checked), with their English
+    twins (bi/translate.py): provisioning protects a twin as it protects its original."""
+    return with_twins(expand(read_assets(assets_dir)))
 
 
 def render(assets: dict[str, dict], served_db: Path, build_id: str | None = None) -> dict[str, dict]:
@@ -56,7 +58,7 @@ def render(assets: dict[str, dict], served_db: Path, build_id: str | None = None
 
 
 # Keys of callsight's own, read by provisioning and never sent to Superset.
-CALLSIGHT_KEYS = ("admin_only",)
+CALLSIGHT_KEYS = ("admin_only", TWIN_KEY)
 
 
 def admin_only(assets: dict[str, dict], kind: str) -> set[str]:
