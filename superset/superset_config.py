@@ -105,7 +105,9 @@ CUSTOM_SECURITY_MANAGER = _load_beside("callsight_login_guard", "login_guard.py"
 _auth = os.environ.get("CALLSIGHT_AUTH", "db").strip().lower() or "db"
 if _auth not in ("db", "ldap"):
     raise RuntimeError(f"CALLSIGHT_AUTH must be db or ldap, got {_auth!r}")
-if _auth == "ldap":
+# The Celery worker and beat never log anyone in (report screenshots use Superset's machine login): they
+# need neither the LDAP settings nor the bind password, which only the web unit is given.
+if _auth == "ldap" and os.environ.get("CALLSIGHT_SUPERSET_PROCESS") != "celery":
     _ldap_auth = _load_beside("callsight_ldap_auth", "ldap_auth.py")
     globals().update(_ldap_auth.ldap_config(os.environ))
     CUSTOM_SECURITY_MANAGER = _ldap_auth.ldap_security_manager(

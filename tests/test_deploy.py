@@ -26,6 +26,7 @@ from callsight.site.secret_files import SECRET_SETTINGS
 from callsight.site.settings import REPO_ROOT, Settings
 
 from .conftest import free_port, make_site, reachable, require_service
+from .units import parse_env_file, parse_unit
 
 DEPLOY = REPO_ROOT / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
@@ -37,33 +38,6 @@ REDIS_DB = 11
 STOP_GRACE = 30.0  # at most any unit's TimeoutStopSec
 # systemd counts a main process ending by SIGTERM as a clean stop (uvicorn re-raises it after shutting down).
 CLEAN_EXIT = (0, -signal.SIGTERM)
-
-
-def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
-    """A unit file as section -> key -> values in order (a key may repeat)."""
-    sections: dict[str, dict[str, list[str]]] = {}
-    current: dict[str, list[str]] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            current = sections.setdefault(line.strip("[]"), {})
-            continue
-        key, _, value = line.partition("=")
-        current.setdefault(key.strip(), []).append(value.strip())
-    return sections
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """An EnvironmentFile= as systemd reads this one: NAME=value lines, comments and blank lines skipped."""
-    env = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and line[0] not in "#;":
-            key, _, value = line.partition("=")
-            env[key.strip()] = value.strip()
-    return env
 
 
 def unit(name: str) -> dict[str, list[str]]:
@@ -230,6 +204,10 @@ def test_service_commands_come_from_the_settings(tmp_path: Path) -> None:
     assert Path(launch("dagster-daemon", settings, {}).argv[0]).name == "dagster-daemon"
     with pytest.raises(SystemExit, match="CALLSIGHT_REDIS_URL"):
         launch("celery-worker", settings, {})
+    celery = Settings.from_env({**env, "CALLSIGHT_REDIS_URL": "redis://127.0.0.1:6379/11"})
+    for name in ("celery-worker", "celery-beat"):  # no LDAP in the Celery processes (superset_config.py)
+        assert launch(name, celery, {}).env["CALLSIGHT_SUPERSET_PROCESS"] == "celery"
+    assert "CALLSIGHT_SUPERSET_PROCESS" not in web.env
     with pytest.raises(ValueError, match="CALLSIGHT_SUPERSET_BIND"):
         launch("superset-web", Settings.from_env({**env, "CALLSIGHT_SUPERSET_BIND": "8088"}), {})
     with pytest.raises(SystemExit, match="SUPERSET_ADMIN_PASSWORD"):

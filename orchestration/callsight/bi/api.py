@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -41,11 +42,34 @@ def _rison_value(v: Any) -> str:
     return f"'{s}'"
 
 
+def is_loopback(host: str | None) -> bool:
+    """Pure: does `host` name this machine's loopback (127.0.0.0/8, ::1, localhost)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackSession(requests.Session):
+    """Behind the TLS proxy Superset marks its session cookie Secure (CALLSIGHT_HTTPS=1), while callsight
+    reaches it over loopback HTTP, which never leaves the machine: cookies of a loopback host go back to
+    it over HTTP too (with its CSRF token's session), as browsers treat loopback. Other hosts keep the rule."""
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        response = super().send(request, **kw)
+        for cookie in self.cookies:
+            if cookie.secure and is_loopback(cookie.domain):
+                cookie.secure = False
+        return response
+
+
 class SupersetClient:
     def __init__(self, base_url: str, timeout: float = 60):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session: requests.Session = LoopbackSession()
         self.username: str | None = None
 
     # ---- auth ---------------------------------------------------------------------------------
@@ -69,6 +93,9 @@ class SupersetClient:
 
     # ---- plumbing -----------------------------------------------------------------------------
     def request(self, method: str, path: str, ok: tuple[int, ...] = (200, 201), **kw: Any) -> Any:
+        # No redirects: Superset answers a refused request (a CSRF error, a lost login) with one to a page
+        # that then returns 200 - a failed import would look like success.
+        kw.setdefault("allow_redirects", False)
         r = self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kw)
         if r.status_code not in ok:
             raise SupersetAPIError(method, path, r.status_code, r.text)

@@ -60,7 +60,10 @@ def superset_launch(name: str, settings: Settings) -> Launch:
     host, port = bind_setting(settings.env, SUPERSET_BIND, DEFAULT_SUPERSET_BIND)
     # Report screenshots: the worker's browser must reach the web server.
     webdriver = settings.env.get("CALLSIGHT_WEBDRIVER_BASEURL") or f"http://{probe_host(host)}:{port}/"
-    env = SupersetEnv(settings, secret, extra_env=(("CALLSIGHT_WEBDRIVER_BASEURL", webdriver),))
+    extra = [("CALLSIGHT_WEBDRIVER_BASEURL", webdriver)]
+    if name != "superset-web":  # Celery logs nobody in: superset_config leaves LDAP (and its bind password) out
+        extra.append(("CALLSIGHT_SUPERSET_PROCESS", "celery"))
+    env = SupersetEnv(settings, secret, extra_env=tuple(extra))
     warnings: list[str] = []
     if name == "superset-web":
         workers = count_setting(settings.env, SUPERSET_WORKERS, 2)
