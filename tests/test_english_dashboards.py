@@ -221,7 +221,7 @@ def test_english_charts_show_each_user_exactly_what_their_german_originals_show(
 ) -> None:
     s = superset_server
     pairs = twin_queries()
-    leader, _ = group_leader(s)
+    leader, group = group_leader(s)
     for user in (member_of_own_calls(s), leader):
         client = SupersetClient(s.url).login(user, s.user_password)
         ids = dataset_ids(client)
@@ -243,6 +243,33 @@ def test_english_charts_show_each_user_exactly_what_their_german_originals_show(
             }
         )["result"][0]["data"]
         assert legs and {r["agent_username"] for r in legs} <= visible_agents(s, user), user
+    # The group filter (Jinja in the datasets' SQL) narrows a twin as it narrows its original, never widens.
+    directory = load_directory(s.site.settings.effective_directory_path)
+    other = next(g.name for g in directory.groups if g.name != group and not set(g.members) & visible_agents(s, leader))
+    client = SupersetClient(s.url).login(leader, s.user_password)
+    ids = dataset_ids(client)
+    for table in ("dashboard_inbound_calls", "dashboard_calls", "dashboard_callbacks"):
+        metric = {"dashboard_inbound_calls": "anrufe", "dashboard_calls": "count"}.get(table, "verpasst_extern")
+        mine = calls_in_groups(client, ids[table], metric, [group])
+        assert mine == calls_in_groups(client, ids[f"{table}_en"], metric, [group]), table
+        assert 0 < mine <= calls_in_groups(client, ids[f"{table}_en"], metric, []), table
+        assert calls_in_groups(client, ids[f"{table}_en"], metric, [other]) == 0, table
+
+
+def calls_in_groups(client: SupersetClient, dataset: int, metric: str, groups: list[str]) -> int:
+    """A dataset's metric with the dashboards' group filter (none: no filter)."""
+    filters = [{"col": "group_name", "op": "IN", "val": groups}] if groups else []
+    query = {"metrics": [metric], "columns": [], "filters": filters}
+    data = client.chart_data(
+        {
+            "datasource": {"id": dataset, "type": "table"},
+            "force": True,
+            "queries": [query],
+            "result_format": "json",
+            "result_type": "full",
+        }
+    )
+    return data["result"][0]["data"][0][metric] or 0
 
 
 # Admin-only twins and a metric of each (a valid query: refused for who asks, not for its form).
