@@ -8,8 +8,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.runner import BenchOptions, run_bench
+from bench.runner import RERUNNABLE, BenchOptions, run_bench
 from callsight.site.settings import Settings
+
+
+def _think(text: str) -> tuple[float, float]:
+    low, high = (float(v) for v in text.split(","))
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError("--think MIN,MAX with 0 <= MIN <= MAX")
+    return low, high
+
+
+def _only(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names or set(names) - set(RERUNNABLE):
+        raise argparse.ArgumentTypeError(f"--only takes {', '.join(RERUNNABLE)}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=10, help="timed requests per chart")
     p.add_argument("--load-users", type=int, default=25)
     p.add_argument("--load-seconds", type=float, default=60.0)
+    p.add_argument("--team-users", type=int, default=25, help="users of the team load (issue #31)")
+    p.add_argument("--team-minutes", type=float, default=5.0, help="minutes of the team load")
+    p.add_argument("--think", type=_think, default=(10.0, 30.0), help="a user's think time, seconds: MIN,MAX")
+    p.add_argument("--skip-team", action="store_true", help="no team load")
+    p.add_argument(
+        "--only",
+        type=_only,
+        default=(),
+        help=f"run just these stages ({','.join(RERUNNABLE)}) again on the site a --keep run left in --work",
+    )
     p.add_argument("--work", help="working directory (default CALLSIGHT_HOME/bench)")
     p.add_argument("--out", help="directory of the JSON results (default ./bench-results)")
     p.add_argument("--keep", action="store_true", help="keep the generated journals and warehouses")
@@ -42,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         chart_samples=args.samples,
         load_users=args.load_users,
         load_seconds=args.load_seconds,
-        keep=args.keep,
+        keep=args.keep or bool(args.only),
+        team=not args.skip_team,
+        team_users=args.team_users,
+        team_minutes=args.team_minutes,
+        think=args.think,
+        only=args.only,
     )
     results, _ = run_bench(args.rows or [1_000_000], opts)
     failed = [f"{r['rows']:,}: {name}" for r in results for name, s in r["stages"].items() if not s["ok"]]

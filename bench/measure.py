@@ -5,6 +5,8 @@ a Python stage reports its own (VmHWM, and ru_maxrss of the children it waited f
 Dagster run counts); for any other command it is ru_maxrss from `os.wait4`, taken by a small shim
 process between this one and the command: Linux counts the image a child was forked from in its
 ru_maxrss, so waiting for the command directly would report this (possibly large) process's size.
+Beside it, the peak of the whole process tree at once (the stage, dbt, Superset's gunicorn workers, a
+browser: their RSS summed), sampled every half second: what the machine must hold for the stage.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +47,7 @@ class StageResult:
     ok: bool
     detail: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    tree_peak_rss_mib: float = 0.0  # sampled peak of the process tree's summed RSS (0: not sampled)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +78,8 @@ def run_child(
             env=dict(env or os.environ),
             start_new_session=True,  # a timeout kills the shim and the command together
         )
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
         try:
             proc.wait(timeout=timeout)
         except BaseException as exc:  # timeout, or Ctrl-C: the command must not outlive the benchmark
@@ -82,6 +88,7 @@ def run_child(
             if not isinstance(exc, subprocess.TimeoutExpired):
                 raise
         seconds = time.perf_counter() - t0
+        tree_peak = sampler.stop()
     peak = int(peak_file.read_text()) * 1024 / MIB if peak_file.exists() else 0.0  # Linux reports KiB
     peak_file.unlink(missing_ok=True)
     detail: dict[str, Any] = {}
@@ -90,7 +97,7 @@ def run_child(
         peak = float(detail.pop(PEAK_KEY, peak))
     ok = proc.returncode == 0
     error = None if ok else f"exit {proc.returncode}; last lines of {log}:\n{tail(log)}"
-    return StageResult(name, seconds, peak, ok, detail, error)
+    return StageResult(name, seconds, peak, ok, detail, error, round(tree_peak, 1))
 
 
 def run_python_stage(
@@ -103,6 +110,61 @@ def run_python_stage(
     child_env = dict(env or os.environ)
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
     return run_child(name, argv, log=work / "logs" / f"{name}.log", env=child_env, result_file=result_file)
+
+
+def tree_rss(root: int, processes: Mapping[int, tuple[int, int]]) -> int:
+    """Pure: the summed RSS of `root` and all its descendants; processes: pid -> (parent pid, RSS)."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in processes.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo, seen = 0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += processes.get(pid, (0, 0))[1]
+        todo += children.get(pid, [])
+    return total
+
+
+def proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, RSS in bytes) of every process readable in /proc."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    out = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            out[int(entry.name)] = (int(fields[1]), int(fields[21]) * page)  # ppid, rss (pages)
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return out
+
+
+class TreeSampler:
+    """Samples the summed RSS of a process tree every `interval` seconds in a thread; stop() -> peak MiB."""
+
+    def __init__(self, root: int, interval: float = 0.5) -> None:
+        self.root, self.interval, self.peak = root, interval, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, tree_rss(self.root, proc_table()))
+            if self._done.wait(self.interval):
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.peak / MIB
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -18,19 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import StageResult, load_average, run_python_stage
-
-GIB = 1024.0
-# Goals of issue #10 (not timed tests: the benchmark reports whether they are met).
-GOALS: dict[str, str] = {
-    "build_vs_floor": "full build <= 1.5 x bare-DuckDB floor",
-    "pandas_vs_build": "pandas peer >= 3 x full build (end to end)",
-    "extract_sqlite": "extract SQLite >= 1,000,000 rows/s",
-    "extract_postgresql": "extract PostgreSQL >= 300,000 rows/s",
-    "peak_rss": "peak RSS <= 2 GiB at 10M rows",
-    "night": "incremental night <= 60 s",
-    "chart_p95": "chart p95 <= 250 ms at 10M rows",
-    "load_errors": "0 errors under load",
-}
+from bench.report import GOALS, figures, report_lines
 
 
 @dataclass(frozen=True)
@@ -47,6 +35,16 @@ class BenchOptions:
     load_seconds: float = 60.0
     publish_every: float = 10.0
     keep: bool = False
+    team: bool = True  # the team load (team.py) after the charts
+    team_users: int = 25
+    team_minutes: float = 5.0
+    think: tuple[float, float] = (10.0, 30.0)
+    only: tuple[str, ...] = ()  # run just these of RERUNNABLE on the site a --keep run left in `work`
+
+
+# Stages that can run again on a kept bench site (--only): they only read the served warehouse (and
+# republish the same file).
+RERUNNABLE = ("charts", "team")
 
 
 def _say(msg: str) -> None:
@@ -74,24 +72,87 @@ def _pg_url(conninfo: str) -> str:
     return f"postgresql+psycopg://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', '5432')}/{p['dbname']}"
 
 
+def _site_env(home: Path, j: Mapping[str, Any]) -> dict[str, str]:
+    """The environment of the stages that run the product on the bench site in `home`."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CALLSIGHT_", "DAGSTER_"))},
+        "CALLSIGHT_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "CALLSIGHT_JOURNAL_URL": f"sqlite:///{j['sqlite']}",
+        "CALLSIGHT_DIRECTORY": j["directory"],
+        "CALLSIGHT_POLICY": j["policy"],
+    }
+
+
+StageFn = Callable[[str, str, Mapping[str, Any], Mapping[str, str] | None], StageResult]
+
+
+def _stage_runner(rows: int, work: Path, stages: dict[str, StageResult], log: Callable[[str], None]) -> StageFn:
+    def stage(name: str, kind: str, args: Mapping[str, Any], env: Mapping[str, str] | None = None) -> StageResult:
+        log(f"  [{rows:,}] {name} ...")
+        r = run_python_stage(name, kind, args, work=work, env=env)
+        stages[name] = r
+        tree = f", process tree {r.tree_peak_rss_mib:,.0f} MiB" if r.tree_peak_rss_mib else ""
+        log(
+            f"  [{rows:,}] {name}: {r.seconds:.1f} s, peak {r.peak_rss_mib:,.0f} MiB{tree}"
+            + ("" if r.ok else " FAILED")
+        )
+        if not r.ok:
+            log(r.error or "")
+        return r
+
+    return stage
+
+
+def _superset_stages(
+    stage: StageFn, j: Mapping[str, Any], opts: BenchOptions, env: Mapping[str, str], work: Path
+) -> None:
+    """The stages that serve the warehouse through Superset: chart latency and hammer, the team load."""
+    names = opts.only or tuple(n for n, on in (("charts", True), ("team", opts.team)) if on)
+    if "charts" in names:
+        args = {
+            "newest_day": j["night_day"],
+            "samples": opts.chart_samples,
+            "users": opts.load_users,
+            "load_seconds": opts.load_seconds,
+            "publish_every": opts.publish_every,
+        }
+        stage("charts", "charts", args, env)
+    if "team" in names:
+        args = {
+            "users": opts.team_users,
+            "minutes": opts.team_minutes,
+            "think": list(opts.think),
+            "seed": opts.seed,
+            "capture_out": str(work / "results" / "team-capture.json"),
+        }
+        stage("team", "team", args, env)
+
+
+def rerun_size(rows: int, opts: BenchOptions, log: Callable[[str], None] = _say) -> dict[str, Any]:
+    """--only: the chosen Superset stages again on the site a `--keep` run left for this size."""
+    work = opts.work / f"rows-{rows}"
+    generated = work / "results" / "generate.json"
+    home = work / "home"
+    if not generated.exists() or not any(home.glob("**/*.duckdb")):
+        raise SystemExit(f"--only needs the site of a --keep run of {rows:,} rows in {work}")
+    j = json.loads(generated.read_text(encoding="utf-8"))
+    stages: dict[str, StageResult] = {}
+    _superset_stages(_stage_runner(rows, work, stages, log), j, opts, _site_env(home, j), work)
+    return _result(rows, stages, opts)
+
+
 def bench_size(rows: int, opts: BenchOptions, night_day: date, log: Callable[[str], None] = _say) -> dict[str, Any]:
     """All stages for one journal size. Returns {"rows", "stages": {name: StageResult json}, "figures"}."""
+    if opts.only:
+        return rerun_size(rows, opts, log)
     work = opts.work / f"rows-{rows}"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     data = work / "data"
     stages: dict[str, StageResult] = {}
-
-    def stage(name: str, kind: str, args: Mapping[str, Any], env: Mapping[str, str] | None = None) -> StageResult:
-        log(f"  [{rows:,}] {name} ...")
-        r = run_python_stage(name, kind, args, work=work, env=env)
-        stages[name] = r
-        log(f"  [{rows:,}] {name}: {r.seconds:.1f} s, peak {r.peak_rss_mib:,.0f} MiB" + ("" if r.ok else " FAILED"))
-        if not r.ok:
-            log(r.error or "")
-        return r
-
+    stage = _stage_runner(rows, work, stages, log)
     gen = stage(
         "generate",
         "generate",
@@ -130,15 +191,7 @@ def bench_size(rows: int, opts: BenchOptions, night_day: date, log: Callable[[st
                     )
             finally:
                 _postgres_database(opts.postgres, db, create=False)
-    home = work / "home"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CALLSIGHT_", "DAGSTER_"))},
-        "CALLSIGHT_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "CALLSIGHT_JOURNAL_URL": sqlite_url,
-        "CALLSIGHT_DIRECTORY": j["directory"],
-        "CALLSIGHT_POLICY": j["policy"],
-    }
+    env = _site_env(work / "home", j)
     build = stage("full_build", "run", history, env)
     if build.ok:
         stage("night", "run", {"first_day": j["night_day"], "last_day": j["night_day"]}, env)
@@ -146,18 +199,7 @@ def bench_size(rows: int, opts: BenchOptions, night_day: date, log: Callable[[st
     stage("floor", "floor", {**common, "sqlite": j["sqlite"], "out": str(work / "floor.duckdb"), "before": before})
     stage("pandas", "pandas", {**common, "url": sqlite_url, "out": str(work / "pandas.parquet"), "before": before})
     if opts.superset and build.ok:
-        stage(
-            "charts",
-            "charts",
-            {
-                "newest_day": j["night_day"],
-                "samples": opts.chart_samples,
-                "users": opts.load_users,
-                "load_seconds": opts.load_seconds,
-                "publish_every": opts.publish_every,
-            },
-            env,
-        )
+        _superset_stages(stage, j, opts, env, work)
     result = _result(rows, stages, opts)
     if not opts.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -166,139 +208,6 @@ def bench_size(rows: int, opts: BenchOptions, night_day: date, log: Callable[[st
 
 def _result(rows: int, stages: dict[str, StageResult], opts: BenchOptions) -> dict[str, Any]:
     return {"rows": rows, "stages": {k: v.to_json() for k, v in stages.items()}, "figures": figures(rows, stages)}
-
-
-def figures(rows: int, stages: Mapping[str, StageResult]) -> dict[str, Any]:
-    """Headline figures and goal verdicts from the stages (None where a stage is missing or failed)."""
-
-    def ok(name: str) -> StageResult | None:
-        s = stages.get(name)
-        return s if s is not None and s.ok else None
-
-    f: dict[str, Any] = {"rows": rows}
-    gen = ok("generate")
-    f["generate_s"] = gen.seconds if gen else None
-    for src in ("sqlite", "postgresql"):
-        s = ok(f"extract_{src}")
-        f[f"extract_{src}_rows_per_s"] = s.detail.get("rows_per_second") if s else None
-        f[f"extract_{src}_quarantined"] = s.detail.get("quarantined") if s else None
-    for name in ("full_build", "night", "floor", "pandas"):
-        s = ok(name)
-        f[f"{name}_s"] = s.seconds if s else None
-    build, floor, pandas = ok("full_build"), ok("floor"), ok("pandas")
-    f["build_steps_s"] = build.detail.get("steps") if build else None
-    night = ok("night")
-    f["night_steps_s"] = night.detail.get("steps") if night else None
-    runs = {"full_build": build, "night": night}
-    f["publish_parts_s"] = {n: r.detail.get("publish") for n, r in runs.items() if r} or None
-    f["build_vs_floor"] = build.seconds / floor.seconds if build and floor else None
-    f["pandas_vs_build"] = pandas.seconds / build.seconds if build and pandas else None
-    f["pandas_vs_floor"] = pandas.seconds / floor.seconds if floor and pandas else None
-    f["peak_rss_mib"] = {name: round(s.peak_rss_mib) for name, s in stages.items()}
-    pipeline = [
-        stages[n].peak_rss_mib for n in ("extract_sqlite", "extract_postgresql", "full_build", "night") if n in stages
-    ]
-    f["pipeline_peak_rss_mib"] = round(max(pipeline)) if pipeline else None
-    charts = ok("charts")
-    f["chart_p50_ms"] = charts.detail.get("p50_ms") if charts else None
-    f["chart_p95_ms"] = charts.detail.get("p95_ms") if charts else None
-    f["chart_worst_p95_ms"] = charts.detail.get("worst_chart_p95_ms") if charts else None
-    f["load"] = charts.detail.get("load") if charts else None
-    f["chart_cached"] = charts.detail.get("cached") if charts else None
-    f["goals"] = verdicts(f)
-    return f
-
-
-def verdicts(f: Mapping[str, Any]) -> dict[str, bool | None]:
-    """True/False per goal; None when not measured (or not applicable at this size)."""
-
-    def check(value: Any, good: Callable[[Any], bool]) -> bool | None:
-        return None if value is None else bool(good(value))
-
-    big = f["rows"] >= 10_000_000
-    load = f.get("load") or {}
-    return {
-        "build_vs_floor": check(f.get("build_vs_floor"), lambda v: v <= 1.5),
-        "pandas_vs_build": check(f.get("pandas_vs_build"), lambda v: v >= 3),
-        "extract_sqlite": check(f.get("extract_sqlite_rows_per_s"), lambda v: v >= 1_000_000),
-        "extract_postgresql": check(f.get("extract_postgresql_rows_per_s"), lambda v: v >= 300_000),
-        "peak_rss": check(f.get("pipeline_peak_rss_mib") if big else None, lambda v: v <= 2 * 1024),
-        "night": check(f.get("night_s"), lambda v: v <= 60),
-        "chart_p95": check(f.get("chart_p95_ms") if big else None, lambda v: v <= 250),
-        "load_errors": check(load.get("errors"), lambda v: v == 0),
-    }
-
-
-def _fmt(v: Any, spec: str = ",.1f", unit: str = "") -> str:
-    return "-" if v is None else f"{v:{spec}}{unit}"
-
-
-def report_lines(results: list[dict[str, Any]], load: tuple[float, float, float] | None = None) -> list[str]:
-    """The table `python -m bench` prints: one column per journal size."""
-    sizes = [r["figures"] for r in results]
-    rows: list[tuple[str, list[str]]] = [
-        ("journal rows (history)", [f"{f['rows']:,}" for f in sizes]),
-        ("generate journal", [_fmt(f["generate_s"], unit=" s") for f in sizes]),
-        ("extract SQLite rows/s", [_fmt(f["extract_sqlite_rows_per_s"], ",.0f") for f in sizes]),
-        ("extract PostgreSQL rows/s", [_fmt(f["extract_postgresql_rows_per_s"], ",.0f") for f in sizes]),
-        ("full build (end to end)", [_fmt(f["full_build_s"], unit=" s") for f in sizes]),
-        ("night: +1 day (end to end)", [_fmt(f["night_s"], unit=" s") for f in sizes]),
-        ("floor: bare DuckDB script", [_fmt(f["floor_s"], unit=" s") for f in sizes]),
-        ("peer: pandas end to end", [_fmt(f["pandas_s"], unit=" s") for f in sizes]),
-        ("build / floor", [_fmt(f["build_vs_floor"], ".2f", " x") for f in sizes]),
-        ("pandas / build", [_fmt(f["pandas_vs_build"], ".2f", " x") for f in sizes]),
-        ("pandas / floor", [_fmt(f["pandas_vs_floor"], ".2f", " x") for f in sizes]),
-        ("peak RSS pipeline", [_fmt(f["pipeline_peak_rss_mib"], ",.0f", " MiB") for f in sizes]),
-        (
-            "chart p50 / p95",
-            [f"{_fmt(f['chart_p50_ms'], ',.0f')} / {_fmt(f['chart_p95_ms'], ',.0f')} ms" for f in sizes],
-        ),
-        ("worst chart p95", [_fmt(f["chart_worst_p95_ms"], ",.0f", " ms") for f in sizes]),
-        (
-            "chart again: p50 / p95, cached",
-            [
-                f"{_fmt(c.get('p50_ms'), ',.0f')} / {_fmt(c.get('p95_ms'), ',.0f')} ms, "
-                f"{c.get('from_cache', '-')}/{c.get('samples', '-')}"
-                for c in (f.get("chart_cached") or {} for f in sizes)
-            ],
-        ),
-        (
-            "load: requests / errors",
-            [f"{(f['load'] or {}).get('requests', '-')} / {(f['load'] or {}).get('errors', '-')}" for f in sizes],
-        ),
-        ("load p95", [_fmt((f["load"] or {}).get("p95_ms"), ",.0f", " ms") for f in sizes]),
-    ]
-    width = max(len(k) for k, _ in rows) + 2
-    cols = [max(14, *(len(v[i]) + 2 for _, v in rows)) for i in range(len(sizes))]
-    lines = ["".join([f"{k:<{width}}", *(f"{c:>{w}}" for c, w in zip(v, cols, strict=True))]) for k, v in rows]
-    lines.append("")
-    lines.append(
-        "peak RSS per stage (MiB): "
-        + "; ".join(f"{f['rows']:,}: " + ", ".join(f"{k} {v:,}" for k, v in f["peak_rss_mib"].items()) for f in sizes)
-    )
-    for f in sizes:
-        for key, what in (("build_steps_s", "full build"), ("night_steps_s", "night")):
-            if f.get(key):
-                steps = ", ".join(f"{k} {v:.1f}" for k, v in f[key].items())
-                lines.append(f"{what} steps at {f['rows']:,} rows (s): {steps}")
-        for run, parts in (f.get("publish_parts_s") or {}).items():
-            if parts:
-                text = ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
-                lines.append(f"publish at {f['rows']:,} rows, {run.replace('_', ' ')} (s): {text}")
-    lines.append("")
-    lines.append("goals:")
-    for key, text in GOALS.items():
-        marks = []
-        for f in sizes:
-            v = f["goals"].get(key)
-            marks.append("n/a" if v is None else ("met" if v else "MISSED"))
-        lines.append(f"  {text:<45} " + "  ".join(f"{m:>8}" for m in marks))
-    if load:
-        lines.append("")
-        lines.append(
-            f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores shared: figures inflate)"
-        )
-    return lines
 
 
 def run_bench(sizes: list[int], opts: BenchOptions, night_day: date | None = None) -> tuple[list[dict[str, Any]], Path]:
@@ -310,7 +219,10 @@ def run_bench(sizes: list[int], opts: BenchOptions, night_day: date | None = Non
     results = []
     loads = []
     for rows in sizes:
-        _say(f"benchmark: {rows:,} rows of history + {opts.night_rows:,} for the night of {night}")
+        if opts.only:
+            _say(f"benchmark: {', '.join(opts.only)} again on the kept site of {rows:,} rows")
+        else:
+            _say(f"benchmark: {rows:,} rows of history + {opts.night_rows:,} for the night of {night}")
         loads.append(load_average())
         results.append(bench_size(rows, opts, night))
     end_load = load_average()

@@ -150,34 +150,17 @@ def stage_pandas(args: dict[str, Any]) -> dict[str, Any]:
 
 def stage_charts(args: dict[str, Any]) -> dict[str, Any]:
     """Superset on the served warehouse of the bench home: p50/p95 of every chart, then load."""
-    import secrets
-    import socket
-
     from bench.charts import chart_queries, measure_latency, republish_copy, run_load
+    from bench.superset_site import bench_superset
     from callsight.bi.api import SupersetClient
-    from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
-    from callsight.cli.commands import provision
-    from callsight.site.directory import load_directory
     from callsight.site.settings import Settings
 
     settings = Settings.from_env()
-    admin_pw, user_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-    env = SupersetEnv(
-        settings, secrets.token_urlsafe(32), extra_env=(("CALLSIGHT_AUTH_RATE_LIMIT", "1000 per second"),)
-    )
-    env.init_metadata(admin_pw)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = env.start_web(port=port, workers=args.get("workers", 2), log_name="superset-bench.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        provision(settings, url, admin_pw, user_pw)
-        admin = load_directory(settings.effective_directory_path).admins[0]
+    with bench_superset(settings, workers=args.get("workers", 2)) as site:
+        admin = site.directory.admins[0]
 
         def login() -> SupersetClient:
-            return SupersetClient(url, timeout=120).login(admin, user_pw)
+            return SupersetClient(site.url, timeout=120).login(admin, site.user_password)
 
         charts = chart_queries(date.fromisoformat(args["newest_day"]))
         client = login()
@@ -191,8 +174,6 @@ def stage_charts(args: dict[str, Any]) -> dict[str, Any]:
             publish_every=args["publish_every"],
             publish=lambda: republish_copy(settings.served_db),
         )
-    finally:
-        stop(proc)
     every = [s for lat in latencies for s in lat.seconds]
     from bench.measure import percentile
 
@@ -212,6 +193,50 @@ def stage_charts(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def stage_team(args: dict[str, Any]) -> dict[str, Any]:
+    """The team load (issue #31): capture each dashboard's chart-data requests from a real browser as an
+    admin, check them, then replay them as a team of directory users (team.py) with a publish half-way."""
+    import random
+
+    from bench.capture import capture_dashboards, verify_capture
+    from bench.charts import republish_copy
+    from bench.superset_site import bench_superset
+    from bench.team import DASHBOARDS, TeamOptions, pick_team, run_team
+    from callsight.bi.api import SupersetClient
+    from callsight.site.settings import Settings
+
+    settings = Settings.from_env()
+    opts = TeamOptions(args["users"], args["minutes"], tuple(args["think"]), seed=args.get("seed", 1))
+    with bench_superset(settings, workers=args.get("workers", 2), log_name="superset-team.log") as site:
+
+        def login(username: str) -> SupersetClient:
+            return SupersetClient(site.url, timeout=120).login(username, site.user_password)
+
+        admin = site.directory.admins[0]
+        captured = capture_dashboards(site.url, admin, site.user_password, DASHBOARDS)
+        client = login(admin)
+        chart_ids = {s: [c["id"] for c in client.get(f"/api/v1/dashboard/{s}/charts")["result"]] for s in DASHBOARDS}
+        problems = [p for s in DASHBOARDS for p in verify_capture(s, captured[s], chart_ids[s])]
+        if problems:
+            raise RuntimeError("capture of the dashboards' requests: " + "; ".join(problems))
+        if args.get("capture_out"):
+            doc = {s: [c.to_json() for c in reqs] for s, reqs in captured.items()}
+            Path(args["capture_out"]).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        team = pick_team(site.directory, opts.users, random.Random(opts.seed))
+        result = run_team(login, site.url, team, captured, opts, lambda: republish_copy(settings.served_db))
+    result["capture"] = {
+        s: {
+            "charts": len(chart_ids[s]),
+            "chart_requests": sum(1 for c in captured[s] if c.slice_id is not None),
+            "filter_requests": sum(1 for c in captured[s] if c.slice_id is None),
+            "queries": sum(c.queries for c in captured[s]),
+            "force": sorted({bool(c.body.get("force")) for c in captured[s]}),
+        }
+        for s in DASHBOARDS
+    }
+    return result
+
+
 STAGES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "generate": stage_generate,
     "postgres": stage_postgres,
@@ -220,6 +245,7 @@ STAGES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "floor": stage_floor,
     "pandas": stage_pandas,
     "charts": stage_charts,
+    "team": stage_team,
 }
 
 

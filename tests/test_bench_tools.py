@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from bench.charts import chart_queries
 from bench.measure import REPO_ROOT, StageResult, percentile, run_child, run_python_stage
-from bench.runner import GOALS, figures, report_lines, verdicts
+from bench.report import GOALS, figures, report_lines, verdicts
 
 from callsight.bi.assets import load_assets
 
@@ -156,6 +156,7 @@ def test_figures_ratios_and_goals() -> None:
         "night": False,
         "chart_p95": True,
         "load_errors": True,
+        "team_dashboard_p95": None,
     }
     assert set(f["goals"]) == set(GOALS)
 
