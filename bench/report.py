@@ -119,6 +119,7 @@ def team_rows(sizes: list[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
         ("team: chart p50 / p95", [_ms_pair(t.get("chart")) for t in teams]),
         ("team: first open after publish (n)", [_ms_pair(t.get("first_after_publish"), True) for t in teams]),
         ("team: repeat open (n)", [_ms_pair(t.get("repeat_open"), True) for t in teams]),
+        ("team: Superset peak RSS", [_fmt(t.get("superset_peak_rss_mib"), ",.0f", " MiB") for t in teams]),
     ]
 
 

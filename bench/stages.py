@@ -200,6 +200,7 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
 
     from bench.capture import capture_dashboards, verify_capture
     from bench.charts import republish_copy
+    from bench.measure import TreeSampler
     from bench.superset_site import bench_superset
     from bench.team import DASHBOARDS, TeamOptions, pick_team, run_team
     from callsight.bi.api import SupersetClient
@@ -223,7 +224,13 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
             doc = {s: [c.to_json() for c in reqs] for s, reqs in captured.items()}
             Path(args["capture_out"]).write_text(json.dumps(doc, indent=1), encoding="utf-8")
         team = pick_team(site.directory, opts.users, random.Random(opts.seed))
-        result = run_team(login, site.url, team, captured, opts, lambda: republish_copy(settings.served_db))
+        superset_memory = TreeSampler(site.pid)  # gunicorn and its workers during the load (no browser)
+        superset_memory.start()
+        try:
+            result = run_team(login, site.url, team, captured, opts, lambda: republish_copy(settings.served_db))
+        finally:
+            result_peak = round(superset_memory.stop())
+    result["superset_peak_rss_mib"] = result_peak
     result["capture"] = {
         s: {
             "charts": len(chart_ids[s]),

@@ -19,6 +19,7 @@ class BenchSite:
     user_password: str  # every directory user's (the demo's one member password; admins share it here)
     directory: Directory
     settings: Settings
+    pid: int  # gunicorn's master: its tree is Superset's memory
 
 
 def user_password(settings: Settings) -> str:
@@ -55,6 +56,6 @@ def bench_superset(settings: Settings, workers: int = 2, log_name: str = "supers
     try:
         wait_healthy(url, proc)
         provision(settings, url, admin_pw, user_pw)
-        yield BenchSite(url, user_pw, load_directory(settings.effective_directory_path), settings)
+        yield BenchSite(url, user_pw, load_directory(settings.effective_directory_path), settings, proc.pid)
     finally:
         stop(proc)

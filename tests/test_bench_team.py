@@ -203,6 +203,7 @@ def _team_detail(p95_ms: float, errors: int) -> dict:
         "first_after_publish": {**part, "seconds": [0.8, 1.2]},
         "repeat_open": {**part, "n": 110, "p50_ms": 500.0},
         "per_dashboard": {},
+        "superset_peak_rss_mib": 1234,
     }
 
 
@@ -231,6 +232,7 @@ def test_team_figures_in_the_table_beside_the_hammer_with_the_goal() -> None:
     assert "team: users / opens / errors" in text and "25 / 120 / 0" in text
     assert "0.90 / 1.40 s" in text and "0.15 / 0.60 s" in text  # dashboard loaded; chart
     assert "0.80 / 1.20 s (4)" in text and "0.50 / 1.20 s (110)" in text  # first after publish; repeat
+    assert "team: Superset peak RSS" in text and "1,234 MiB" in text
     assert "whole process tree (sampled every 0.5 s): 83,000: team 2,500" in text
     assert "team: dashboard loaded p95 <= 1.5 s, 0 errors" in text
 
