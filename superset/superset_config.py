@@ -2,6 +2,7 @@
 # This file is configuration, not a Python package: it reads the environment when Superset starts.
 # Secrets come from the environment or from files (<NAME>_FILE); there is no default secret key.
 import os
+from typing import Any
 
 from celery.schedules import crontab
 
@@ -281,7 +282,22 @@ _load_beside("callsight_sql_guard", "sql_guard.py")
 _sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py")
 
 
+def keep_the_session_of_refused_requests(response: Any) -> Any:  # a Flask response
+    """An anonymous request sent away to the login page leaves the session cookie alone. Superset flashes
+    "access denied" into the session there, so the answer carried the anonymous session: the login page's
+    own parting log request, sent beside the login form, then logged the user out again when its answer
+    came after the login's (seen behind nginx over HTTP/2). The login page itself keeps its messages."""
+    from flask import request, session
+    from flask_login import current_user
+
+    redirected = response.status_code in (301, 302, 303, 307, 308) and "/login/" in (response.location or "")
+    if redirected and request.path != "/login/" and not current_user.is_authenticated:
+        session.modified = False
+    return response
+
+
 def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask app
+    app.after_request(keep_the_session_of_refused_requests)
     serialise_time_range_parsing()
     cache_duckdb_reserved_words()
     _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))
