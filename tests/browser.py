@@ -38,7 +38,7 @@ class RenderedChart:
 
 
 @contextmanager
-def chromium() -> Iterator[object]:
+def chromium(extra_args: tuple[str, ...] = ()) -> Iterator[object]:
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -46,7 +46,7 @@ def chromium() -> Iterator[object]:
     require_service(CHROMIUM.exists() and CHROMEDRIVER.exists(), "Debian chromium + chromium-driver (apt)")
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for arg in CHROMIUM_ARGS:
+    for arg in CHROMIUM_ARGS + extra_args:
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:

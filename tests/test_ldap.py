@@ -153,6 +153,7 @@ def start_slapd(
     passwords: dict[str, str],
     reader_password: str,
     certificates: Path | None = None,
+    scheme: str = "ldap",
 ) -> subprocess.Popen:
     (root / "db").mkdir(parents=True)
     conf = root / "slapd.conf"
@@ -183,7 +184,7 @@ def start_slapd(
     (root / "tree.ldif").write_text(tree)
     subprocess.run([str(SLAPADD), "-f", str(conf), "-l", str(root / "tree.ldif")], check=True, capture_output=True)
     return subprocess.Popen(
-        [str(SLAPD), "-h", f"ldap://127.0.0.1:{port}/", "-f", str(conf), "-d", "0"],
+        [str(SLAPD), "-h", f"{scheme}://127.0.0.1:{port}/", "-f", str(conf), "-d", "0"],
         stdout=(root / "slapd.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
