@@ -29,6 +29,7 @@ import requests
 from bench.measure import percentile
 from callsight.bi.api import SupersetClient
 from callsight.bi.assets import load_assets
+from callsight.bi.translate import originals
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def server_paginated(query: dict[str, Any], page_length: int) -> tuple[dict[str,
 
 def chart_queries(newest_day: date, days: int = 30) -> list[ChartQuery]:
     """One query context per chart of the asset YAML, for the `days` days up to newest_day."""
-    assets = load_assets()
+    assets = originals(load_assets())  # the English twins ask the same queries: measured once
     tables = {c["uuid"]: c["table_name"] for n, c in assets.items() if n.startswith("datasets/")}
     current = _period(newest_day - timedelta(days=days - 1), newest_day)
     previous = _period(newest_day - timedelta(days=2 * days - 1), newest_day - timedelta(days=days))
