@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,11 @@ import pytest
 import yaml
 
 from callsight.bi.api import SupersetClient
-from callsight.bi.asset_export import plan_export
+from callsight.bi.asset_export import fetch_export, plan_export
 from callsight.bi.asset_yaml import dump_compact, leading_comment
 from callsight.bi.assets import ASSETS_DIR, bundle, expand, load_assets, read_assets, render
 from callsight.bi.compact import (
+    VIEW_WRITTEN_METADATA,
     ExportRefused,
     clean,
     compact_chart,
@@ -39,7 +41,9 @@ from callsight.privacy.audit import read_entries
 from callsight.publish.builds import served_build_id
 from callsight.site.settings import Settings
 
+from .browser import chromium, login, open_dashboard
 from .conftest import Site, free_port, require_service
+from .test_dashboards import charts_of, dashboards
 
 KINDS = ("charts", "dashboards", "datasets")
 ANRUFE = "charts/Anrufe.yaml"
@@ -320,6 +324,30 @@ def test_ui_edits_are_found_by_fingerprint_not_by_a_changed_repository() -> None
     assert {c["uuid"]: fingerprint(n, c) for n, c in restamped.items()} == recorded
 
 
+def test_colours_superset_writes_on_view_are_no_ui_edit() -> None:
+    """Viewing a dashboard makes Superset save the colours its charts drew (as a real browser showed:
+    color_scheme_domain; shared_label_colors and map_label_colors by the same call); choosing a colour
+    scheme or label colours is still an edit."""
+    imported = render(load_assets(), Path("/nowhere.duckdb"), "build-1")
+    exports = as_superset_exports(load_assets())
+    recorded = {c["uuid"]: fingerprint(n, c) for n, c in exports.items()}
+    viewed = copy.deepcopy(exports)
+    for n, c in viewed.items():
+        if n.startswith("dashboards/"):
+            c["metadata"].update(
+                color_scheme_domain=["#1FA8C9", "#454E7C"],
+                shared_label_colors=["Gruppe A"],
+                map_label_colors={"gruppe a": "#1FA8C9"},
+            )
+    assert find_ui_edits(viewed, recorded, imported) == []
+    assert plan_export(viewed, ASSETS_DIR).refused == [] and changed_files(plan_export(viewed, ASSETS_DIR).files) == {}
+    for key, value in (("color_scheme", "bnbColors"), ("label_colors", {"Gruppe A": "#FF0000"})):
+        edited = copy.deepcopy(viewed)
+        (dashboard,) = [c for c in edited.values() if c.get("uuid") == imported[AGENTEN]["uuid"]]
+        dashboard["metadata"][key] = value
+        assert [e.name for e in find_ui_edits(edited, recorded, imported)] == [AGENTEN], key
+
+
 def test_keep_keeps_only_assets_with_a_file_of_their_own() -> None:
     """A generated asset (an English twin) cannot be exported into the repository: keeping it would keep
     it for good, so the import overwrites it even with CALLSIGHT_UI_EDITS=keep."""
@@ -537,3 +565,80 @@ def test_a_dataset_sql_edited_in_the_ui_is_refused_by_export(
     assert f"REFUSED {DASHBOARD_CALLS}: the dataset's SQL was changed in Superset's UI" in printed
     assert "Make the change in the YAML's `sql`" in printed
     assert asset_files(checkout) == asset_files(ASSETS_DIR)
+
+
+def changed_keys(before: dict[str, dict], after: dict[str, dict]) -> dict[str, list[str]]:
+    """Per exported file: the keys (a.b.c) whose value differs between two of Superset's exports."""
+
+    def flat(value: object, path: str) -> dict[str, object]:
+        if isinstance(value, dict) and value:
+            return {k: v for key, item in value.items() for k, v in flat(item, f"{path}.{key}").items()}
+        return {path: value}
+
+    out = {}
+    for name in sorted(set(before) | set(after)):
+        a, b = flat(before.get(name), ""), flat(after.get(name), "")
+        keys = sorted(k.lstrip(".") for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if keys:
+            out[name] = keys
+    return out
+
+
+def a_member(server: RoundTripServer) -> str:
+    """A plain member of a group: neither leader nor deputy anywhere."""
+    from callsight.site.directory import load_directory
+
+    directory = load_directory(server.settings().effective_directory_path)
+    heads = {u for g in directory.groups for u in g.leaders + g.deputies}
+    return next(m for g in directory.groups for m in g.members if m not in heads)
+
+
+@pytest.mark.superset
+@pytest.mark.slow
+def test_opening_dashboards_in_a_browser_is_no_ui_edit(
+    server: RoundTripServer, tmp_path: Path, monkeypatch, capsys, caplog
+) -> None:
+    """Superset writes into a dashboard when it is merely viewed (label colours): no UI edit, no audit
+    entry, export-assets writes nothing; an edit made afterwards is still one."""
+    server.nightly_import("overwrite")  # the repository's assets, fingerprints recorded
+    seen = len(server.ui_edit_entries())
+    admin = server.admin()
+    before = fetch_export(admin)
+    boards = dashboards(load_assets())
+    assert set(boards) == {"agenten", "kunden", "projekte", "management-summary"}
+    for user, password in ((a_member(server), server.user_password), ("admin", server.admin_password)):
+        with chromium() as driver:
+            login(driver, server.url, user, password)
+            for slug, board in sorted(boards.items()):
+                open_dashboard(driver, server.url, slug, len(charts_of(board)))
+                time.sleep(3)  # the dashboard saves its label colours after rendering
+    written = changed_keys(before, fetch_export(admin))
+    # What a real browser made Superset write (6.1: metadata.color_scheme_domain of the dashboards whose
+    # charts drew categorical colours, when an admin opened them).
+    assert written, "Superset wrote nothing on view: this test no longer shows that such writes are ignored"
+    view_keys = {f"metadata.{k}" for k in VIEW_WRITTEN_METADATA}
+    assert all(".".join(k.split(".")[:2]) in view_keys for keys in written.values() for k in keys), written
+    # export-assets: nothing to write, byte for byte.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ASSETS_DIR, checkout)
+    code, printed = export_cli(server, monkeypatch, capsys, "--to", str(checkout))
+    assert code == 0 and printed.startswith("no changes"), printed
+    assert asset_files(checkout) == asset_files(ASSETS_DIR)
+    # The nightly import with CALLSIGHT_UI_EDITS=keep: no edit found, nothing kept back, no audit entry.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="callsight.bi.ui_edits"):
+        server.nightly_import("keep")
+    assert [r.getMessage() for r in caplog.records if "changed in Superset's UI" in r.getMessage()] == []
+    assert server.ui_edit_entries()[seen:] == []
+    # A real edit of a viewed dashboard is still one (and kept with keep).
+    with chromium() as driver:
+        login(driver, server.url, "admin", server.admin_password)
+        open_dashboard(driver, server.url, "agenten", len(charts_of(boards["agenten"])))
+        time.sleep(3)
+    edit_agenten(admin, width=8, filter_name="Team")
+    try:
+        server.nightly_import("keep")
+        (uuid,) = {c["uuid"] for n, c in read_assets().items() if n == AGENTEN}
+        assert server.ui_edit_entries()[seen:] == [(f"ui_edit:{AGENTEN}", {"action": "kept", "uuid": uuid})]
+    finally:
+        server.nightly_import("overwrite")

@@ -35,6 +35,10 @@ GENERATED_PARAMS = ("datasource", "slice_id", "dashboards")
 FILTER_EDITOR_KEYS = ("filterOptionName", "isExtra", "isNew", "datasourceWarning")
 # Dashboard metadata Superset keeps per server (chart ids, cross-filter scopes derived from the layout).
 GENERATED_METADATA = ("chart_configuration", "global_chart_configuration", "positions")
+# Dashboard metadata Superset writes by itself whenever an owner or admin merely views a dashboard (PUT
+# /api/v1/dashboard/<id>/colors: the colours its charts drew), so never an edit. color_scheme and
+# label_colors, which that call writes back unchanged, stay: choosing them in the UI is an edit.
+VIEW_WRITTEN_METADATA = ("color_scheme_domain", "shared_label_colors", "map_label_colors")
 ID_METADATA = ("timed_refresh_immune_slices", "expanded_slices", "filter_scopes")
 CHART_META = {"chartId", "width", "height", "uuid", "sliceName"}
 EMPTY: tuple[Any, ...] = (None, {}, [], "", "{}")
@@ -85,7 +89,9 @@ def clean(name: str, config: dict) -> dict:
         for node in _nodes(position, "CHART"):
             node["meta"].pop("chartId", None)
         metadata = {
-            k: v for k, v in (out.get("metadata") or {}).items() if v not in EMPTY and k not in GENERATED_METADATA
+            k: v
+            for k, v in (out.get("metadata") or {}).items()
+            if v not in EMPTY and k not in GENERATED_METADATA + VIEW_WRITTEN_METADATA
         }
         filters = []
         for f in metadata.pop("native_filter_configuration", []):

@@ -28,7 +28,8 @@ STORE_NAME = "asset-fingerprints.json"
 
 
 def fingerprint(name: str, config: dict) -> str:
-    """Pure: a hash of the asset as Superset has it, without ids and the night's build stamp."""
+    """Pure: a hash of the asset as Superset has it, without ids, the night's build stamp and what
+    Superset writes on a mere view (compact.VIEW_WRITTEN_METADATA: `clean` drops them)."""
     text = json.dumps(clean(name, config), sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
