@@ -69,9 +69,10 @@ def server_paginated(query: dict[str, Any], page_length: int) -> tuple[dict[str,
     return page, count
 
 
-def chart_queries(newest_day: date, days: int = 30) -> list[ChartQuery]:
-    """One query context per chart of the asset YAML, for the `days` days up to newest_day."""
-    assets = originals(load_assets())  # the English twins ask the same queries: measured once
+def chart_queries(newest_day: date, days: int = 30, assets: dict[str, dict] | None = None) -> list[ChartQuery]:
+    """One query context per chart of `assets` (default: the asset YAML without the English twins, which
+    ask the same queries), for the `days` days up to newest_day."""
+    assets = originals(load_assets()) if assets is None else assets
     tables = {c["uuid"]: c["table_name"] for n, c in assets.items() if n.startswith("datasets/")}
     current = _period(newest_day - timedelta(days=days - 1), newest_day)
     previous = _period(newest_day - timedelta(days=2 * days - 1), newest_day - timedelta(days=days))

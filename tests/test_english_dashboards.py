@@ -197,7 +197,7 @@ def twin_queries() -> list[tuple[ChartQuery, ChartQuery]]:
     names = {charts[u]["slice_name"]: charts[twin_uuid(u)]["slice_name"] for u in on_dashboards}
     assert len(names) == len(on_dashboards) > 20
     # Newest day of the published journal: the charts' period holds calls.
-    queries = {q.name: q for q in chart_queries(date.today() - timedelta(days=1))}
+    queries = {q.name: q for q in chart_queries(date.today() - timedelta(days=1), assets=assets)}
     return [(queries[de], queries[en]) for de, en in sorted(names.items())]
 
 

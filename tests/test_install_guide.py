@@ -220,6 +220,8 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
         require_service(Path(tool).exists(), f"{tool} (.ci/run installs the guide's packages)")
     require_service(reachable(("127.0.0.1", 6379)), "Redis on 127.0.0.1:6379")
     require_service(not reachable(("127.0.0.1", 443)) and not reachable(("127.0.0.1", 80)), "ports 443 and 80 free")
+    # A root shell's umask, whatever an earlier test in this process set (callsight's code sets 0077).
+    umask = os.umask(0o022)
     # Outside pytest's 0700 temporary directories: the service user must reach its paths.
     root = Path(tempfile.mkdtemp(prefix="callsight-guide-", dir="/tmp"))
     root.chmod(0o755)
@@ -251,6 +253,7 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
             time.sleep(2)
             postgres("DROP DATABASE IF EXISTS superset WITH (FORCE)", "DROP ROLE IF EXISTS callsight")
             shutil.rmtree(root, ignore_errors=True)
+        os.umask(umask)
 
 
 def keep_logs(root: Path, into: Path) -> None:
