@@ -17,6 +17,8 @@ from callsight.site.run_lock import one_night
 from callsight.site.secret_files import export_secret_files
 from callsight.site.settings import Settings
 
+STORAGE_LOCK = ".storage.lock"  # in DAGSTER_HOME: held while Dagster's storage is created or opened
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -163,6 +165,21 @@ def prepare_instance(settings: Settings) -> None:
     instance_yaml = settings.dagster_home / "dagster.yaml"
     if not instance_yaml.exists():
         instance_yaml.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    create_storage_once(settings)
+
+
+def create_storage_once(settings: Settings) -> None:
+    """Dagster creates its SQLite storage on first use. Two processes doing that at once (a fresh install's
+    units starting together) both stamp the schema version, and every later start fails with "more than one
+    head"; so it is created here under a lock, and whoever comes second finds it made."""
+    import fcntl
+
+    import dagster as dg
+
+    with open(settings.dagster_home / STORAGE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with dg.DagsterInstance.get():
+            pass
 
 
 def _execute(
