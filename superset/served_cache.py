@@ -13,7 +13,10 @@ device, inode, mtime, size of the file at the served path), so that:
   a result read from a version that is no longer served, or from two versions, is not stored.
 
 Entries can then live until the next publish (DATA_CACHE_CONFIG's timeout) instead of a few minutes.
-One cache per process, in memory (like SimpleCache, which it extends): nothing is written to disk.
+Two backends with the same keys: ServedVersionCache keeps one cache per process in memory (SimpleCache);
+ServedVersionRedisCache (with CALLSIGHT_REDIS_URL) one for all Superset processes of the site - every
+gunicorn worker and the Celery workers answer from what any of them computed, and the night's warm-up
+fills it once. There the first process to see a new version deletes the other versions' entries.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import threading
 from typing import Any
 
+from flask_caching.backends.rediscache import RedisCache
 from flask_caching.backends.simplecache import SimpleCache
 
 
@@ -31,30 +35,37 @@ def _served() -> Any:
     return sys.modules["callsight_served_warehouse"]
 
 
-class ServedVersionCache(SimpleCache):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._versions: tuple | None = None
-        self._versions_lock = threading.Lock()
+class _ServedVersions:
+    """Keys tied to the served versions (mixed in before a flask-caching backend)."""
+
+    _versions: tuple | None = None
+    _versions_lock = threading.Lock()
+
+    def _forget_other_versions(self, versions: tuple) -> None:
+        raise NotImplementedError
 
     def _current(self) -> tuple:
-        """The served versions now; a change empties the cache."""
+        """The served versions now; a change drops what the other versions cached."""
         now = _served().versions_now()
         if now != self._versions:
             with self._versions_lock:
                 if now != self._versions:
-                    self.clear()
+                    self._forget_other_versions(now)
                     self._versions = now
         return now
 
     @staticmethod
-    def _key(versions: tuple, key: str) -> str:
-        return hashlib.sha256(repr(versions).encode()).hexdigest()[:16] + ":" + key
+    def _tag(versions: tuple) -> str:
+        return hashlib.sha256(repr(versions).encode()).hexdigest()[:16]
+
+    @classmethod
+    def _key(cls, versions: tuple, key: str) -> str:
+        return cls._tag(versions) + ":" + key
 
     def get(self, key: str) -> Any:
         versions = self._current()
         _served().watch_reads()
-        return super().get(self._key(versions, key))
+        return super().get(self._key(versions, key))  # type: ignore[misc]
 
     def _stored_key(self, key: str) -> str | None:
         """The key a result computed since the last lookup is stored under: the versions its query read,
@@ -65,14 +76,43 @@ class ServedVersionCache(SimpleCache):
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
         stored = self._stored_key(key)
-        return stored is not None and super().set(stored, value, timeout)
+        return stored is not None and super().set(stored, value, timeout)  # type: ignore[misc]
 
     def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
         stored = self._stored_key(key)
-        return stored is not None and super().add(stored, value, timeout)
+        return stored is not None and super().add(stored, value, timeout)  # type: ignore[misc]
 
     def delete(self, key: str) -> bool:
-        return super().delete(self._key(self._current(), key))
+        return super().delete(self._key(self._current(), key))  # type: ignore[misc]
 
     def has(self, key: str) -> bool:
-        return super().has(self._key(self._current(), key))
+        return super().has(self._key(self._current(), key))  # type: ignore[misc]
+
+
+class ServedVersionCache(_ServedVersions, SimpleCache):
+    """In this process's memory: a new version empties it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._versions_lock = threading.Lock()
+
+    def _forget_other_versions(self, versions: tuple) -> None:
+        self.clear()
+
+
+class ServedVersionRedisCache(_ServedVersions, RedisCache):
+    """In Redis, shared by the site's Superset processes (CACHE_KEY_PREFIX names the site)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._versions_lock = threading.Lock()
+
+    def _forget_other_versions(self, versions: tuple) -> None:
+        keep = self.key_prefix + self._tag(versions) + ":"
+        stale = [
+            k
+            for k in self._read_client.scan_iter(match=self.key_prefix + "*", count=1000)
+            if not k.decode().startswith(keep)
+        ]
+        for start in range(0, len(stale), 500):
+            self._write_client.delete(*stale[start : start + 500])

@@ -49,7 +49,7 @@ SQLALCHEMY_DATABASE_URI = os.environ.get(
 )
 
 FEATURE_FLAGS = {
-    # Row-level security clauses use {{ current_username() }}.
+    # Row-level security clauses and the datasets' SQL use Jinja (visibility.py, bi/assets.py).
     "ENABLE_TEMPLATE_PROCESSING": True,
     # SQL Lab obeys row-level security (for every table that has a dataset).
     "RLS_IN_SQLLAB": True,
@@ -154,24 +154,43 @@ COLUMNAR_EXTENSIONS: set = set()
 # reused by every query until a publish replaces the file (see served_warehouse.py: faster, and no query
 # ever lands on a replaced warehouse).
 DB_CONNECTION_MUTATOR = _load_beside("callsight_served_warehouse", "served_warehouse.py").connection_mutator
+# Row-level security and the datasets' SQL name the viewer's visibility set, not the viewer: viewers who may
+# see the same agents share cached chart results (visibility.py).
+_visibility = _load_beside("callsight_visibility", "visibility.py")
+JINJA_CONTEXT_ADDONS = {"callsight_visibility_set": _visibility.visibility_set}
+# The night's cache warm-up runs chart queries as each visibility set's viewer (warm_cache.py), and
+# Superset's action log leaves them out: they are nobody's doing.
+_warm_cache = _load_beside("callsight_warm_cache", "warm_cache.py")
+BLUEPRINTS = [_warm_cache.blueprint]
+EVENT_LOGGER = _warm_cache.EventLogger()
 
 SQLLAB_TIMEOUT = 60
 SQL_MAX_ROW = 100000
 
-# Caches. Chart results are keyed per user and row-level security by Superset, and by the published
-# version of the served warehouse by served_cache.py: a publish (a night, an erasure, retention, a new
-# mapping of who sees whom) makes every result of the replaced file unreachable at once, so they may
-# live until the next publish. In memory of each Superset process, nothing on disk.
+# Caches. Chart results are keyed by Superset on the query, the viewer's roles and visibility set
+# (visibility.py), and by served_cache.py on the published version of the served warehouse: a publish (a
+# night, an erasure, retention, a new mapping of who sees whom) makes every result of the replaced file
+# unreachable at once, so they may live until the next publish. With CALLSIGHT_REDIS_URL in Redis, one cache
+# for all Superset processes of the site (the night warms it, bi/warm_cache.py); else in each process's memory.
 CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
 _load_beside("callsight_served_cache", "served_cache.py")
-DATA_CACHE_CONFIG = {
-    "CACHE_TYPE": "callsight_served_cache.ServedVersionCache",
-    "CACHE_DEFAULT_TIMEOUT": 24 * 3600,
-    "CACHE_THRESHOLD": 1000,  # results per Superset process; the oldest go first
-}
+_redis = os.environ.get("CALLSIGHT_REDIS_URL")
+_celery_queue = os.environ.get("CALLSIGHT_CELERY_QUEUE", "callsight")
+if _redis:
+    DATA_CACHE_CONFIG = {
+        "CACHE_TYPE": "callsight_served_cache.ServedVersionRedisCache",
+        "CACHE_REDIS_URL": _redis,
+        "CACHE_KEY_PREFIX": f"{_celery_queue}-data:",  # one installation's results, not another's
+        "CACHE_DEFAULT_TIMEOUT": 24 * 3600,
+    }
+else:
+    DATA_CACHE_CONFIG = {
+        "CACHE_TYPE": "callsight_served_cache.ServedVersionCache",
+        "CACHE_DEFAULT_TIMEOUT": 24 * 3600,
+        "CACHE_THRESHOLD": 1000,  # results per Superset process; the oldest go first
+    }
 
 # ---- Alerts & Reports (production profile: PostgreSQL metadata DB + Redis + Celery) ------------
-_redis = os.environ.get("CALLSIGHT_REDIS_URL")
 if _redis:
 
     class CeleryConfig:
@@ -180,7 +199,7 @@ if _redis:
         imports = ("superset.sql_lab", "superset.tasks.scheduler")
         worker_prefetch_multiplier = 1
         # One queue per installation, so that two sites sharing a Redis never run each other's reports.
-        task_default_queue = os.environ.get("CALLSIGHT_CELERY_QUEUE", "callsight")
+        task_default_queue = _celery_queue
         task_acks_late = False
         beat_schedule = {  # noqa: RUF012
             "reports.scheduler": {"task": "reports.scheduler", "schedule": crontab(minute="*", hour="*")},
@@ -252,6 +271,23 @@ def serialise_time_range_parsing() -> None:
     date_parser.datetime_eval = datetime_eval
 
 
+def stable_extra_cache_keys() -> None:
+    """Superset returns a dataset's extra cache keys (the visibility set, the roles) as `list(set(...))`,
+    whose order follows Python's per-process string hashing: two gunicorn workers computed different keys
+    for the same chart and viewer, and a result cached by one was never found by the other. Sorted here."""
+    from superset.connectors.sqla.models import SqlaTable
+
+    original = SqlaTable.get_extra_cache_keys
+    if getattr(original, "callsight_sorted", False):
+        return
+
+    def get_extra_cache_keys(self, query_obj):
+        return sorted(original(self, query_obj), key=repr)
+
+    get_extra_cache_keys.callsight_sorted = True
+    SqlaTable.get_extra_cache_keys = get_extra_cache_keys
+
+
 def cache_duckdb_reserved_words() -> None:
     """duckdb_engine asks DuckDB for its reserved words whenever SQLAlchemy makes a DuckDB dialect, and
     Superset makes a new engine - with a new dialect - for every query (its cost: docs/performance.md).
@@ -299,5 +335,6 @@ def keep_the_session_of_refused_requests(response: Any) -> Any:  # a Flask respo
 def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask app
     app.after_request(keep_the_session_of_refused_requests)
     serialise_time_range_parsing()
+    stable_extra_cache_keys()
     cache_duckdb_reserved_words()
     _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))

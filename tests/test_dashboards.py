@@ -107,7 +107,8 @@ def test_agent_macros_name_agents_by_audience_and_refuse_mistakes() -> None:
     assert sql.startswith("{%- set callsight_roles = current_user_roles()")
     assert "LEFT JOIN security.agent_labels AS lbl_c_a ON lbl_c_a.agent_username = c.a" in sql
     assert "lbl_c_a.{{ callsight_audience }}_key" in sql
-    assert "security.viewer_agents" in sql and "current_username()" in sql
+    assert "security.visibility_sets" in sql and "cache_key_wrapper(callsight_visibility_set())" in sql
+    assert "current_username" not in sql, "a username in the SQL would make every viewer's cache key their own"
     # without @@agent_labels@@ for its column, a label is a subquery
     sql = expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ FROM t AS c")
     assert "(SELECT agent_name FROM security.agent_labels AS l WHERE l.agent_username = c.b)" in sql

@@ -45,7 +45,7 @@ def test_every_dashboard_and_report_kind_has_an_exposure() -> None:
     summary = by_name["dashboard_management_summary"]
     assert summary["url"] == "/superset/dashboard/management-summary/" and summary["owner"]["name"]
     # The KPIs read the inbound calls and callbacks, the viewers' agents and labels from security.
-    assert {"ref('fct_inbound_calls')", "ref('fct_callbacks')", "ref('viewer_agents')"} <= set(summary["depends_on"])
+    assert {"ref('fct_inbound_calls')", "ref('fct_callbacks')", "ref('visibility_sets')"} <= set(summary["depends_on"])
     betrieb = ["ref('access_log')", "ref('audit_log')", "ref('quarantine_summary')"]
     assert by_name["dashboard_betrieb"]["depends_on"] == betrieb
 

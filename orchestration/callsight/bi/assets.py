@@ -167,6 +167,12 @@ def _by_kind(assets: dict[str, dict], kind: str) -> dict[str, tuple[str, dict]]:
     return {c["uuid"]: (n, c) for n, c in assets.items() if n.startswith(f"{kind}/")}
 
 
+# The viewer's visibility set (superset/visibility.py), in Superset's cache key through cache_key_wrapper:
+# viewers who may see the same agents share cached results, nobody else reaches them.
+VISIBLE_AGENTS = (
+    "SELECT agent_username FROM security.visibility_sets "
+    "WHERE visibility_set = '{{ cache_key_wrapper(callsight_visibility_set()) }}'"
+)
 # Who is looking, for the datasets' SQL (Superset's Jinja): admins, analysts or everybody else.
 AUDIENCE_JINJA = (
     "{%- set callsight_roles = current_user_roles() or [] -%}\n"
@@ -186,7 +192,7 @@ def agent_sql(macro: str, column: str | None, joined: bool = False) -> str:
 
     @@audience@@ (first line of the SQL) decides who is looking; @@agent_key(col)@@ is the agent as the
     audience may group by it (the username, or a pseudonym or group label); @@agent_name(col)@@ the name
-    shown; @@visible(col)@@ the viewer's own and granted agents (security.viewer_agents) - analysts and
+    shown; @@visible(col)@@ the viewer's own and granted agents (their visibility set) - analysts and
     admins see all agents. Superset also applies the marts' row-level security inside this SQL.
 
     The labels come from a subquery per row, or - where the dataset's FROM clause has
@@ -218,10 +224,7 @@ def agent_sql(macro: str, column: str | None, joined: bool = False) -> str:
             f"{{% else %}}CASE WHEN {column} IS NULL THEN NULL "
             f"ELSE COALESCE({label('{{ callsight_audience }}_label')}, 'Unbekannt') END{{% endif %}}"
         )
-    return (
-        f"{{% if callsight_audience == 'viewer' %}}{column} IN (SELECT agent_username FROM security.viewer_agents "
-        "WHERE viewer_username = '{{ current_username() }}'){% else %}TRUE{% endif %}"
-    )
+    return f"{{% if callsight_audience == 'viewer' %}}{column} IN ({VISIBLE_AGENTS}){{% else %}}TRUE{{% endif %}}"
 
 
 def expand_agent_macros(name: str, sql: str) -> str:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import secrets
 
 from callsight.bi.api import SupersetClient
+from callsight.bi.assets import VISIBLE_AGENTS
 from callsight.bi.roles import CALLSIGHT_ROLES, ROLE_ADMIN, ROLE_ANALYST, ROLE_VIEWER, role_for
 from callsight.site.directory import Directory
 
 RLS_VIEWER_NAME = "callsight: calls the viewer may see"
 RLS_DENY_NAME = "callsight: default deny"
-RLS_VIEWER_CLAUSE = (
-    "agent_username IN (SELECT agent_username FROM security.viewer_agents "
-    "WHERE viewer_username = '{{ current_username() }}')"
-)
+RLS_VIEWER_CLAUSE = f"agent_username IN ({VISIBLE_AGENTS})"
 
 
 def user_change(existing: dict, payload: dict, roles: dict[str, int]) -> dict[str, str | int]:

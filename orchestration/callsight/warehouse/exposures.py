@@ -24,7 +24,7 @@ MACRO_TABLES = {
     "agent_labels": ("security", "agent_labels"),
     "agent_key": ("security", "agent_labels"),
     "agent_name": ("security", "agent_labels"),
-    "visible": ("security", "viewer_agents"),
+    "visible": ("security", "visibility_sets"),
 }
 # bi.reports.WEEKLY_CSV_CHART, the chart the weekly CSV report mails (the test checks they agree).
 WEEKLY_CSV_CHART = "bc64a469-9567-56a5-8ca2-a57c027d516d"

@@ -1,0 +1,216 @@
+"""Chart results shared by viewers who may see the same agents, and by nobody else (issue 31).
+
+Two more gunicorns on the session's Superset (same metadata and warehouse) with the data cache in Redis,
+as a site with CALLSIGHT_REDIS_URL runs: a result one process computed for a viewer answers another
+viewer with the same visibility set in the other process; a viewer with another set, an admin, and - after
+a publish that moved a viewer to another set - that viewer, each get their own rows, checked against the
+directory YAML (not against the tables the row-level security reads). A publish leaves nothing of the
+replaced warehouse in Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from callsight.bi.api import SupersetClient
+from callsight.bi.capture import CapturedRequest
+from callsight.bi.warm_cache import REQUESTS_FILE, viewer_sets, warm_cache
+from callsight.publish.builds import publish
+from callsight.site.directory import load_directory
+from callsight.site.settings import Settings
+
+from .conftest import SupersetServer, reachable, require_service
+from .test_superset import chart_answer, expected_counts
+
+pytestmark = pytest.mark.superset
+
+REDIS_DB = 12
+DASHBOARD = ("agenten",)  # one dashboard is enough to prove it; the night warms all four
+
+
+def redis(*args: str) -> str:
+    out = subprocess.run(["redis-cli", "-n", str(REDIS_DB), *args], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+@dataclass(frozen=True)
+class TwoProcesses:
+    first: str  # URL of one gunicorn
+    second: str  # and of the other
+    prefix: str  # the Redis key prefix of their shared data cache
+    env: dict[str, str]  # what the site sets for it
+
+
+@pytest.fixture(scope="module")
+def two_processes(superset_server: SupersetServer) -> Iterator[TwoProcesses]:
+    require_service(reachable(("127.0.0.1", 6379)) and shutil.which("redis-cli") is not None, "Redis on 6379")
+    queue = f"callsight-shared-{secrets.token_hex(4)}"
+    env = {"CALLSIGHT_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}", "CALLSIGHT_CELERY_QUEUE": queue}
+    with ExitStack() as stack:
+        first = stack.enter_context(superset_server.sibling("superset-shared-1.log", **env))
+        second = stack.enter_context(superset_server.sibling("superset-shared-2.log", **env))
+        yield TwoProcesses(first, second, f"{queue}-data:", env)
+    drop_keys(f"{queue}-data:")
+
+
+def cached_keys(prefix: str) -> set[str]:
+    return set(redis("--scan", "--pattern", f"{prefix}*").split())
+
+
+def drop_keys(prefix: str) -> None:
+    if keys := cached_keys(prefix):
+        redis("del", *keys)
+
+
+def test_viewers_share_results_only_within_one_visibility_set(
+    superset_server: SupersetServer, two_processes: tuple[str, str, str], tmp_path: Path
+) -> None:
+    s = superset_server
+    first, second, prefix = two_processes.first, two_processes.second, two_processes.prefix
+    served = s.site.settings.served_db
+    directory = load_directory(s.site.settings.effective_directory_path)
+    # viewers only: the cache key also holds the roles (analysts and admins see all, whatever their set)
+    sets = {v: name for v, name in viewer_sets(served).items() if v not in directory.analysts + directory.admins}
+    by_set: dict[str, list[str]] = {}
+    for viewer, name in sorted(sets.items()):
+        by_set.setdefault(name, []).append(viewer)
+    # two viewers who may see the same agents (a group whose members see each other), one who sees others
+    a, b = next(v for v in by_set.values() if len(v) >= 2 and len(expected_counts(s, v[0])) > 1)[:2]
+    c = next(v for v in sets if sets[v] != sets[a] and expected_counts(s, v) != expected_counts(s, a))
+    assert expected_counts(s, a) == expected_counts(s, b), "same set: same calls, says the directory"
+
+    def client(url: str, user: str) -> SupersetClient:
+        password = s.admin_password if user == "admin" else s.user_password
+        return SupersetClient(url).login(user, password)
+
+    counts, cached = chart_answer(client(first, a), force=False)
+    assert (counts, cached) == (expected_counts(s, a), False)
+    counts, cached = chart_answer(client(second, b), force=False)
+    assert (counts, cached) == (expected_counts(s, b), True), "b gets what the other process computed for a"
+    counts, cached = chart_answer(client(second, c), force=False)
+    assert (counts, cached) == (expected_counts(s, c), False), "another set: its own result"
+    counts, _ = chart_answer(client(first, "admin"), force=False)
+    assert counts == expected_counts(s, None)
+    assert len(cached_keys(prefix)) >= 3, "results are kept in Redis"
+
+    # A publish that moves b into c's set (the directory changed): b sees c's agents at once, not a's
+    # result cached before, and nothing of the replaced warehouse stays in Redis.
+    old_keys = cached_keys(prefix)
+    original = shutil.copy2(served, tmp_path / "original.duckdb")
+    changed = shutil.copy2(served, tmp_path / "changed.duckdb")
+    con = duckdb.connect(str(changed))
+    con.execute("UPDATE security.viewer_visibility_sets SET visibility_set = ? WHERE viewer_username = ?", [sets[c], b])
+    con.close()
+    try:
+        publish(Path(changed), served, keep=0)
+        counts, cached = chart_answer(client(second, b), force=False)
+        assert (counts, cached) == (expected_counts(s, c), False)
+        counts, cached = chart_answer(client(first, a), force=False)
+        assert (counts, cached) == (expected_counts(s, a), False), "a new warehouse: computed anew"
+        assert not old_keys & cached_keys(prefix)
+    finally:
+        publish(Path(original), served, keep=0)
+    counts, _ = chart_answer(client(first, b), force=False)
+    assert counts == expected_counts(s, b)
+
+
+def login(s: SupersetServer, url: str, user: str) -> SupersetClient:
+    return SupersetClient(url).login(user, s.admin_password if user == "admin" else s.user_password)
+
+
+def rows_of(query: dict) -> list[str]:
+    """A query's rows, in an order of their own (rows that tie in a chart's sort may come in any order)."""
+    return sorted(json.dumps(row, sort_keys=True) for row in query["data"])
+
+
+def open_as(client: SupersetClient, requests: list[CapturedRequest]) -> tuple[list[bool], list[list[str]]]:
+    """A dashboard open as the browser sends it (no `force`): per query whether it came from the cache, and
+    each query's rows."""
+    cached, rows = [], []
+    for r in requests:
+        for q in client.post(r.path, r.body)["result"]:
+            cached.append(bool(q["is_cached"]))
+            rows.append(rows_of(q))
+    return cached, rows
+
+
+def computed_as(client: SupersetClient, requests: list[CapturedRequest]) -> list[list[str]]:
+    """The same requests with `force`: computed now for this viewer, never from the cache."""
+    return [rows_of(q) for r in requests for q in client.post(r.path, {**r.body, "force": True})["result"]]
+
+
+def views_logged(s: SupersetServer) -> int:
+    """Rows in Superset's action log in a directory user's name: not the admin (the capture opens the
+    dashboards as the admin) nor anonymous (its browser's login page)."""
+    con = sqlite3.connect(s.site.settings.superset_home / "superset.db")
+    try:
+        (n,) = con.execute(
+            "SELECT count(*) FROM logs JOIN ab_user AS u ON u.id = logs.user_id WHERE u.username <> 'admin'"
+        ).fetchone()
+    finally:
+        con.close()
+    return n
+
+
+def test_the_nights_warm_up_makes_every_viewers_first_open_a_cache_hit_with_their_own_rows(
+    superset_server: SupersetServer, two_processes: TwoProcesses, tmp_path: Path
+) -> None:
+    """The warm-up (one viewer per visibility set, through one process) answers the first open of viewers
+    it did not run as, in the other process, with exactly the rows computed for each of them; after a
+    publish that moved a viewer to another set, nothing is cached until the next warm-up, which again gives
+    each viewer their own rows. Nothing lands in the works council's access log."""
+    s, two = superset_server, two_processes
+    settings = Settings.from_env({**os.environ, "CALLSIGHT_HOME": str(s.site.home), **two.env})
+    served = settings.served_db
+    drop_keys(two.prefix)
+    (settings.superset_home / REQUESTS_FILE).unlink(missing_ok=True)
+    logged = views_logged(s)
+
+    report = warm_cache(settings, two.first, s.admin_password, dashboards=DASHBOARD)
+    assert report.captured and report.failed == 0 and report.computed > 0
+    assert views_logged(s) == logged, "the warm-up is logged as nobody's chart request or dashboard view"
+    requests = [
+        CapturedRequest.from_json(r)
+        for r in json.loads((settings.superset_home / REQUESTS_FILE).read_text())["requests"]
+    ]
+    directory = load_directory(settings.effective_directory_path)
+    sets = {v: name for v, name in viewer_sets(served).items() if v not in directory.analysts + directory.admins}
+    # viewers the warm-up did not run as: in a set shared with its representative, and alone in their set
+    shared = next(u for u in sorted(sets) if u not in report.users and sets[u] in {sets.get(r) for r in report.users})
+    alone = next(r for r in report.users if list(sets.values()).count(sets.get(r)) == 1)
+    for viewer in (shared, alone, "admin"):
+        client = login(s, two.second, viewer)
+        cached, rows = open_as(client, requests)
+        assert all(cached), (viewer, cached)
+        assert rows == computed_as(client, requests), f"{viewer} got rows computed for somebody else"
+
+    # a publish that moves `shared` into the set of `alone`
+    original = shutil.copy2(served, tmp_path / "original.duckdb")
+    changed = shutil.copy2(served, tmp_path / "changed.duckdb")
+    con = duckdb.connect(str(changed))
+    con.execute(
+        "UPDATE security.viewer_visibility_sets SET visibility_set = ? WHERE viewer_username = ?", [sets[alone], shared]
+    )
+    con.close()
+    try:
+        publish(Path(changed), served, keep=0)
+        client = login(s, two.second, shared)
+        assert not any(open_as(client, requests)[0]), "nothing of the replaced warehouse answers"
+        again = warm_cache(settings, two.first, s.admin_password, dashboards=DASHBOARD)
+        assert not again.captured and again.failed == 0, "the same assets: the stored capture is used"
+        cached, rows = open_as(client, requests)
+        assert all(cached) and rows == computed_as(client, requests)
+        assert rows == open_as(login(s, two.second, alone), requests)[1], "one set now: the same rows"
+    finally:
+        publish(Path(original), served, keep=0)
