@@ -198,12 +198,13 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
     admin, check them, then replay them as a team of directory users (team.py) with a publish half-way."""
     import random
 
-    from bench.capture import capture_dashboards, verify_capture
     from bench.charts import republish_copy
     from bench.measure import TreeSampler
     from bench.superset_site import bench_superset
     from bench.team import DASHBOARDS, TeamOptions, pick_team, run_team
     from callsight.bi.api import SupersetClient
+    from callsight.bi.capture import capture_dashboards, verify_capture
+    from callsight.bi.warm_cache import warm_cache
     from callsight.site.settings import Settings
 
     settings = Settings.from_env()
@@ -224,13 +225,27 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
             doc = {s: [c.to_json() for c in reqs] for s, reqs in captured.items()}
             Path(args["capture_out"]).write_text(json.dumps(doc, indent=1), encoding="utf-8")
         team = pick_team(site.directory, opts.users, random.Random(opts.seed))
+        warmups: list[dict[str, Any]] = []
+
+        def warm() -> None:  # what the night does after its publish and provisioning
+            if args.get("warm", True) and site.env:
+                r = warm_cache(site.warm_settings(), site.url, site.admin_password)
+                warmups.append({"sets": len(r.users), "computed": r.computed, "failed": r.failed, "s": r.seconds})
+
+        def publish() -> None:
+            republish_copy(settings.served_db)
+            warm()
+
+        warm()  # the night before the team arrives
         superset_memory = TreeSampler(site.pid)  # gunicorn and its workers during the load (no browser)
         superset_memory.start()
         try:
-            result = run_team(login, site.url, team, captured, opts, lambda: republish_copy(settings.served_db))
+            result = run_team(login, site.url, team, captured, opts, publish)
         finally:
             result_peak = round(superset_memory.stop())
     result["superset_peak_rss_mib"] = result_peak
+    result["shared_cache"] = bool(site.env)
+    result["warm_ups"] = warmups
     result["capture"] = {
         s: {
             "charts": len(chart_ids[s]),

@@ -1,8 +1,10 @@
 """Superset for a benchmark stage: metadata set up, gunicorn started on a free port, the site provisioned
-(the org directory's users, row-level security, the dashboards) as `callsight demo` does, and stopped."""
+(the org directory's users, row-level security, the dashboards) as `callsight demo` does, and stopped.
+As a company runs it: the data cache shared in Redis (CALLSIGHT_REDIS_URL; a database of its own here)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 from collections.abc import Iterator
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from callsight.site.directory import Directory
 from callsight.site.settings import Settings
 
+BENCH_REDIS = "redis://127.0.0.1:6379/14"
+
 
 @dataclass(frozen=True)
 class BenchSite:
@@ -20,6 +24,12 @@ class BenchSite:
     directory: Directory
     settings: Settings
     pid: int  # gunicorn's master: its tree is Superset's memory
+    admin_password: str  # the bootstrap admin's, for the night's cache warm-up
+    env: dict[str, str]  # the shared cache's settings (empty: each process caches in its own memory)
+
+    def warm_settings(self) -> Settings:
+        """The site's settings as the night sees them (with the shared cache)."""
+        return Settings.from_env({**os.environ, "CALLSIGHT_HOME": str(self.settings.home), **self.env})
 
 
 def user_password(settings: Settings) -> str:
@@ -37,15 +47,21 @@ def user_password(settings: Settings) -> str:
 
 
 @contextmanager
-def bench_superset(settings: Settings, workers: int = 2, log_name: str = "superset-bench.log") -> Iterator[BenchSite]:
+def bench_superset(
+    settings: Settings, workers: int = 2, log_name: str = "superset-bench.log", shared_cache: bool = True
+) -> Iterator[BenchSite]:
     """A provisioned Superset on the served warehouse of `settings.home`, for the duration of the block."""
     from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
     from callsight.cli.commands import provision
     from callsight.site.directory import load_directory
 
     admin_pw, user_pw = secrets.token_urlsafe(12), user_password(settings)
+    cache = {"CALLSIGHT_REDIS_URL": BENCH_REDIS, "CALLSIGHT_CELERY_QUEUE": f"callsight-bench-{secrets.token_hex(4)}"}
+    cache = cache if shared_cache else {}
     env = SupersetEnv(
-        settings, secrets.token_urlsafe(32), extra_env=(("CALLSIGHT_AUTH_RATE_LIMIT", "1000 per second"),)
+        settings,
+        secrets.token_urlsafe(32),
+        extra_env=(("CALLSIGHT_AUTH_RATE_LIMIT", "1000 per second"), *cache.items()),
     )
     env.init_metadata(admin_pw)
     with socket.socket() as sock:
@@ -56,6 +72,7 @@ def bench_superset(settings: Settings, workers: int = 2, log_name: str = "supers
     try:
         wait_healthy(url, proc)
         provision(settings, url, admin_pw, user_pw)
-        yield BenchSite(url, user_pw, load_directory(settings.effective_directory_path), settings, proc.pid)
+        directory = load_directory(settings.effective_directory_path)
+        yield BenchSite(url, user_pw, directory, settings, proc.pid, admin_pw, cache)
     finally:
         stop(proc)

@@ -18,8 +18,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from bench.capture import CapturedRequest
 from bench.measure import percentile
+from callsight.bi.capture import CapturedRequest
 from callsight.site.directory import Directory
 
 DASHBOARDS = ("agenten", "kunden", "projekte", "management-summary")

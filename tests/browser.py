@@ -9,21 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from callsight.bi.capture import CHROMEDRIVER, CHROMIUM
+from callsight.bi.capture import CHROMIUM_ARGS as CAPTURE_ARGS
+
 from .conftest import require_service
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Headless Chromium on this kind of machine needs these (TOOLCHAIN.md).
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--window-size=1600,2400",
-)
+# Headless Chromium on this kind of machine needs these (TOOLCHAIN.md); a window of a dashboard's width.
+CHROMIUM_ARGS = (*(a for a in CAPTURE_ARGS if not a.startswith("--window-size=")), "--window-size=1600,2400")
 CHART = "[data-test-chart-id]"
 LOADING = "[data-test=loading-indicator], .loading"
 ERROR = "[role=alert], [data-test=error-tooltip], .ant-alert-error"

@@ -16,11 +16,11 @@ from urllib.parse import unquote
 
 import pytest
 from bench.__main__ import build_parser
-from bench.capture import CapturedRequest, parse_performance_log, verify_capture
 from bench.measure import StageResult, run_child, tree_rss
 from bench.report import GOALS, figures, report_lines
 from bench.team import DashboardOpen, Timed, classify, open_dashboard, pick_team, summarize
 
+from callsight.bi.capture import CapturedRequest, parse_performance_log, verify_capture
 from callsight.demo.journal import build_org
 from callsight.site.directory import Directory
 

@@ -14,6 +14,7 @@ from callsight.defs.audit.silence import SILENCE_SENSOR, silence_alerts
 from callsight.defs.bi.access_log import access_log
 from callsight.defs.bi.assets import superset_access
 from callsight.defs.bi.dashboards import dashboard_assets
+from callsight.defs.bi.warm_cache import superset_cache
 from callsight.defs.extract.assets import journal_extract_asset
 from callsight.defs.jobs import NIGHTLY_JOB, REPUBLISH_JOB, nightly_job, nightly_schedule, republish_job
 from callsight.defs.publish.assets import published_warehouse_asset
@@ -64,6 +65,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             published_warehouse_asset(models),
             published_warehouse_fresh,
             superset_access,
+            superset_cache,
             *dashboard_assets(),
             nightly_run_record,
         ],

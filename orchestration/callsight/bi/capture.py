@@ -4,8 +4,9 @@ real browser (Debian chromium, headless, selenium) through Chrome's DevTools per
 Every `POST /api/v1/chart/data` of the open is kept as sent: the URL with its query string (form_data
 with the slice id, dashboard_id), the JSON body (the query context with the dashboard's default native
 filters applied, `force` as the browser set it) and the response status. A request without a slice id
-is a native filter asking for its values. The team load (team.py) replays them as every simulated user:
-Superset applies each user's row-level security itself, as it would to that user's browser.
+is a native filter asking for its values. The night's cache warm-up (warm_cache.py) runs them as one viewer
+of each visibility set, the benchmark's team load (bench/team.py) as every simulated user: Superset applies
+each user's row-level security itself, as it would to that user's browser.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _driver() -> Any:
     from selenium.webdriver.chrome.service import Service
 
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        raise RuntimeError("the team load's capture needs Debian chromium + chromium-driver (apt)")
+        raise RuntimeError("capturing the dashboards' requests needs Debian chromium + chromium-driver (apt)")
     options = Options()
     options.binary_location = str(CHROMIUM)
     for arg in CHROMIUM_ARGS:

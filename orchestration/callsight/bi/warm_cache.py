@@ -1,0 +1,137 @@
+"""The night's cache warm-up (issue 31): after provisioning, the chart-data requests of the four dashboards
+run once per distinct visibility set, so that the first open after a publish is answered from the cache.
+
+Superset's data cache keys a result by the query, the viewer's roles and visibility set (superset/
+visibility.py): one viewer of each (role, set) warms it for everyone with the same. The requests are what a
+browser sends when it opens each dashboard with its default filters, captured in a real chromium as the
+admin (capture.py) when the assets change, and kept in CALLSIGHT_HOME/superset/warm-requests.json
+(owner-only; request bodies, no data). Superset runs them as each viewer (superset/warm_cache.py): the
+viewer's own row-level security, nothing logged as a dashboard view.
+
+Needs the shared data cache (CALLSIGHT_REDIS_URL): without it every Superset process has a cache of its
+own in memory, and a warm-up would fill one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import requests
+
+from callsight.bi.api import SupersetClient
+from callsight.bi.assets import load_assets
+from callsight.bi.capture import CapturedRequest, capture_dashboards, verify_capture
+from callsight.bi.roles import ROLE_ADMIN, ROLE_ANALYST, role_for
+from callsight.site.directory import load_directory
+from callsight.site.settings import Settings
+
+WARM_DASHBOARDS = ("agenten", "kunden", "projekte", "management-summary")
+REQUESTS_FILE = "warm-requests.json"
+WARM_PATH = "/api/v1/callsight/warm_cache"
+
+
+@dataclass
+class WarmReport:
+    skipped: str = ""  # why nothing was warmed ("" when it ran)
+    captured: bool = False  # the requests were captured anew (the assets changed)
+    users: list[str] = field(default_factory=list)  # one per (role, visibility set)
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+def representatives(roles: Mapping[str, str], viewer_sets: Mapping[str, str]) -> list[str]:
+    """Pure: one user for each distinct (role, visibility set), the first by name. Analysts and admins are
+    not limited by a set (row-level security leaves them out): one of each role. Viewers without a set in
+    the warehouse are left out (they see nothing)."""
+    chosen: dict[tuple[str, str], str] = {}
+    for user in sorted(roles):
+        role = roles[user]
+        if role in (ROLE_ADMIN, ROLE_ANALYST):
+            chosen.setdefault((role, ""), user)
+        elif user in viewer_sets:
+            chosen.setdefault((role, viewer_sets[user]), user)
+    return sorted(chosen.values())
+
+
+def assets_key(client: SupersetClient, dashboards: Sequence[str]) -> str:
+    """What the captured requests depend on: the dashboards, the asset files and Superset's ids of the
+    charts and their datasets (a re-created chart gets a new id)."""
+    ids = sorted((c["id"], c["datasource_id"]) for c in client.list_all("chart", columns=("id", "datasource_id")))
+    payload = json.dumps([list(dashboards), load_assets(), ids], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def stored_requests(path: Path, key: str) -> list[CapturedRequest] | None:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    if stored.get("key") != key:
+        return None
+    return [CapturedRequest.from_json(r) for r in stored["requests"]]
+
+
+def capture(
+    settings: Settings, url: str, admin_password: str, client: SupersetClient, dashboards: Sequence[str]
+) -> list[CapturedRequest]:
+    """The dashboards' requests in a real browser as the admin; refused if one is incomplete."""
+    captured = capture_dashboards(url, settings.superset_admin_username, admin_password, dashboards)
+    slices = {d["slug"]: d["id"] for d in client.list_all("dashboard") if d.get("slug") in dashboards}
+    problems = []
+    for slug, sent in captured.items():
+        charts = client.get(f"/api/v1/dashboard/{slices[slug]}/charts")["result"]
+        problems += verify_capture(slug, sent, [c["id"] for c in charts])
+    if problems:
+        raise RuntimeError("capturing the dashboards' requests: " + "; ".join(problems))
+    return [r for slug in dashboards for r in captured[slug]]
+
+
+def viewer_sets(served_db: Path) -> dict[str, str]:
+    con = duckdb.connect(str(served_db), read_only=True)
+    try:
+        rows = con.execute("SELECT viewer_username, visibility_set FROM security.viewer_visibility_sets").fetchall()
+    finally:
+        con.close()
+    return dict(rows)
+
+
+def warm_cache(
+    settings: Settings, url: str, admin_password: str, dashboards: Sequence[str] = WARM_DASHBOARDS
+) -> WarmReport:
+    """Warm Superset's shared data cache for every (role, visibility set) of the org directory."""
+    if not settings.env.get("CALLSIGHT_REDIS_URL"):
+        return WarmReport(skipped="no shared cache (CALLSIGHT_REDIS_URL is not set)")
+    try:
+        requests.get(f"{url}/health", timeout=10).raise_for_status()
+    except requests.RequestException as exc:
+        return WarmReport(skipped=f"Superset at {url} not reachable ({type(exc).__name__})")
+    started = time.monotonic()
+    client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
+    report = WarmReport()
+    path = settings.superset_home / REQUESTS_FILE
+    key = assets_key(client, dashboards)
+    captured = stored_requests(path, key)
+    if captured is None:
+        captured = capture(settings, url, admin_password, client, dashboards)
+        path.write_text(json.dumps({"key": key, "requests": [r.to_json() for r in captured]}), encoding="utf-8")
+        path.chmod(0o600)
+        report.captured = True
+    directory = load_directory(settings.effective_directory_path)
+    roles = {u: role_for(directory, u) for u in directory.usernames}
+    report.users = representatives(roles, viewer_sets(settings.served_db))
+    bodies = [r.body for r in captured]
+    for user in report.users:
+        done = client.post(WARM_PATH, {"username": user, "requests": bodies})
+        report.computed += done["computed"]
+        report.cached += done["cached"]
+        report.failed += done["failed"]
+    report.seconds = time.monotonic() - started
+    return report
