@@ -120,18 +120,18 @@ def team_rows(sizes: list[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
         ("team: first open after publish (n)", [_ms_pair(t.get("first_after_publish"), True) for t in teams]),
         ("team: repeat open (n)", [_ms_pair(t.get("repeat_open"), True) for t in teams]),
         ("team: Superset peak RSS", [_fmt(t.get("superset_peak_rss_mib"), ",.0f", " MiB") for t in teams]),
-        ("team: night's cache warm-up (sets, s)", [_warm_up(t) for t in teams]),
+        ("team: cache warm-up, before / after the publish", [_warm_up(t) for t in teams]),
     ]
 
 
 def _warm_up(team: Mapping[str, Any]) -> str:
-    """The last warm-up of the run (the one after the publish): sets warmed and seconds; why not, if none."""
+    """The warm-ups of the run (before the team, after the publish): sets warmed, seconds; why not, if none."""
     if not team:
         return "-"
     if not team.get("shared_cache"):
         return "off (no shared cache)"
     ups = team.get("warm_ups") or []
-    return f"{ups[-1]['sets']} sets, {ups[-1]['s']:.1f} s" if ups else "off"
+    return f"{ups[0]['sets']} sets: " + " / ".join(f"{u['s']:.0f} s" for u in ups) if ups else "off"
 
 
 def report_lines(results: list[dict[str, Any]], load: tuple[float, float, float] | None = None) -> list[str]:

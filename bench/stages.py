@@ -197,6 +197,7 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
     """The team load (issue #31): capture each dashboard's chart-data requests from a real browser as an
     admin, check them, then replay them as a team of directory users (team.py) with a publish half-way."""
     import random
+    import threading
 
     from bench.charts import republish_copy
     from bench.measure import TreeSampler
@@ -232,15 +233,20 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
                 r = warm_cache(site.warm_settings(), site.url, site.admin_password)
                 warmups.append({"sets": len(r.users), "computed": r.computed, "failed": r.failed, "s": r.seconds})
 
-        def publish() -> None:
+        background: list[threading.Thread] = []
+
+        def publish() -> None:  # the warm-up follows as the night's next step, while the team goes on
             republish_copy(settings.served_db)
-            warm()
+            background.append(threading.Thread(target=warm, daemon=True))
+            background[-1].start()
 
         warm()  # the night before the team arrives
         superset_memory = TreeSampler(site.pid)  # gunicorn and its workers during the load (no browser)
         superset_memory.start()
         try:
             result = run_team(login, site.url, team, captured, opts, publish)
+            for thread in background:
+                thread.join()
         finally:
             result_peak = round(superset_memory.stop())
     result["superset_peak_rss_mib"] = result_peak

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,10 @@ from callsight.site.settings import Settings
 WARM_DASHBOARDS = ("agenten", "kunden", "projekte", "management-summary")
 REQUESTS_FILE = "warm-requests.json"
 WARM_PATH = "/api/v1/callsight/warm_cache"
+# Requests per call (a call stays far below gunicorn's timeout), and calls at once: one per core, so that
+# both of a 2-core machine's gunicorn workers compute (docs/performance.md, "Shared cache").
+CHUNK = 12
+PARALLEL = 2
 
 
 @dataclass
@@ -128,10 +134,18 @@ def warm_cache(
     roles = {u: role_for(directory, u) for u in directory.usernames}
     report.users = representatives(roles, viewer_sets(settings.served_db))
     bodies = [r.body for r in captured]
-    for user in report.users:
-        done = client.post(WARM_PATH, {"username": user, "requests": bodies})
-        report.computed += done["computed"]
-        report.cached += done["cached"]
-        report.failed += done["failed"]
+    chunks = [(user, bodies[i : i + CHUNK]) for user in report.users for i in range(0, len(bodies), CHUNK)]
+    clients = threading.local()
+
+    def warm(chunk: tuple[str, list[dict]]) -> dict[str, int]:
+        if not hasattr(clients, "client"):  # one login per thread: a session is not shared between threads
+            clients.client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
+        return clients.client.post(WARM_PATH, {"username": chunk[0], "requests": chunk[1]})
+
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        for done in pool.map(warm, chunks):
+            report.computed += done["computed"]
+            report.cached += done["cached"]
+            report.failed += done["failed"]
     report.seconds = time.monotonic() - started
     return report
