@@ -22,10 +22,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import requests
 
-from callsight.bi.api import SupersetClient
+from callsight.bi.api import SupersetAPIError, SupersetClient
 from callsight.bi.capture import CapturedRequest
-from callsight.bi.warm_cache import REQUESTS_FILE, viewer_sets, warm_cache
+from callsight.bi.warm_cache import REQUESTS_FILE, WARM_PATH, viewer_sets, warm_cache
 from callsight.publish.builds import publish
 from callsight.site.directory import load_directory
 from callsight.site.settings import Settings
@@ -214,3 +215,28 @@ def test_the_nights_warm_up_makes_every_viewers_first_open_a_cache_hit_with_thei
         assert rows == open_as(login(s, two.second, alone), requests)[1], "one set now: the same rows"
     finally:
         publish(Path(original), served, keep=0)
+
+
+def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
+    superset_server: SupersetServer, two_processes: TwoProcesses
+) -> None:
+    """A member who finds the endpoint cannot run queries in anybody's name, nor can somebody without a
+    login; an admin's malformed request or one for an unknown user is refused, and nothing is cached."""
+    s, url = superset_server, two_processes.first
+    directory = load_directory(s.site.settings.effective_directory_path)
+    member = next(u for u in directory.usernames if u not in directory.analysts + directory.admins)
+    body = {"datasource": {"id": 1, "type": "table"}, "queries": [{"metrics": ["count"]}], "result_type": "full"}
+    before = cached_keys(two_processes.prefix)
+    attempts = [
+        (login(s, url, member), {"username": "admin", "requests": [body]}, 403),
+        (login(s, url, member), {"username": member, "requests": [body]}, 403),
+        (login(s, url, "admin"), {"username": member}, 400),
+        (login(s, url, "admin"), {"username": "nobody-here", "requests": [body]}, 404),
+    ]
+    for client, payload, status in attempts:
+        with pytest.raises(SupersetAPIError) as refused:
+            client.post(WARM_PATH, payload)
+        assert refused.value.status == status, payload
+    anonymous = requests.post(f"{url}{WARM_PATH}", json={"username": member, "requests": [body]}, timeout=30)
+    assert anonymous.status_code in (400, 401, 403) and "data" not in anonymous.text
+    assert cached_keys(two_processes.prefix) == before, "a refused request computed nothing"
