@@ -123,3 +123,7 @@ def test_settings_defaults_are_absolute_and_env_driven(tmp_path: Path) -> None:
     assert s2.lookback_days == 7 and not s2.is_demo_journal()
     with pytest.raises(ValueError, match="CALLSIGHT_LOOKBACK_DAYS"):
         Settings.from_env({"CALLSIGHT_LOOKBACK_DAYS": "-1"}, cwd=tmp_path)
+    assert Settings.from_env({}, cwd=tmp_path).cache_warmup
+    assert not Settings.from_env({"CALLSIGHT_CACHE_WARMUP": "Off"}, cwd=tmp_path).cache_warmup
+    with pytest.raises(ValueError, match="CALLSIGHT_CACHE_WARMUP must be on or off, got 'no'"):
+        Settings.from_env({"CALLSIGHT_CACHE_WARMUP": "no"}, cwd=tmp_path)

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 import requests
@@ -27,6 +28,8 @@ import requests
 from callsight.bi.api import SupersetAPIError, SupersetClient
 from callsight.bi.capture import CapturedRequest
 from callsight.bi.warm_cache import REQUESTS_FILE, WARM_PATH, viewer_sets, warm_cache
+from callsight.defs.bi.warm_cache import superset_cache
+from callsight.defs.resources import SiteResource
 from callsight.publish.builds import publish
 from callsight.site.directory import load_directory
 from callsight.site.settings import Settings
@@ -240,3 +243,29 @@ def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
     anonymous = requests.post(f"{url}{WARM_PATH}", json={"username": member, "requests": [body]}, timeout=30)
     assert anonymous.status_code in (400, 401, 403) and "data" not in anonymous.text
     assert cached_keys(two_processes.prefix) == before, "a refused request computed nothing"
+
+
+def test_the_night_step_warms_the_cache_unless_switched_off(
+    superset_server: SupersetServer, two_processes: TwoProcesses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The night's `superset_cache` step as Dagster runs it, from the site's settings: with
+    CALLSIGHT_CACHE_WARMUP=off it leaves the shared cache empty; by default it fills it."""
+    s, two = superset_server, two_processes
+    site = {"CALLSIGHT_HOME": str(s.site.home), "CALLSIGHT_SUPERSET_URL": two.first, **two.env}
+    for name, value in {**site, "SUPERSET_ADMIN_PASSWORD": s.admin_password}.items():
+        monkeypatch.setenv(name, value)
+
+    def night_step() -> dict:
+        config = {"ops": {"superset_cache": {"config": {"dashboards": list(DASHBOARD)}}}}
+        result = dg.materialize([superset_cache], resources={"site": SiteResource()}, run_config=config)
+        [done] = result.asset_materializations_for_node("superset_cache")
+        return {k: v.value for k, v in done.metadata.items()}
+
+    drop_keys(two.prefix)
+    monkeypatch.setenv("CALLSIGHT_CACHE_WARMUP", "off")
+    assert night_step() == {"skipped": "switched off"}
+    assert not cached_keys(two.prefix), "switched off: nothing computed"
+    monkeypatch.delenv("CALLSIGHT_CACHE_WARMUP")
+    warmed = night_step()
+    assert warmed["skipped"] == "" and warmed["failed"] == 0 and warmed["computed"] > 0, warmed
+    assert len(cached_keys(two.prefix)) >= warmed["computed"]

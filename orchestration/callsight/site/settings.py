@@ -40,6 +40,7 @@ class Settings:
     nightly_schedule: bool = True  # CALLSIGHT_SCHEDULE: off where cron runs `callsight run` instead
     locale: str = DEFAULT_LOCALE  # CALLSIGHT_LOCALE: language of the processing record and the mails
     ui_edits: str = "overwrite"  # CALLSIGHT_UI_EDITS: an asset changed in Superset's UI: overwrite or keep
+    cache_warmup: bool = True  # CALLSIGHT_CACHE_WARMUP: the night warms Superset's shared chart cache
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -136,6 +137,7 @@ class Settings:
             nightly_schedule=_on_off(env, "CALLSIGHT_SCHEDULE"),
             locale=parse_locale(env.get("CALLSIGHT_LOCALE")),
             ui_edits=_choice(env, "CALLSIGHT_UI_EDITS", ("overwrite", "keep")),
+            cache_warmup=_on_off(env, "CALLSIGHT_CACHE_WARMUP"),
             env=env,
         )
 

@@ -2,22 +2,29 @@
 
 import dagster as dg
 
-from callsight.bi.warm_cache import warm_cache
+from callsight.bi.warm_cache import WARM_DASHBOARDS, warm_cache
 from callsight.defs.resources import SiteResource
 
 
+class WarmConfig(dg.Config):
+    dashboards: list[str] = list(WARM_DASHBOARDS)  # slugs; a run launched by hand may warm fewer
+
+
 @dg.asset(group_name="publish", deps=[dg.AssetKey("superset_access")], kinds={"superset"})
-def superset_cache(context: dg.AssetExecutionContext, site: SiteResource) -> dg.MaterializeResult:
+def superset_cache(context: dg.AssetExecutionContext, site: SiteResource, config: WarmConfig) -> dg.MaterializeResult:
     """The four dashboards' chart results for their default filters, computed once per distinct visibility
     set into Superset's shared cache, so the first open after a publish is as fast as a repeat. A warm-up
     that fails does not fail the night: the dashboards then compute on first open, as without it."""
     s = site.settings()
+    if not s.cache_warmup:
+        context.log.info("cache warm-up skipped: CALLSIGHT_CACHE_WARMUP is off")
+        return dg.MaterializeResult(metadata={"skipped": "switched off"})
     admin_password = s.secret("SUPERSET_ADMIN_PASSWORD")
     if not admin_password:
         context.log.info("cache warm-up skipped: SUPERSET_ADMIN_PASSWORD is not set for the nightly job")
         return dg.MaterializeResult(metadata={"skipped": "no admin password"})
     try:
-        report = warm_cache(s, s.superset_url, admin_password)
+        report = warm_cache(s, s.superset_url, admin_password, dashboards=config.dashboards)
     except Exception as exc:  # the night's data is published; a cold cache is slower, not wrong
         context.log.warning(f"cache warm-up failed ({type(exc).__name__}: {exc}); dashboards compute on first open")
         return dg.MaterializeResult(metadata={"skipped": f"failed: {type(exc).__name__}"})
