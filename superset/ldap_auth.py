@@ -6,9 +6,10 @@ AUTH_LDAP, with the org directory as the only source of who sees what (docs/acce
   and an inactive user (left the directory) is refused before LDAP is asked. LDAP groups never set roles.
 * The typed name is matched without regard to case (AD names are case-insensitive) and passed on in lower
   case, the form of the directory's usernames: one person stays one Superset user.
-* Passwords kept in Superset (provider "db") serve the bootstrap admin alone, the service account that
-  provisioning logs in with; every other account is refused there, and the admin is refused over LDAP
-  (an AD account of that name must not become it). Refusals count in the login throttle.
+* Passwords kept in Superset serve the bootstrap admin alone, the service account that provisioning and the
+  night's cache warm-up log in with: over the REST provider "db", and in the login form (which asks LDAP
+  for everybody else). LDAP is never asked for the admin (an AD account of that name must not become it),
+  and every other account is refused Superset's passwords. Refusals count in the login throttle.
 
 Loaded by superset_config.py by path. `ldap_config` is pure and needs neither Superset nor python-ldap.
 """
@@ -87,7 +88,8 @@ def ldap_security_manager(base: type, service_accounts: frozenset[str]) -> type:
     class LdapSecurityManager(base):  # type: ignore[misc, valid-type]
         def auth_user_ldap(self, username: str, password: str) -> Any:
             if canonical_username(username) in service_accounts:
-                return self._counted(username, None)  # an AD account of that name never becomes the admin
+                # its own Superset password, never LDAP's: an AD account of that name never becomes the admin
+                return self.auth_user_db(username, password)
             return super().auth_user_ldap(canonical_username(username), password)
 
         def auth_user_db(self, username: str, password: str) -> Any:

@@ -94,6 +94,7 @@ class Walk:
     people: People | None = None
     ca: Path | None = None
     slapd: subprocess.Popen | None = None
+    night: str = ""  # what the first night printed
 
     def path(self, guide_path: str) -> Path:
         return Path(guide_machine.mapped(guide_path, self.root))
@@ -375,6 +376,7 @@ def walk_the_guide(walk: Walk, tmp_path_factory: pytest.TempPathFactory) -> None
     walk.run(12, s[12].bash()[1])
     # 13. the first night, then the health check.
     walk.run(13, s[13].bash()[0])
+    walk.night = walk.transcript[-1]
     walk.transcript.append(walk.run(13, s[13].bash()[1]))
 
 
@@ -385,6 +387,18 @@ def test_the_walk_ran_every_step_and_the_health_check_says_ok(walk: Walk) -> Non
     steps = [int(m) for m in re.findall(r"^## step (\d+)$", "\n".join(walk.transcript), flags=re.M)]
     assert sorted(set(steps)) == list(range(1, 14))
     assert walk.transcript[-1].startswith("CALLSIGHT OK"), walk.transcript[-1]
+
+
+def test_the_first_night_warmed_the_dashboards_for_every_visibility_set(walk: Walk) -> None:
+    """With LDAP logins too: the capture logs the bootstrap admin in through the form by its own password."""
+    warmed = re.search(
+        r"cache warmed for (\d+) viewer\(s\) in [\d.]+ s: (\d+) results computed, \d+ already "
+        r"cached, (\d+) failed",
+        walk.night,
+    )
+    assert warmed, walk.night[-3000:]
+    viewers, computed, failed = map(int, warmed.groups())
+    assert viewers > 1 and computed > 0 and failed == 0, warmed.group(0)
 
 
 def test_every_service_runs_as_the_callsight_user_and_the_home_is_its_own(walk: Walk) -> None:

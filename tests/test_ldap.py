@@ -217,6 +217,7 @@ def ldap_site(superset_server: SupersetServer, tmp_path_factory: pytest.TempPath
     suffix = uuid.uuid4().hex[:6]
     people = People(leader, member, excluded, f"outsider{suffix}", f"leaver{suffix}")
     passwords = {uid: secrets.token_urlsafe(12) for uid in vars(people).values()}
+    passwords["admin"] = secrets.token_urlsafe(12)  # an AD account named like the bootstrap admin
     admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
     roles = {r["name"]: r["id"] for r in admin.list_all("security/roles")}
     # Someone who left: provisioning deactivated their Superset user; AD still knows them.
@@ -367,9 +368,16 @@ def test_superset_passwords_serve_the_bootstrap_admin_alone(ldap_site: LdapSite)
     # The suite's members' password is in Superset's metadata, but with LDAP logins it opens nothing.
     assert rest_login(ldap_site.url, p.member, server.user_password, provider="db").status_code == 401
     assert rest_login(ldap_site.url, p.member.upper(), server.user_password, provider="db").status_code == 401
-    # Provisioning logs in as the bootstrap admin; an LDAP account of that name never becomes the admin.
+    # Provisioning and the night's capture log in as the bootstrap admin, by its Superset password, over
+    # REST and in the form; the AD account of that name never becomes the admin, whichever way it tries.
     assert rest_login(ldap_site.url, "admin", server.admin_password, provider="db").status_code == 200
-    assert rest_login(ldap_site.url, "admin", server.admin_password).status_code == 401
+    assert FormLogin(ldap_site.url)("admin", server.admin_password) == "ok"
+    ad_admin = ldap_site.passwords["admin"]
+    assert ldap_client(ldap_site.url, p.leader, ldap_site.passwords[p.leader]), "LDAP answers"
+    assert FormLogin(ldap_site.url)("admin", ad_admin) == "failed"
+    assert FormLogin(ldap_site.url)("Admin", ad_admin) == "failed"
+    assert rest_login(ldap_site.url, "admin", ad_admin).status_code == 401
+    assert rest_login(ldap_site.url, "admin", ad_admin, provider="db").status_code == 401
 
 
 def test_provisioning_with_ldap_logins_creates_users_without_a_known_password(ldap_site: LdapSite) -> None:
