@@ -116,6 +116,14 @@ def team_rows(sizes: list[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
             [f"{t.get('users', '-')} / {t.get('opens', '-')} / {t.get('errors', '-')}" for t in teams],
         ),
         ("team: dashboard loaded p50 / p95", [_ms_pair(t.get("dashboard")) for t in teams]),
+        (
+            "team: dashboard, opened before the publish (n)",
+            [_ms_pair(t.get("dashboard_before_publish"), True) for t in teams],
+        ),
+        (
+            "team: dashboard, opened after the publish (n)",
+            [_ms_pair(t.get("dashboard_after_publish"), True) for t in teams],
+        ),
         ("team: chart p50 / p95", [_ms_pair(t.get("chart")) for t in teams]),
         ("team: first open after publish (n)", [_ms_pair(t.get("first_after_publish"), True) for t in teams]),
         ("team: repeat open (n)", [_ms_pair(t.get("repeat_open"), True) for t in teams]),

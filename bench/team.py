@@ -139,6 +139,9 @@ def summarize(opens: Sequence[DashboardOpen], publishes: Sequence[float], **extr
         cached = sum(r.cached for r in reqs)
         return {**_spread([o.seconds for o in chosen]), "requests_cached": f"{cached}/{len(reqs)}"}
 
+    first_publish = min(publishes, default=float("inf"))
+    before = [o.seconds for o in opens if o.start < first_publish]
+    after = [o.seconds for o in opens if o.start >= first_publish]
     per_dashboard = {
         slug: _spread([o.seconds for o in opens if o.slug == slug]) for slug in sorted({o.slug for o in opens})
     }
@@ -149,6 +152,9 @@ def summarize(opens: Sequence[DashboardOpen], publishes: Sequence[float], **extr
         "errors": len(errors),
         "error_samples": errors[:5],
         "dashboard": _spread([o.seconds for o in opens]),
+        # opens that started before the (first) publish, and after it: the steady state beside a publish's
+        "dashboard_before_publish": _spread(before),
+        "dashboard_after_publish": _spread(after),
         "chart": _spread([r.seconds for r in requests]),
         "start_open": part("start"),
         "first_after_publish": {

@@ -97,6 +97,9 @@ def test_summary_percentiles_of_whole_opens_and_of_charts() -> None:
     assert s["errors"] == 1 and s["error_samples"] == ["RuntimeError: chart 7: timeout"]
     # Nearest rank over the 21 opens: 0.1 .. 2.0 s and 9.0 s.
     assert s["dashboard"] == {"n": 21, "p50_ms": 1100.0, "p95_ms": 2000.0}
+    # Opens started before the publish at 150 s (the twenty of agenten) and after it (kunden, at 200 s).
+    assert s["dashboard_before_publish"] == {"n": 20, "p50_ms": 1000.0, "p95_ms": 1900.0}
+    assert s["dashboard_after_publish"] == {"n": 1, "p50_ms": 9000.0, "p95_ms": 9000.0}
     # Charts: 21 answers of 0.05 s, then 0.1 .. 1.0 s, one of 0.2 s (the error) and 9.0 s: 42.
     assert s["chart"] == {"n": 42, "p50_ms": 50.0, "p95_ms": 950.0}
     assert s["first_after_publish"]["n"] == 1 and s["first_after_publish"]["seconds"] == [9.0]
