@@ -56,15 +56,16 @@ class WarmReport:
 def representatives(roles: Mapping[str, str], viewer_sets: Mapping[str, str]) -> list[str]:
     """Pure: one user for each distinct (role, visibility set), the first by name. Analysts and admins are
     not limited by a set (row-level security leaves them out): one of each role. Viewers without a set in
-    the warehouse are left out (they see nothing)."""
-    chosen: dict[tuple[str, str], str] = {}
+    the warehouse are left out (they see nothing). Those who stand for the most users come first: a
+    warm-up still running when people arrive (a publish by day) has served most of them already."""
+    chosen: dict[tuple[str, str], list[str]] = {}
     for user in sorted(roles):
         role = roles[user]
         if role in (ROLE_ADMIN, ROLE_ANALYST):
-            chosen.setdefault((role, ""), user)
+            chosen.setdefault((role, ""), []).append(user)
         elif user in viewer_sets:
-            chosen.setdefault((role, viewer_sets[user]), user)
-    return sorted(chosen.values())
+            chosen.setdefault((role, viewer_sets[user]), []).append(user)
+    return [users[0] for users in sorted(chosen.values(), key=lambda users: (-len(users), users[0]))]
 
 
 def assets_key(client: SupersetClient, dashboards: Sequence[str]) -> str:
