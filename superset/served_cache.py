@@ -39,7 +39,10 @@ class _ServedVersions:
     """Keys tied to the served versions (mixed in before a flask-caching backend)."""
 
     _versions: tuple | None = None
-    _versions_lock = threading.Lock()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._versions_lock = threading.Lock()  # one per cache object, not one shared by the class
 
     def _forget_other_versions(self, versions: tuple) -> None:
         raise NotImplementedError
@@ -92,20 +95,12 @@ class _ServedVersions:
 class ServedVersionCache(_ServedVersions, SimpleCache):
     """In this process's memory: a new version empties it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._versions_lock = threading.Lock()
-
     def _forget_other_versions(self, versions: tuple) -> None:
         self.clear()
 
 
 class ServedVersionRedisCache(_ServedVersions, RedisCache):
     """In Redis, shared by the site's Superset processes (CACHE_KEY_PREFIX names the site)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._versions_lock = threading.Lock()
 
     def _forget_other_versions(self, versions: tuple) -> None:
         keep = self.key_prefix + self._tag(versions) + ":"

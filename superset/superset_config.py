@@ -176,19 +176,22 @@ CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
 _load_beside("callsight_served_cache", "served_cache.py")
 _redis = os.environ.get("CALLSIGHT_REDIS_URL")
 _celery_queue = os.environ.get("CALLSIGHT_CELERY_QUEUE", "callsight")
+DATA_CACHE_CONFIG = {"CACHE_DEFAULT_TIMEOUT": 24 * 3600}  # results live until the next publish replaces them
 if _redis:
-    DATA_CACHE_CONFIG = {
-        "CACHE_TYPE": "callsight_served_cache.ServedVersionRedisCache",
-        "CACHE_REDIS_URL": _redis,
-        "CACHE_KEY_PREFIX": f"{_celery_queue}-data:",  # one installation's results, not another's
-        "CACHE_DEFAULT_TIMEOUT": 24 * 3600,
-    }
+    DATA_CACHE_CONFIG.update(
+        {
+            "CACHE_TYPE": "callsight_served_cache.ServedVersionRedisCache",
+            "CACHE_REDIS_URL": _redis,
+            "CACHE_KEY_PREFIX": f"{_celery_queue}-data:",  # one installation's results, not another's
+        }
+    )
 else:
-    DATA_CACHE_CONFIG = {
-        "CACHE_TYPE": "callsight_served_cache.ServedVersionCache",
-        "CACHE_DEFAULT_TIMEOUT": 24 * 3600,
-        "CACHE_THRESHOLD": 1000,  # results per Superset process; the oldest go first
-    }
+    DATA_CACHE_CONFIG.update(
+        {
+            "CACHE_TYPE": "callsight_served_cache.ServedVersionCache",
+            "CACHE_THRESHOLD": 1000,  # results per Superset process; the oldest go first
+        }
+    )
 
 # ---- Alerts & Reports (production profile: PostgreSQL metadata DB + Redis + Celery) ------------
 if _redis:
