@@ -319,8 +319,10 @@ def cache_duckdb_reserved_words() -> None:
 _load_beside("callsight_security_events", "security_events.py")
 _load_beside("callsight_sql_guard", "sql_guard.py")
 _sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py")
-# A virtual dataset's SQL parsed once per process, not three times per chart request (parse_memo.py).
+# A virtual dataset's SQL parsed once per process, not three times per chart request (parse_memo.py), and
+# the Jinja part of a chart's cache key built once per request and visibility set (key_memo.py).
 _parse_memo = _load_beside("callsight_parse_memo", "parse_memo.py")
+_key_memo = _load_beside("callsight_key_memo", "key_memo.py")
 
 
 def keep_the_session_of_refused_requests(response: Any) -> Any:  # a Flask response
@@ -343,4 +345,5 @@ def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask ap
     stable_extra_cache_keys()
     cache_duckdb_reserved_words()
     _parse_memo.install()
+    _key_memo.install()  # before the SQL guard, which wraps get_sqla_query around it
     _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))

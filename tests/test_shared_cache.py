@@ -275,42 +275,44 @@ KEYS_WITH_AND_WITHOUT_MEMO = """
 import json, sys
 from superset.app import create_app
 app = create_app()
-memo = sys.modules["callsight_parse_memo"]
-users, bodies = json.loads(sys.stdin.read())
-with app.test_request_context():
-    from superset import security_manager
-    from superset.charts.schemas import ChartDataQueryContextSchema
-    from superset.utils.core import override_user
+memos = [sys.modules["callsight_parse_memo"], sys.modules["callsight_key_memo"]]
+users, requests = json.loads(sys.stdin.read())
+from superset import security_manager
+from superset.charts.schemas import ChartDataQueryContextSchema
+from superset.utils.core import override_user
 
-    def keys_and_sql(user):
-        got = []
-        with override_user(security_manager.find_user(username=user)):
-            for body in bodies:
+def keys_and_sql(user):
+    got = []
+    for path, body in requests:  # each in a request as the chart-data API gets it
+        with app.test_request_context(path, method="POST", json=body):
+            with override_user(security_manager.find_user(username=user)):
                 context = ChartDataQueryContextSchema().load(body)
                 for query in context.queries:
                     key = context._processor.query_cache_key(query)
                     got.append([key, context.datasource.get_query_str(query.to_dict())])
-        return got
+    return got
 
-    out = {}
-    for user in users:
+out = {}
+for user in users:
+    for memo in memos:
         memo.ENABLED = True
-        first, again = keys_and_sql(user), keys_and_sql(user)
+    first, again = keys_and_sql(user), keys_and_sql(user)
+    for memo in memos:
         memo.ENABLED = False
-        superset_own = keys_and_sql(user)
-        out[user] = {"queries": len(first), "same": first == again == superset_own}
-    print(json.dumps({"users": out, "hits": memo.MEMO.hits, "kept": len(memo.MEMO.items()),
-                      "intact": memo.intact()}))
+    superset_own = keys_and_sql(user)
+    out[user] = {"queries": len(first), "same": first == again == superset_own}
+print(json.dumps({"users": out, "parse_hits": memos[0].MEMO.hits, "kept": len(memos[0].MEMO.items()),
+                  "intact": memos[0].intact(), "key_hits": memos[1].MEMO.hits}))
 """
 
 
-def test_parsing_once_per_process_changes_no_cache_key_and_no_query(
+def test_the_memos_change_no_cache_key_and_no_query(
     superset_server: SupersetServer, two_processes: TwoProcesses
 ) -> None:
-    """The parse memo (superset/parse_memo.py) inside Superset: for viewers of two visibility sets, an
-    analyst and the admin, every query of the dashboard gets the same cache key and the same SQL - row-level
-    security applied inside the dataset's SQL included - as with Superset's own parsing, the memo answered
-    parses, and no kept parse tree was changed by the requests that used it."""
+    """The parse memo and the key memo (superset/parse_memo.py, key_memo.py) inside Superset: for viewers of
+    two visibility sets, an analyst and the admin, every query of the dashboard - first and asked again - gets
+    the same cache key and the same SQL (row-level security inside the dataset's SQL included) as Superset
+    computes without them; both memos answered, and no kept parse tree was changed by the requests."""
     from callsight.bi.runtime import SupersetEnv
 
     s, two = superset_server, two_processes
@@ -318,7 +320,7 @@ def test_parsing_once_per_process_changes_no_cache_key_and_no_query(
     path = settings.superset_home / REQUESTS_FILE
     if not path.exists():  # this test alone: capture as the night does
         warm_cache(settings, two.first, s.admin_password, dashboards=DASHBOARD)
-    bodies = [r["body"] for r in json.loads(path.read_text())["requests"]]
+    captured = [(r["path"], r["body"]) for r in json.loads(path.read_text())["requests"]]
     directory = load_directory(settings.effective_directory_path)
     sets = {v: name for v, name in viewer_sets(settings.served_db).items() if v not in directory.admins}
     viewers = [v for v in sorted(sets) if v not in directory.analysts]
@@ -328,7 +330,7 @@ def test_parsing_once_per_process_changes_no_cache_key_and_no_query(
     python = settings.superset_venv / "bin" / "python"
     r = subprocess.run(
         [str(python), "-c", KEYS_WITH_AND_WITHOUT_MEMO],
-        input=json.dumps([users, bodies]),
+        input=json.dumps([users, captured]),
         capture_output=True,
         text=True,
         env=env,
@@ -337,5 +339,6 @@ def test_parsing_once_per_process_changes_no_cache_key_and_no_query(
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     for user in users:
-        assert out["users"][user]["queries"] >= len(bodies) and out["users"][user]["same"], (user, out)
-    assert out["hits"] > 0 and out["kept"] > 0 and out["intact"], out
+        assert out["users"][user]["queries"] >= len(captured) and out["users"][user]["same"], (user, out)
+    assert out["parse_hits"] > 0 and out["kept"] > 0 and out["intact"], out
+    assert out["key_hits"] >= len(captured) * len(users), out
