@@ -24,8 +24,6 @@ import functools
 import hashlib
 import json
 import sys
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import jinja2
@@ -63,33 +61,7 @@ def allowed(texts: list[str]) -> bool:
     return True
 
 
-class Memo:
-    """Extra cache keys by memo key, the least recently used dropped (thread-safe)."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self.hits, self.misses = size, 0, 0
-        self._keys: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> tuple[Any, ...] | None:
-        with self._lock:
-            found = self._keys.get(key)
-            if found is None:
-                self.misses += 1
-            else:
-                self._keys.move_to_end(key)
-                self.hits += 1
-            return found
-
-    def put(self, key: str, value: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._keys[key] = value
-            self._keys.move_to_end(key)
-            while len(self._keys) > self.size:
-                self._keys.popitem(last=False)
-
-
-MEMO = Memo(MEMO_SIZE)
+MEMO = sys.modules["callsight_lru"].Lru(MEMO_SIZE)  # memo key -> the Jinja values of the key
 
 
 def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:

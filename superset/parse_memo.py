@@ -15,44 +15,13 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import threading
-from collections import OrderedDict
+import sys
 from typing import Any
 
 MEMO_SIZE = 512  # about 90 KiB per tree of a dashboard dataset: at most some 45 MiB per process
 ENABLED = True  # tests compare against Superset's own parsing by switching it off in their process
 _on: contextvars.ContextVar[bool] = contextvars.ContextVar("callsight_parse_memo", default=False)
-
-
-class Memo:
-    """Parse trees by (statement class, text, engine), the least recently used dropped (thread-safe)."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self.hits, self.misses = size, 0, 0
-        self._trees: OrderedDict[tuple, tuple[Any, ...]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, parse: Any) -> tuple[Any, ...]:
-        with self._lock:
-            if key in self._trees:
-                self._trees.move_to_end(key)
-                self.hits += 1
-                return self._trees[key]
-        trees = tuple(parse())  # outside the lock: two threads may parse one text, never wait on each other
-        with self._lock:
-            self.misses += 1
-            self._trees[key] = trees
-            self._trees.move_to_end(key)
-            while len(self._trees) > self.size:
-                self._trees.popitem(last=False)
-        return trees
-
-    def items(self) -> list[tuple[tuple, tuple[Any, ...]]]:
-        with self._lock:
-            return list(self._trees.items())
-
-
-MEMO = Memo(MEMO_SIZE)
+MEMO = sys.modules["callsight_lru"].Lru(MEMO_SIZE)  # (class, text, engine) -> trees
 _original_parse: Any = None
 
 
@@ -73,7 +42,12 @@ def within_memo(original: Any) -> Any:
 def _parse(cls: type, script: str, engine: str) -> list[Any]:
     """SQLStatement._parse, answered from the memo while it is on."""
     if ENABLED and _on.get():
-        return list(MEMO.get((cls, script, engine), lambda: _original_parse(cls, script, engine)))
+        key = (cls, script, engine)
+        trees = MEMO.get(key)
+        if trees is None:  # parsed outside the lock: two threads may parse one text, never wait on each other
+            trees = tuple(_original_parse(cls, script, engine))
+            MEMO.put(key, trees)
+        return list(trees)
     return _original_parse(cls, script, engine)
 
 

@@ -321,6 +321,7 @@ _load_beside("callsight_sql_guard", "sql_guard.py")
 _sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py")
 # A virtual dataset's SQL parsed once per process, not three times per chart request (parse_memo.py), and
 # the Jinja part of a chart's cache key built once per request and visibility set (key_memo.py).
+_load_beside("callsight_lru", "lru.py")
 _parse_memo = _load_beside("callsight_parse_memo", "parse_memo.py")
 _key_memo = _load_beside("callsight_key_memo", "key_memo.py")
 

@@ -5,12 +5,18 @@ their roles and visibility set. The memo against Superset's own keys, inside Sup
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from callsight.bi.assets import AUDIENCE_JINJA, VISIBLE_AGENTS
 from callsight.bi.users import RLS_VIEWER_CLAUSE
 
 from .conftest import REPO_ROOT
 
+# key_memo.py finds its LRU class as superset_config.py loads it (callsight_lru).
+if "callsight_lru" not in sys.modules:
+    _lru_spec = importlib.util.spec_from_file_location("callsight_lru", REPO_ROOT / "superset" / "lru.py")
+    sys.modules["callsight_lru"] = importlib.util.module_from_spec(_lru_spec)
+    _lru_spec.loader.exec_module(sys.modules["callsight_lru"])
 _spec = importlib.util.spec_from_file_location("callsight_key_memo_test", REPO_ROOT / "superset" / "key_memo.py")
 key_memo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(key_memo)
