@@ -8,6 +8,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,12 +91,28 @@ def test_the_callsight_command_tightens_an_existing_home_and_writes_owner_only(
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644
 
 
+def command_lines_with(secret: str, stop: threading.Event, found: list[str]) -> None:
+    """Until `stop`: every process command line on the machine that shows `secret` goes into `found`."""
+    while not stop.is_set():
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # the process ended meanwhile
+            if secret in text:
+                found.append(text)
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 @pytest.mark.superset
 def test_superset_metadata_and_files_are_owner_only(tmp_path: Path, loose_umask: None) -> None:
-    """Superset's metadata DB, its data folder and logs, written by its CLI and gunicorn (child processes)."""
+    """Superset's metadata DB, its data folder and logs, written by its set-up and gunicorn (child
+    processes); the admin password given to the set-up is on no command line (every local user can read
+    those), and a second set-up gives the existing admin the new password."""
     import secrets
 
+    from callsight.bi.api import SupersetAPIError, SupersetClient
     from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
     from callsight.site.settings import Settings
 
@@ -102,13 +120,28 @@ def test_superset_metadata_and_files_are_owner_only(tmp_path: Path, loose_umask:
     settings = Settings.from_env({"CALLSIGHT_HOME": str(home), "PATH": os.environ.get("PATH", "")})
     require_service((settings.superset_venv / "bin" / "superset").exists(), "Superset venv (make venvs)")
     env = SupersetEnv(settings, secrets.token_urlsafe(32))
-    os.umask(0o022)
-    env.init_metadata(secrets.token_urlsafe(12))
+    first, second = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    shown: list[str] = []
+    for password in (first, second):
+        done = threading.Event()
+        watcher = threading.Thread(target=command_lines_with, args=(password, done, shown))
+        watcher.start()
+        try:
+            os.umask(0o022)
+            env.init_metadata(password)
+        finally:
+            done.set()
+            watcher.join()
+    assert shown == []
     os.umask(0o022)
     port = free_port()
     proc = env.start_web(port=port, workers=1, log_name="superset-perm.log")
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        wait_healthy(url, proc)
+        SupersetClient(url).login(settings.superset_admin_username, second)
+        with pytest.raises(SupersetAPIError):
+            SupersetClient(url).login(settings.superset_admin_username, first)
     finally:
         stop(proc)
     assert (home / "superset" / "superset.db").exists() and (home / "logs" / "superset-perm.log").exists()

@@ -22,6 +22,7 @@ from callsight.site.secret_files import resolve_secret_files
 from callsight.site.settings import REPO_ROOT, Settings
 
 SUPERSET_CONFIG = REPO_ROOT / "superset" / "superset_config.py"
+INIT_METADATA = REPO_ROOT / "superset" / "init_metadata.py"
 
 
 class SupersetError(RuntimeError):
@@ -59,11 +60,16 @@ class SupersetEnv:
         return env
 
     def cli(self, *args: str, log: Path | None = None, timeout: float = 600) -> str:
+        return self._run([str(self.bin_dir / "superset"), *args], f"superset {' '.join(args[:2])}", log, timeout)
+
+    def _run(
+        self, argv: list[str], what: str, log: Path | None, timeout: float, env: dict[str, str] | None = None
+    ) -> str:
         self.check_installed()
         restrict_umask()  # the log below, too
         proc = subprocess.run(
-            [str(self.bin_dir / "superset"), *args],
-            env=self.environ(),
+            argv,
+            env={**self.environ(), **(env or {})},
             text=True,
             capture_output=True,
             timeout=timeout,
@@ -73,36 +79,27 @@ class SupersetEnv:
         if log:
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("a", encoding="utf-8") as f:
-                f.write(f"$ superset {args[0]} ...\n{proc.stdout}\n{proc.stderr}\n")
+                f.write(f"$ {what} ...\n{proc.stdout}\n{proc.stderr}\n")
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-            raise SupersetError(f"`superset {' '.join(args[:2])}` failed ({proc.returncode}):\n{tail}")
+            raise SupersetError(f"`{what}` failed ({proc.returncode}):\n{tail}")
         return proc.stdout
 
-    def init_metadata(self, admin_password: str) -> None:
-        """Create/upgrade the metadata DB, the bootstrap admin and Superset's built-in roles (idempotent)."""
+    def init_metadata(self, admin_password: str, timeout: float = 600) -> None:
+        """Create/upgrade the metadata DB, Superset's built-in roles and the bootstrap admin (idempotent),
+        in one process (superset/init_metadata.py); the password reaches it in its environment only."""
         restrict_umask()
         self.settings.home.mkdir(parents=True, exist_ok=True)
-        log = self.settings.log_dir / "superset-init.log"
-        self.cli("db", "upgrade", log=log)
-        user = self.settings.superset_admin_username
-        self.cli(
-            "fab",
-            "create-admin",
-            "--username",
-            user,
-            "--firstname",
-            "callsight",
-            "--lastname",
-            "Admin",
-            "--email",
-            f"{user}@localhost",
-            "--password",
-            admin_password,
-            log=log,
+        self._run(
+            [str(self.bin_dir / "python"), str(INIT_METADATA)],
+            "superset init-metadata",
+            self.settings.log_dir / "superset-init.log",
+            timeout,
+            env={
+                "CALLSIGHT_INIT_ADMIN_USERNAME": self.settings.superset_admin_username,
+                "CALLSIGHT_INIT_ADMIN_PASSWORD": admin_password,
+            },
         )
-        self.cli("fab", "reset-password", "--username", user, "--password", admin_password, log=log)
-        self.cli("init", log=log)
 
     def start_web(
         self,
