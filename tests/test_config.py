@@ -5,7 +5,7 @@ import yaml
 
 from callsight.site.directory import load_directory
 from callsight.site.policy import load_policy
-from callsight.site.settings import Settings
+from callsight.site.settings import WARMABLE_DASHBOARDS, Settings
 from callsight.site.yaml_config import ConfigError
 
 GOOD_DIRECTORY = {
@@ -123,7 +123,12 @@ def test_settings_defaults_are_absolute_and_env_driven(tmp_path: Path) -> None:
     assert s2.lookback_days == 7 and not s2.is_demo_journal()
     with pytest.raises(ValueError, match="CALLSIGHT_LOOKBACK_DAYS"):
         Settings.from_env({"CALLSIGHT_LOOKBACK_DAYS": "-1"}, cwd=tmp_path)
-    assert Settings.from_env({}, cwd=tmp_path).cache_warmup
-    assert not Settings.from_env({"CALLSIGHT_CACHE_WARMUP": "Off"}, cwd=tmp_path).cache_warmup
-    with pytest.raises(ValueError, match="CALLSIGHT_CACHE_WARMUP must be on or off, got 'no'"):
-        Settings.from_env({"CALLSIGHT_CACHE_WARMUP": "no"}, cwd=tmp_path)
+    assert Settings.from_env({}, cwd=tmp_path).cache_warmup == WARMABLE_DASHBOARDS
+    assert Settings.from_env({"CALLSIGHT_CACHE_WARMUP": "Off"}, cwd=tmp_path).cache_warmup == ()
+    some = Settings.from_env({"CALLSIGHT_CACHE_WARMUP": " management-summary, agenten,agenten"}, cwd=tmp_path)
+    assert some.cache_warmup == ("management-summary", "agenten")
+    for bad in ("no", "management-summary,kundn", ","):
+        with pytest.raises(
+            ValueError, match=f"CALLSIGHT_CACHE_WARMUP must be on, off or dashboards among .*got '{bad}'"
+        ):
+            Settings.from_env({"CALLSIGHT_CACHE_WARMUP": bad}, cwd=tmp_path)

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from callsight.bi.api import SupersetAPIError, SupersetClient
+from callsight.bi.assets import load_assets
 from callsight.bi.capture import CapturedRequest
 from callsight.bi.warm_cache import REQUESTS_FILE, WARM_PATH, viewer_sets, warm_cache
 from callsight.defs.bi.warm_cache import superset_cache
@@ -35,6 +36,7 @@ from callsight.site.directory import load_directory
 from callsight.site.settings import Settings
 
 from .conftest import SupersetServer, reachable, require_service
+from .test_dashboards import charts_of, dashboards
 from .test_superset import chart_answer, expected_counts
 
 pytestmark = pytest.mark.superset
@@ -245,19 +247,18 @@ def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
     assert cached_keys(two_processes.prefix) == before, "a refused request computed nothing"
 
 
-def test_the_night_step_warms_the_cache_unless_switched_off(
+def test_the_night_step_warms_the_dashboards_its_setting_names(
     superset_server: SupersetServer, two_processes: TwoProcesses, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The night's `superset_cache` step as Dagster runs it, from the site's settings: with
-    CALLSIGHT_CACHE_WARMUP=off it leaves the shared cache empty; by default it fills it."""
+    CALLSIGHT_CACHE_WARMUP=off it leaves the shared cache empty; naming a dashboard, it fills it for that one."""
     s, two = superset_server, two_processes
     site = {"CALLSIGHT_HOME": str(s.site.home), "CALLSIGHT_SUPERSET_URL": two.first, **two.env}
     for name, value in {**site, "SUPERSET_ADMIN_PASSWORD": s.admin_password}.items():
         monkeypatch.setenv(name, value)
 
     def night_step() -> dict:
-        config = {"ops": {"superset_cache": {"config": {"dashboards": list(DASHBOARD)}}}}
-        result = dg.materialize([superset_cache], resources={"site": SiteResource()}, run_config=config)
+        result = dg.materialize([superset_cache], resources={"site": SiteResource()})
         [done] = result.asset_materializations_for_node("superset_cache")
         return {k: v.value for k, v in done.metadata.items()}
 
@@ -265,9 +266,13 @@ def test_the_night_step_warms_the_cache_unless_switched_off(
     monkeypatch.setenv("CALLSIGHT_CACHE_WARMUP", "off")
     assert night_step() == {"skipped": "switched off"}
     assert not cached_keys(two.prefix), "switched off: nothing computed"
-    monkeypatch.delenv("CALLSIGHT_CACHE_WARMUP")
+    monkeypatch.setenv("CALLSIGHT_CACHE_WARMUP", ",".join(DASHBOARD))
     warmed = night_step()
     assert warmed["skipped"] == "" and warmed["failed"] == 0 and warmed["computed"] > 0, warmed
+    assert warmed["dashboards"] == ", ".join(DASHBOARD), warmed
+    kept = json.loads((s.site.settings.superset_home / REQUESTS_FILE).read_text(encoding="utf-8"))["requests"]
+    charts = {c for slug in DASHBOARD for c in charts_of(dashboards(load_assets())[slug])}
+    assert len({r["slice_id"] for r in kept} - {None}) == len(charts), "the requests of the named dashboard only"
     assert len(cached_keys(two.prefix)) >= warmed["computed"]
 
 

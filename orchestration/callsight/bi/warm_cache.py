@@ -31,9 +31,8 @@ from callsight.bi.assets import load_assets
 from callsight.bi.capture import CapturedRequest, capture_dashboards, verify_capture
 from callsight.bi.roles import ROLE_ADMIN, ROLE_ANALYST, role_for
 from callsight.site.directory import load_directory
-from callsight.site.settings import Settings
+from callsight.site.settings import WARMABLE_DASHBOARDS, Settings
 
-WARM_DASHBOARDS = ("agenten", "kunden", "projekte", "management-summary")
 REQUESTS_FILE = "warm-requests.json"
 WARM_PATH = "/api/v1/callsight/warm_cache"
 # Requests per call (a call stays far below gunicorn's timeout), and calls at once: one per core, so that
@@ -111,7 +110,7 @@ def viewer_sets(served_db: Path) -> dict[str, str]:
 
 
 def warm_cache(
-    settings: Settings, url: str, admin_password: str, dashboards: Sequence[str] = WARM_DASHBOARDS
+    settings: Settings, url: str, admin_password: str, dashboards: Sequence[str] = WARMABLE_DASHBOARDS
 ) -> WarmReport:
     """Warm Superset's shared data cache for every (role, visibility set) of the org directory."""
     if not settings.env.get("CALLSIGHT_REDIS_URL"):

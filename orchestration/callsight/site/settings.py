@@ -18,6 +18,8 @@ from callsight.site.secret_files import resolve_secret_files
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_JOURNAL_TABLE = "journal"
 DEFAULT_LOOKBACK_DAYS = 35
+# The dashboards (slugs) the night's cache warm-up can warm (bi/warm_cache.py; the asset files name them).
+WARMABLE_DASHBOARDS = ("agenten", "kunden", "projekte", "management-summary")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class Settings:
     nightly_schedule: bool = True  # CALLSIGHT_SCHEDULE: off where cron runs `callsight run` instead
     locale: str = DEFAULT_LOCALE  # CALLSIGHT_LOCALE: language of the processing record and the mails
     ui_edits: str = "overwrite"  # CALLSIGHT_UI_EDITS: an asset changed in Superset's UI: overwrite or keep
-    cache_warmup: bool = True  # CALLSIGHT_CACHE_WARMUP: the night warms Superset's shared chart cache
+    # CALLSIGHT_CACHE_WARMUP: the dashboards whose charts the night warms in Superset's shared cache (none: off)
+    cache_warmup: tuple[str, ...] = WARMABLE_DASHBOARDS
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -137,7 +140,7 @@ class Settings:
             nightly_schedule=_on_off(env, "CALLSIGHT_SCHEDULE"),
             locale=parse_locale(env.get("CALLSIGHT_LOCALE")),
             ui_edits=_choice(env, "CALLSIGHT_UI_EDITS", ("overwrite", "keep")),
-            cache_warmup=_on_off(env, "CALLSIGHT_CACHE_WARMUP"),
+            cache_warmup=_dashboards(env, "CALLSIGHT_CACHE_WARMUP"),
             env=env,
         )
 
@@ -208,6 +211,21 @@ def _on_off(env: Mapping[str, str], name: str) -> bool:
     if value not in ("on", "off"):
         raise ValueError(f"{name} must be on or off, got {value!r}")
     return value == "on"
+
+
+def _dashboards(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """on (all of WARMABLE_DASHBOARDS, the default), off (none) or some of them, comma-separated."""
+    value = (env.get(name) or "on").strip().lower()
+    if value in ("on", "off"):
+        return WARMABLE_DASHBOARDS if value == "on" else ()
+    chosen = tuple(dict.fromkeys(slug.strip() for slug in value.split(",") if slug.strip()))
+    unknown = [slug for slug in chosen if slug not in WARMABLE_DASHBOARDS]
+    if unknown or not chosen:
+        raise ValueError(
+            f"{name} must be on, off or dashboards among {', '.join(WARMABLE_DASHBOARDS)} (comma-separated), "
+            f"got {value!r}"
+        )
+    return chosen
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
