@@ -18,7 +18,6 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -29,7 +28,7 @@ import requests
 from callsight.bi.api import SupersetAPIError, SupersetClient
 from callsight.bi.assets import load_assets
 from callsight.bi.capture import CapturedRequest
-from callsight.bi.warm_cache import ACTIVE_SECONDS, REQUESTS_FILE, WARM_PATH, in_use, viewer_sets, warm_cache
+from callsight.bi.warm_cache import REQUESTS_FILE, WARM_PATH, viewer_sets, warm_cache
 from callsight.defs.bi.warm_cache import superset_cache
 from callsight.defs.resources import SiteResource
 from callsight.publish.builds import publish
@@ -348,34 +347,3 @@ def test_the_memos_change_no_cache_key_and_no_query(
         assert out["users"][user]["queries"] >= len(captured) and out["users"][user]["same"], (user, out)
     assert out["parse_hits"] > 0 and out["kept"] > 0 and out["intact"], out
     assert out["key_hits"] >= len(captured) * len(users), out
-
-
-LOG_ROW = "INSERT INTO logs (action, user_id, dttm) VALUES (?, ?, ?)"
-
-
-def test_the_warm_up_leaves_a_core_to_people_using_superset(superset_server: SupersetServer, tmp_path: Path) -> None:
-    """What the warm-up counts as Superset in use, read from Superset's own action log: a viewer's chart
-    request is, until ACTIVE_SECONDS later; the bootstrap admin's (the warm-up's) are not."""
-    s = superset_server
-    viewer = sorted(viewer_sets(s.site.settings.served_db))[0]
-    chart_answer(login(s, s.url, viewer))
-    assert in_use(s.site.settings), "a viewer just asked for a chart"
-    later = datetime.now(UTC) + timedelta(seconds=ACTIVE_SECONDS + 60)
-    assert not in_use(s.site.settings, now=later)
-    # Superset's schema as it is, its log emptied: only the admin's rows are no one using it.
-    copy = tmp_path / "superset.db"
-    shutil.copyfile(s.site.settings.superset_home / "superset.db", copy)
-    con = sqlite3.connect(copy)
-    con.execute("DELETE FROM logs")
-    ids = dict(con.execute("SELECT username, id FROM ab_user WHERE username IN (?, ?)", ("admin", viewer)))
-    now = datetime.now(UTC).replace(tzinfo=None)
-    for user, seconds_ago in (("admin", 1), (viewer, ACTIVE_SECONDS + 30)):
-        when = (now - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%d %H:%M:%S.%f")
-        con.execute(LOG_ROW, ("ChartDataRestApi.data", ids[user], when))
-    con.commit()
-    settings = Settings.from_env({**s.site.env, "SUPERSET_DATABASE_URI": f"sqlite:///{copy}"})
-    assert not in_use(settings), "the admin's own requests, and a viewer's of long ago"
-    con.execute(LOG_ROW, ("log", ids[viewer], str(now)))
-    con.commit()
-    con.close()
-    assert in_use(settings)

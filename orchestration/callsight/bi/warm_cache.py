@@ -8,9 +8,6 @@ admin (capture.py) when the assets change, and kept in CALLSIGHT_HOME/superset/w
 (owner-only; request bodies, no data). Superset runs them as each viewer (superset/warm_cache.py): the
 viewer's own row-level security, nothing logged as a dashboard view.
 
-Two calls at once (one per core) while nobody else uses Superset; one while somebody does (a publish by
-day), judged by Superset's action log (in_use), so that a warm-up leaves people a core.
-
 Needs the shared data cache (CALLSIGHT_REDIS_URL): without it every Superset process has a cache of its
 own in memory, and a warm-up would fill one of them.
 """
@@ -21,17 +18,14 @@ import hashlib
 import json
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import requests
 
-from callsight.bi.access_log import NoMetadataDb, metadata_db, metadata_url
 from callsight.bi.api import SupersetClient
 from callsight.bi.assets import load_assets
 from callsight.bi.capture import CapturedRequest, capture_dashboards, verify_capture
@@ -42,19 +36,9 @@ from callsight.site.settings import WARMABLE_DASHBOARDS, Settings
 REQUESTS_FILE = "warm-requests.json"
 WARM_PATH = "/api/v1/callsight/warm_cache"
 # Requests per call (a call stays far below gunicorn's timeout), and calls at once: one per core, so that
-# both of a 2-core machine's gunicorn workers compute (docs/performance.md, "Shared cache") - while nobody
-# else uses Superset. While someone does (a publish by day), one call at a time: a core stays theirs.
+# both of a 2-core machine's gunicorn workers compute (docs/performance.md, "Shared cache").
 CHUNK = 12
 PARALLEL = 2
-ACTIVE_SECONDS = 120  # someone other than the bootstrap admin in Superset's action log this recently: in use
-RECENT_LOG_ROWS = 20_000  # the newest log rows looked at, however long the log is kept
-PAUSE_SECONDS = 5.0  # how often a stepped-aside call looks again
-# Superset's newest log rows of a user other than `admin` (the warm-up itself logs nothing in the viewers'
-# names: superset/warm_cache.py; the login page, anonymous, is no load).
-ACTIVITY_SQL = """
-SELECT count(*) FROM logs l JOIN ab_user u ON u.id = l.user_id
-WHERE l.id > {p} AND l.dttm >= {p} AND u.username <> {p}
-"""
 
 
 @dataclass
@@ -66,7 +50,6 @@ class WarmReport:
     cached: int = 0
     failed: int = 0
     seconds: float = 0.0
-    shared_seconds: float = 0.0  # how long calls stepped aside because people were using Superset
 
 
 def representatives(roles: Mapping[str, str], viewer_sets: Mapping[str, str]) -> list[str]:
@@ -159,60 +142,10 @@ def warm_cache(
             clients.client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
         return clients.client.post(WARM_PATH, {"username": chunk[0], "requests": chunk[1]})
 
-    done, report.shared_seconds = run_chunks(chunks, warm, lambda: in_use(settings))
-    for counts in done:
-        report.computed += counts["computed"]
-        report.cached += counts["cached"]
-        report.failed += counts["failed"]
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        for done in pool.map(warm, chunks):
+            report.computed += done["computed"]
+            report.cached += done["cached"]
+            report.failed += done["failed"]
     report.seconds = time.monotonic() - started
     return report
-
-
-def run_chunks(
-    chunks: Sequence[tuple[str, list[dict]]],
-    warm: Callable[[tuple[str, list[dict]]], dict[str, int]],
-    busy: Callable[[], bool],
-    parallel: int = PARALLEL,
-    pause: float = PAUSE_SECONDS,
-) -> tuple[list[dict[str, int]], float]:
-    """Every chunk through `warm`, `parallel` calls at once while `busy()` is false, one call while it is
-    true (the others look again every `pause` s). The answers, and the seconds the others stood aside."""
-    queue, answers, lock, failed = deque(chunks), [], threading.Lock(), threading.Event()
-    aside = [0.0]
-
-    def worker(first: bool) -> None:
-        while not failed.is_set():
-            if not first and queue and busy():
-                time.sleep(pause)
-                with lock:
-                    aside[0] += pause
-                continue
-            with lock:
-                if not queue:
-                    return
-                chunk = queue.popleft()
-            try:
-                answer = warm(chunk)
-            except BaseException:
-                failed.set()  # the others stop too
-                raise
-            with lock:
-                answers.append(answer)
-
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        for future in [pool.submit(worker, i == 0) for i in range(parallel)]:
-            future.result()  # a failed call fails the warm-up (the step logs it; the night stands)
-    return answers, aside[0] / max(1, parallel - 1)
-
-
-def in_use(settings: Settings, now: datetime | None = None) -> bool:
-    """Someone other than the bootstrap admin used Superset in the last ACTIVE_SECONDS (its action log)."""
-    since = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) - timedelta(seconds=ACTIVE_SECONDS)
-    try:
-        with metadata_db(metadata_url(settings), timeout=5) as (con, p):
-            newest = con.execute("SELECT coalesce(max(id), 0) FROM logs").fetchone()[0]
-            when = since.strftime("%Y-%m-%d %H:%M:%S") if p == "?" else since  # SQLite holds text
-            args = (newest - RECENT_LOG_ROWS, when, settings.superset_admin_username)
-            return con.execute(ACTIVITY_SQL.format(p=p), args).fetchone()[0] > 0
-    except NoMetadataDb:
-        return False

@@ -34,11 +34,9 @@ def superset_cache(context: dg.AssetExecutionContext, site: SiteResource, config
     if report.skipped:
         context.log.info(f"cache warm-up skipped: {report.skipped}")
         return dg.MaterializeResult(metadata={"skipped": report.skipped})
-    shared = f" (one call at a time for {report.shared_seconds:.0f} s: people were using Superset)"
     context.log.info(
         f"cache warmed for {len(report.users)} viewer(s) in {report.seconds:.1f} s: {report.computed} results "
         f"computed, {report.cached} already cached, {report.failed} failed; dashboards: {', '.join(dashboards)}"
-        + (shared if report.shared_seconds else "")
         + (" (requests captured anew: the assets changed)" if report.captured else "")
     )
     return dg.MaterializeResult(
@@ -49,7 +47,6 @@ def superset_cache(context: dg.AssetExecutionContext, site: SiteResource, config
             "cached": report.cached,
             "failed": report.failed,
             "seconds": round(report.seconds, 1),
-            "shared_seconds": round(report.shared_seconds, 1),
             "captured": report.captured,
             "dashboards": ", ".join(dashboards),
         }
