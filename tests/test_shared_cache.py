@@ -251,14 +251,16 @@ def test_the_night_step_warms_the_dashboards_its_setting_names(
     superset_server: SupersetServer, two_processes: TwoProcesses, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The night's `superset_cache` step as Dagster runs it, from the site's settings: with
-    CALLSIGHT_CACHE_WARMUP=off it leaves the shared cache empty; naming a dashboard, it fills it for that one."""
+    CALLSIGHT_CACHE_WARMUP=off it leaves the shared cache empty; naming a dashboard, it fills it for that one;
+    a run launched by hand with an unknown dashboard warms nothing and says so."""
     s, two = superset_server, two_processes
     site = {"CALLSIGHT_HOME": str(s.site.home), "CALLSIGHT_SUPERSET_URL": two.first, **two.env}
     for name, value in {**site, "SUPERSET_ADMIN_PASSWORD": s.admin_password}.items():
         monkeypatch.setenv(name, value)
 
-    def night_step() -> dict:
-        result = dg.materialize([superset_cache], resources={"site": SiteResource()})
+    def night_step(**config: object) -> dict:
+        run_config = {"ops": {"superset_cache": {"config": config}}} if config else None
+        result = dg.materialize([superset_cache], resources={"site": SiteResource()}, run_config=run_config)
         [done] = result.asset_materializations_for_node("superset_cache")
         return {k: v.value for k, v in done.metadata.items()}
 
@@ -267,6 +269,8 @@ def test_the_night_step_warms_the_dashboards_its_setting_names(
     assert night_step() == {"skipped": "switched off"}
     assert not cached_keys(two.prefix), "switched off: nothing computed"
     monkeypatch.setenv("CALLSIGHT_CACHE_WARMUP", ",".join(DASHBOARD))
+    assert night_step(dashboards=["kundn"]) == {"skipped": "unknown dashboards: kundn"}, "a run launched by hand"
+    assert not cached_keys(two.prefix)
     warmed = night_step()
     assert warmed["skipped"] == "" and warmed["failed"] == 0 and warmed["computed"] > 0, warmed
     assert warmed["dashboards"] == ", ".join(DASHBOARD), warmed

@@ -4,6 +4,7 @@ import dagster as dg
 
 from callsight.bi.warm_cache import warm_cache
 from callsight.defs.resources import SiteResource
+from callsight.site.settings import WARMABLE_DASHBOARDS
 
 
 class WarmConfig(dg.Config):
@@ -25,8 +26,11 @@ def superset_cache(context: dg.AssetExecutionContext, site: SiteResource, config
     if not admin_password:
         context.log.info("cache warm-up skipped: SUPERSET_ADMIN_PASSWORD is not set for the nightly job")
         return dg.MaterializeResult(metadata={"skipped": "no admin password"})
+    dashboards = s.cache_warmup if config.dashboards is None else tuple(config.dashboards)
+    if unknown := sorted(set(dashboards) - set(WARMABLE_DASHBOARDS)):
+        context.log.warning(f"cache warm-up skipped: no such dashboard(s) {', '.join(unknown)} in the run's config")
+        return dg.MaterializeResult(metadata={"skipped": f"unknown dashboards: {', '.join(unknown)}"})
     try:
-        dashboards = s.cache_warmup if config.dashboards is None else tuple(config.dashboards)
         report = warm_cache(s, s.superset_url, admin_password, dashboards=dashboards)
     except Exception as exc:  # the night's data is published; a cold cache is slower, not wrong
         context.log.warning(f"cache warm-up failed ({type(exc).__name__}: {exc}); dashboards compute on first open")
