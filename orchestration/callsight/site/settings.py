@@ -213,14 +213,18 @@ def _on_off(env: Mapping[str, str], name: str) -> bool:
     return value == "on"
 
 
+def unknown_dashboards(slugs: tuple[str, ...] | list[str]) -> list[str]:
+    """Pure: the slugs among `slugs` that the warm-up cannot warm (not in WARMABLE_DASHBOARDS), sorted."""
+    return sorted(set(slugs) - set(WARMABLE_DASHBOARDS))
+
+
 def _dashboards(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """on (all of WARMABLE_DASHBOARDS, the default), off (none) or some of them, comma-separated."""
     value = (env.get(name) or "on").strip().lower()
     if value in ("on", "off"):
         return WARMABLE_DASHBOARDS if value == "on" else ()
     chosen = tuple(dict.fromkeys(slug.strip() for slug in value.split(",") if slug.strip()))
-    unknown = [slug for slug in chosen if slug not in WARMABLE_DASHBOARDS]
-    if unknown or not chosen:
+    if unknown_dashboards(chosen) or not chosen:
         raise ValueError(
             f"{name} must be on, off or dashboards among {', '.join(WARMABLE_DASHBOARDS)} (comma-separated), "
             f"got {value!r}"

@@ -4,7 +4,7 @@ import dagster as dg
 
 from callsight.bi.warm_cache import warm_cache
 from callsight.defs.resources import SiteResource
-from callsight.site.settings import WARMABLE_DASHBOARDS
+from callsight.site.settings import unknown_dashboards
 
 
 class WarmConfig(dg.Config):
@@ -27,7 +27,7 @@ def superset_cache(context: dg.AssetExecutionContext, site: SiteResource, config
         context.log.info("cache warm-up skipped: SUPERSET_ADMIN_PASSWORD is not set for the nightly job")
         return dg.MaterializeResult(metadata={"skipped": "no admin password"})
     dashboards = s.cache_warmup if config.dashboards is None else tuple(config.dashboards)
-    if unknown := sorted(set(dashboards) - set(WARMABLE_DASHBOARDS)):
+    if unknown := unknown_dashboards(dashboards):
         context.log.warning(f"cache warm-up skipped: no such dashboard(s) {', '.join(unknown)} in the run's config")
         return dg.MaterializeResult(metadata={"skipped": f"unknown dashboards: {', '.join(unknown)}"})
     try:
