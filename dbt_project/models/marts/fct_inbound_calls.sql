@@ -34,39 +34,78 @@ legs as (
     {% endif %}
 ),
 
+-- Text enters the aggregate as its rank among the distinct values of the column (the highest rank is
+-- the greatest text): DuckDB cannot spill an aggregate state holding text, but it can one holding a
+-- number, so a full build stays under the build's memory limit. The rank tables are small (one row per
+-- company or project) and read from the table, not from `legs` (a CTE read twice is materialized).
+company_ranks as (
+    select
+        contact_company,
+        row_number() over (order by contact_company) as company_rank
+    from (
+        select distinct contact_company from {{ ref('fct_calls') }}
+        where is_inbound
+    ) as companies
+    where contact_company is not null
+),
+
+project_id_ranks as (
+    select
+        project_id,
+        row_number() over (order by project_id) as project_id_rank
+    from (
+        select distinct project_id from {{ ref('fct_calls') }}
+        where is_inbound
+    ) as projects
+    where project_id is not null
+),
+
+project_name_ranks as (
+    select
+        project_name,
+        row_number() over (order by project_name) as project_name_rank
+    from (
+        select distinct project_name from {{ ref('fct_calls') }}
+        where is_inbound
+    ) as projects
+    where project_name is not null
+),
+
 -- One pass over the legs, grouped by chain: a hash aggregate, where window functions would sort every
--- leg twice. The first leg (the phone that rang first) is picked by
--- call_id and its columns are joined back (from the table: joining the `legs` CTE again would make
--- DuckDB materialize it whole). The answering leg is the first answered leg to connect; its agent
--- and connect time come straight from the aggregate (arg_min_null: an answering leg without an agent
--- gives no agent). Every ordering key ends with call_id, so ties are broken the same way on every build.
+-- leg twice. Every state has a fixed size (see above and the leg_order_key macro). The first leg (the
+-- phone that rang first) is the one with the earliest start, the answering leg the first answered leg
+-- to connect; their columns are joined back from the table (joining the `legs` CTE again would make
+-- DuckDB materialize it whole). An answering leg without an agent gives no agent. Every order ends with
+-- call_id, so ties are broken the same way on every build.
 chains as (
     select
-        chain_key,
-        arg_min(call_id, row(start_time_utc, call_id)) as first_call_id,
-        bool_or(is_answered) as is_answered,
-        arg_min_null(
-            agent_username, row(connect_time_utc is null, connect_time_utc, call_id)
-        ) filter (where is_answered) as answered_by_username,
-        min(connect_time_utc) filter (where is_answered) as answered_connect_time_utc,
+        legs.chain_key,
+        min({{ leg_order_key('legs.start_time_utc', 'legs.call_id') }}) as first_leg_key,
+        min({{ leg_order_key('legs.connect_time_utc', 'legs.call_id') }}) filter (where legs.is_answered)
+            as answering_leg_key,
+        bool_or(legs.is_answered) as is_answered,
+        min(legs.connect_time_utc) filter (where legs.is_answered) as answered_connect_time_utc,
         cast(count(*) as integer) as leg_count,
-        max(stop_time_utc) as last_stop_time_utc,
-        cast(sum(talk_seconds) as integer) as talk_seconds,
-        bool_or(is_private) as is_private,
-        max(contact_company) as contact_company,
-        max(project_id) as project_id,
-        max(project_name) as project_name,
-        max(extracted_at) as extracted_at
+        max(legs.stop_time_utc) as last_stop_time_utc,
+        cast(sum(legs.talk_seconds) as integer) as talk_seconds,
+        bool_or(legs.is_private) as is_private,
+        max(company_ranks.company_rank) as company_rank,
+        max(project_id_ranks.project_id_rank) as project_id_rank,
+        max(project_name_ranks.project_name_rank) as project_name_rank,
+        max(legs.extracted_at) as extracted_at
     from legs
-    group by chain_key
+    left join company_ranks on legs.contact_company = company_ranks.contact_company
+    left join project_id_ranks on legs.project_id = project_id_ranks.project_id
+    left join project_name_ranks on legs.project_name = project_name_ranks.project_name
+    group by legs.chain_key
 ),
 
 joined as (
     select
         chains.chain_key,
-        chains.first_call_id,
+        first_leg.call_id as first_call_id,
         first_leg.agent_username,
-        chains.answered_by_username,
+        answering_leg.agent_username as answered_by_username,
         first_leg.start_time_local,
         first_leg.start_time_utc,
         first_leg.call_date,
@@ -89,13 +128,19 @@ joined as (
         first_leg.phone_number,
         first_leg.phone_match_key,
         {{ display_number('first_leg.phone_number', 'chains.is_private') }} as phone_number_display,
-        chains.contact_company,
-        chains.project_id,
-        chains.project_name,
+        company_ranks.contact_company,
+        project_id_ranks.project_id,
+        project_name_ranks.project_name,
         chains.is_private,
         chains.extracted_at
     from chains
-    inner join {{ ref('fct_calls') }} as first_leg on chains.first_call_id = first_leg.call_id
+    inner join {{ ref('fct_calls') }} as first_leg
+        on {{ call_id_of_order_key('chains.first_leg_key') }} = first_leg.call_id
+    left join {{ ref('fct_calls') }} as answering_leg
+        on {{ call_id_of_order_key('chains.answering_leg_key') }} = answering_leg.call_id
+    left join company_ranks on chains.company_rank = company_ranks.company_rank
+    left join project_id_ranks on chains.project_id_rank = project_id_ranks.project_id_rank
+    left join project_name_ranks on chains.project_name_rank = project_name_ranks.project_name_rank
 )
 
 select
