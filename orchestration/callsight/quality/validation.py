@@ -30,6 +30,11 @@ RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 # times: a TEMP table of every connection, one row per local day such an interval touches.
 REPEATED_HOURS_TABLE = "repeated_hours"
 REPEATED_HOURS_YEARS = (date(1970, 1, 1), date(2100, 12, 31))
+# DuckDB's memory cap for the checks' queries (the referential ones join millions of chains); beyond it
+# DuckDB spills into SPILL_DIR beside the raw store, in the site's owner-only warehouse folder, and
+# deletes it when the connection closes. Figures: docs/performance.md.
+MEMORY_LIMIT = "768MB"
+SPILL_DIR = "checks.tmp"
 
 
 def repeated_hour_rows(timezone: str) -> list[tuple[date, datetime, datetime]]:
@@ -45,11 +50,14 @@ def connect(
     raw_db: Path, warehouse_db: Path | None = None, timezone: str = DEFAULT_TIMEZONE
 ) -> duckdb.DuckDBPyConnection:
     """Read-only: the warehouse file (if any) as the main database, the raw store attached as `raw`,
-    and the TEMP table `repeated_hours` (day, start_local, end_local) of `timezone`."""
+    and the TEMP table `repeated_hours` (day, start_local, end_local) of `timezone`. Memory capped at
+    MEMORY_LIMIT, spilling into SPILL_DIR beside the raw store."""
     for path in (raw_db, warehouse_db):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"{path}: no such DuckDB file")
     con = duckdb.connect(str(warehouse_db), read_only=True) if warehouse_db else duckdb.connect()
+    con.execute(f"SET memory_limit = {quote_literal(MEMORY_LIMIT)}")
+    con.execute(f"SET temp_directory = {quote_literal(str(raw_db.parent / SPILL_DIR))}")
     con.execute(f"ATTACH {quote_literal(str(raw_db))} AS raw (READ_ONLY)")
     con.execute(f"CREATE TEMP TABLE {REPEATED_HOURS_TABLE} (day DATE, start_local TIMESTAMP, end_local TIMESTAMP)")
     rows = repeated_hour_rows(timezone)
