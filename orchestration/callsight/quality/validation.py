@@ -33,7 +33,7 @@ REPEATED_HOURS_YEARS = (date(1970, 1, 1), date(2100, 12, 31))
 # DuckDB's memory cap for the checks' queries (the referential ones join millions of chains); beyond it
 # DuckDB spills into SPILL_DIR beside the raw store, in the site's owner-only warehouse folder, and
 # deletes it when the connection closes. Figures: docs/performance.md.
-MEMORY_LIMIT = "768MB"
+MEMORY_LIMIT = "512MB"
 SPILL_DIR = "checks.tmp"
 
 
