@@ -27,7 +27,7 @@ import duckdb
 from callsight.site.file_modes import GROUP_OTHER_BITS
 from callsight.site.sql_text import quote_literal
 
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "512MB"
 
 
 def scratch_paths(path: Path) -> tuple[Path, Path]:
