@@ -124,3 +124,67 @@ def test_a_reader_of_one_leg_column_does_not_compute_the_others(tmp_path: Path) 
     # start_time_local: the fold joins compare the local times (the view's columns read from the journal)
     named = {c for c in columns if any(re.search(rf"\b{c}\b", t) for t in texts)}
     assert named == {"call_id", "start_time_local"}, named
+
+
+# Synthetic inbound legs, four per chain, every column the model reads; text values longer than DuckDB
+# inlines (12 bytes), as real company and project names are.
+SYNTHETIC_LEGS = """
+INSERT INTO marts.fct_calls BY NAME
+SELECT
+    i AS call_id,
+    'chain-' || (i // 4) AS chain_key,
+    'agent-' || (i % 50) AS agent_username,
+    t AS start_time_local,
+    t AS start_time_utc,
+    CASE WHEN i % 3 = 0 THEN t + INTERVAL 5 SECOND END AS connect_time_utc,
+    t + INTERVAL 60 SECOND AS stop_time_utc,
+    CAST(t AS DATE) AS call_date,
+    hour(t) AS call_hour,
+    isodow(t) AS iso_weekday,
+    'inbound' AS direction,
+    true AS is_inbound,
+    false AS is_internal,
+    'extern' AS call_scope,
+    i % 3 = 0 AS is_answered,
+    CASE WHEN i % 3 = 0 THEN 55 ELSE 0 END AS talk_seconds,
+    '+49301' || lpad(CAST(i % 100000 AS VARCHAR), 6, '0') AS phone_number,
+    'Company number ' || (i % 5000) || ' GmbH & Co. KG' AS contact_company,
+    'project-id-' || (i % 300) AS project_id,
+    'Project called ' || (i % 300) AS project_name,
+    false AS is_private,
+    TIMESTAMP '2026-06-01 02:00:00' AS extracted_at
+FROM (SELECT range AS i, TIMESTAMP '2026-01-01 08:00:00' + to_seconds(range * 7) AS t FROM range(?))
+"""
+
+
+def test_the_inbound_calls_aggregate_builds_under_a_small_memory_cap(tmp_path: Path) -> None:
+    """fct_inbound_calls groups every inbound leg by chain in one aggregate; dbt's DuckDB is capped
+    (profiles.yml). DuckDB spills an aggregate only when every state has a fixed size - a row() ordering
+    key or a max() over text lives outside its buffer manager - so the model keeps none, and a full
+    build fits the cap at any size (at 10M legs the previous form ran out of memory under 1 GB,
+    docs/performance.md). Here: the full build's statement over 4M legs (1M chains) under a 256 MB cap,
+    two threads (the previous form ran out of memory at this size even under 384 MB); every chain comes
+    out once, with its first leg and its greatest text."""
+    legs, cap = 4_000_000, "256MB"
+    empty_site(tmp_path)
+    r = dbt(tmp_path, "compile", "--select", "fct_inbound_calls")  # no table yet: the full build's statement
+    assert r.returncode == 0, r.stdout[-3000:]
+    (compiled,) = (tmp_path / "target" / "compiled").rglob("fct_inbound_calls.sql")
+    r = dbt(tmp_path, "run", "--empty", "--select", "+fct_calls")
+    assert r.returncode == 0, r.stdout[-3000:]
+    con = duckdb.connect(str(tmp_path / "warehouse" / "build" / "callsight.duckdb"))
+    try:
+        con.execute(SYNTHETIC_LEGS, [legs])
+        con.execute(f"SET memory_limit = '{cap}'")
+        con.execute(f"SET temp_directory = '{tmp_path / 'spill'}'")
+        con.execute("SET threads = 2")
+        con.execute(f"CREATE TABLE scratch AS {compiled.read_text()}")
+        chains, distinct, first_ok, company = con.execute(
+            "SELECT count(*), count(DISTINCT chain_key), "
+            "count(*) FILTER (WHERE first_call_id = 4 * CAST(substr(chain_key, 7) AS BIGINT)), "
+            "max(contact_company) FILTER (WHERE chain_key = 'chain-1') FROM scratch"
+        ).fetchone()
+    finally:
+        con.close()
+    assert (chains, distinct, first_ok) == (legs // 4, legs // 4, legs // 4)
+    assert company == "Company number 7 GmbH & Co. KG"  # legs 4-7: numbers 4..7, the greatest text
