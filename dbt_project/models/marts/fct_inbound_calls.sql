@@ -38,37 +38,16 @@ legs as (
 -- the greatest text): DuckDB cannot spill an aggregate state holding text, but it can one holding a
 -- number, so a full build stays under the build's memory limit. The rank tables are small (one row per
 -- company or project) and read from the table, not from `legs` (a CTE read twice is materialized).
-company_ranks as (
-    select
-        contact_company,
-        row_number() over (order by contact_company) as company_rank
-    from (
-        select distinct contact_company from {{ ref('fct_calls') }}
-        where is_inbound
-    ) as companies
-    where contact_company is not null
+contact_company_ranks as (
+    {{ text_ranks(ref('fct_calls'), 'contact_company', 'is_inbound') }}
 ),
 
 project_id_ranks as (
-    select
-        project_id,
-        row_number() over (order by project_id) as project_id_rank
-    from (
-        select distinct project_id from {{ ref('fct_calls') }}
-        where is_inbound
-    ) as projects
-    where project_id is not null
+    {{ text_ranks(ref('fct_calls'), 'project_id', 'is_inbound') }}
 ),
 
 project_name_ranks as (
-    select
-        project_name,
-        row_number() over (order by project_name) as project_name_rank
-    from (
-        select distinct project_name from {{ ref('fct_calls') }}
-        where is_inbound
-    ) as projects
-    where project_name is not null
+    {{ text_ranks(ref('fct_calls'), 'project_name', 'is_inbound') }}
 ),
 
 -- One pass over the legs, grouped by chain: a hash aggregate, where window functions would sort every
@@ -89,12 +68,12 @@ chains as (
         max(legs.stop_time_utc) as last_stop_time_utc,
         cast(sum(legs.talk_seconds) as integer) as talk_seconds,
         bool_or(legs.is_private) as is_private,
-        max(company_ranks.company_rank) as company_rank,
+        max(contact_company_ranks.contact_company_rank) as contact_company_rank,
         max(project_id_ranks.project_id_rank) as project_id_rank,
         max(project_name_ranks.project_name_rank) as project_name_rank,
         max(legs.extracted_at) as extracted_at
     from legs
-    left join company_ranks on legs.contact_company = company_ranks.contact_company
+    left join contact_company_ranks on legs.contact_company = contact_company_ranks.contact_company
     left join project_id_ranks on legs.project_id = project_id_ranks.project_id
     left join project_name_ranks on legs.project_name = project_name_ranks.project_name
     group by legs.chain_key
@@ -128,7 +107,7 @@ joined as (
         first_leg.phone_number,
         first_leg.phone_match_key,
         {{ display_number('first_leg.phone_number', 'chains.is_private') }} as phone_number_display,
-        company_ranks.contact_company,
+        contact_company_ranks.contact_company,
         project_id_ranks.project_id,
         project_name_ranks.project_name,
         chains.is_private,
@@ -138,7 +117,7 @@ joined as (
         on {{ call_id_of_order_key('chains.first_leg_key') }} = first_leg.call_id
     left join {{ ref('fct_calls') }} as answering_leg
         on {{ call_id_of_order_key('chains.answering_leg_key') }} = answering_leg.call_id
-    left join company_ranks on chains.company_rank = company_ranks.company_rank
+    left join contact_company_ranks on chains.contact_company_rank = contact_company_ranks.contact_company_rank
     left join project_id_ranks on chains.project_id_rank = project_id_ranks.project_id_rank
     left join project_name_ranks on chains.project_name_rank = project_name_ranks.project_name_rank
 )
