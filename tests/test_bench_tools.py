@@ -156,6 +156,7 @@ def test_figures_ratios_and_goals() -> None:
         "peak_rss": False,
         "night": False,
         "chart_p95": True,
+        "every_chart_p95": False,
         "load_errors": True,
         "team_dashboard_p95": None,
     }
