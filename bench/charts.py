@@ -163,6 +163,7 @@ class ChartLatency:
             "from_cache": self.from_cache,
             "p50_ms": round(percentile(self.seconds, 50) * 1000, 1),
             "p95_ms": round(percentile(self.seconds, 95) * 1000, 1),
+            "each_ms": [round(s * 1000) for s in self.seconds],  # in order: where the slow ones fall
         }
 
 

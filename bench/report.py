@@ -130,12 +130,14 @@ def team_rows(sizes: list[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
         ("team: first open after publish (n)", [_ms_pair(t.get("first_after_publish"), True) for t in teams]),
         ("team: repeat open (n)", [_ms_pair(t.get("repeat_open"), True) for t in teams]),
         ("team: Superset peak RSS", [_fmt(t.get("superset_peak_rss_mib"), ",.0f", " MiB") for t in teams]),
-        ("team: cache warm-up, before / after the publish", [_warm_up(t) for t in teams]),
+        ("team: warm-up: night before / new build / after swap", [_warm_up(t) for t in teams]),
+        ("team: the swap waited for the build's warm-up", [_fmt(t.get("publish_s"), ",.0f", " s") for t in teams]),
     ]
 
 
 def _warm_up(team: Mapping[str, Any]) -> str:
-    """The warm-ups of the run (before the team, after the publish): sets warmed, seconds; why not, if none."""
+    """The warm-ups of the run (the night before the team; the new build, beside the team until its swap;
+    after the swap): sets warmed, seconds; why not, if none."""
     if not team:
         return "-"
     if not team.get("shared_cache"):

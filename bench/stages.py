@@ -197,15 +197,16 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
     """The team load (issue #31): capture each dashboard's chart-data requests from a real browser as an
     admin, check them, then replay them as a team of directory users (team.py) with a publish half-way."""
     import random
+    import shutil
     import threading
 
-    from bench.charts import republish_copy
     from bench.measure import TreeSampler
     from bench.superset_site import bench_superset
     from bench.team import DASHBOARDS, TeamOptions, pick_team, run_team
     from callsight.bi.api import SupersetClient
     from callsight.bi.capture import capture_dashboards, verify_capture
     from callsight.bi.warm_cache import warm_cache
+    from callsight.publish.builds import publish as publish_build
     from callsight.site.settings import Settings
 
     settings = Settings.from_env()
@@ -228,22 +229,35 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
         team = pick_team(site.directory, opts.users, random.Random(opts.seed))
         warmups: list[dict[str, Any]] = []
 
-        def warm() -> None:  # what the night does after its publish and provisioning
+        def warm(when: str, candidate: bool = False) -> None:
             if args.get("warm", True) and site.env:
-                r = warm_cache(site.warm_settings(), site.url, site.admin_password)
-                warmups.append({"sets": len(r.users), "computed": r.computed, "failed": r.failed, "s": r.seconds})
+                r = warm_cache(site.warm_settings(), site.url, site.admin_password, candidate=candidate)
+                warmups.append(
+                    {"when": when, "sets": len(r.users), "computed": r.computed, "cached": r.cached}
+                    | {"failed": r.failed, "s": round(r.seconds, 1)}
+                )
 
+        # A publish by day, as the night does it (defs/publish/assets.py): the new build's results are
+        # computed into the cache beside the team, from its start, then the build is swapped in half-way
+        # (waiting for that warm-up if it is not done) and the warm-up after provisioning follows, which
+        # finds them cached. The build here is a copy of the served file: another file, another version.
+        build = settings.build_db
+        build.parent.mkdir(parents=True, exist_ok=True)
         background: list[threading.Thread] = []
 
-        def publish() -> None:  # the warm-up follows as the night's next step, while the team goes on
-            republish_copy(settings.served_db)
-            background.append(threading.Thread(target=warm, daemon=True))
+        def publish() -> None:
+            background[0].join()
+            publish_build(build, settings.served_db, keep=1)
+            background.append(threading.Thread(target=warm, args=("after the publish",), daemon=True))
             background[-1].start()
 
-        warm()  # the night before the team arrives
+        warm("before the team")  # the night before the team arrives
+        shutil.copyfile(settings.served_db, build)
+        background.append(threading.Thread(target=warm, args=("the build, before its publish", True), daemon=True))
         superset_memory = TreeSampler(site.pid)  # gunicorn and its workers during the load (no browser)
         superset_memory.start()
         try:
+            background[0].start()
             result = run_team(login, site.url, team, captured, opts, publish)
             for thread in background:
                 thread.join()

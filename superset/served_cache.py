@@ -8,9 +8,12 @@ device, inode, mtime, size of the file at the served path), so that:
 
 * a lookup asks for the version a query starting now would read; once a publish has replaced the
   file, nothing cached from the old one is reachable, and the first lookup that sees the new version
-  empties the cache (what the replaced warehouse held does not stay in memory either);
+  drops every other version's results (what the replaced warehouse held does not stay in memory either);
 * a result is stored under the version its query read (the connections it opened since the lookup);
-  a result read from a version that is no longer served, or from two versions, is not stored.
+  a result read from a version that is no longer served, or from two versions, is not stored;
+* the night's warm-up of the build it is about to publish stores results under the version that build
+  will have once published: unreachable until then (and kept when a process drops other versions' results
+  meanwhile), found by the first open after the swap.
 
 Entries can then live until the next publish (DATA_CACHE_CONFIG's timeout) instead of a few minutes.
 Two backends with the same keys: ServedVersionCache keeps one cache per process in memory (SimpleCache);
@@ -44,16 +47,23 @@ class _ServedVersions:
         super().__init__(*args, **kwargs)
         self._versions_lock = threading.Lock()  # one per cache object, not one shared by the class
 
-    def _forget_other_versions(self, versions: tuple) -> None:
+    def _forget_other_versions(self, keep: set[str]) -> None:
+        """Drop every result whose tag is not in `keep`."""
         raise NotImplementedError
 
     def _current(self) -> tuple:
-        """The served versions now; a change drops what the other versions cached."""
+        """The served versions now; a change drops what the other versions cached, except what a warm-up
+        stored for the build waiting to be published. A thread warming that build
+        (served_warehouse.reading_candidate) sees the build's versions and drops nothing: everybody else
+        still reads the served ones."""
         now = _served().versions_now()
+        if _served().candidate_now():
+            return now
         if now != self._versions:
             with self._versions_lock:
                 if now != self._versions:
-                    self._forget_other_versions(now)
+                    waiting = _served().candidate_versions()
+                    self._forget_other_versions({self._tag(v) for v in (now, waiting) if v is not None})
                     self._versions = now
         return now
 
@@ -93,21 +103,22 @@ class _ServedVersions:
 
 
 class ServedVersionCache(_ServedVersions, SimpleCache):
-    """In this process's memory: a new version empties it."""
+    """In this process's memory: a new version drops everything but what was warmed for it."""
 
-    def _forget_other_versions(self, versions: tuple) -> None:
-        self.clear()
+    def _forget_other_versions(self, keep: set[str]) -> None:
+        with self._lock:  # cachelib's SimpleCache: its dict and lock
+            for key in [k for k in self._cache if k.split(":", 1)[0] not in keep]:
+                del self._cache[key]
 
 
 class ServedVersionRedisCache(_ServedVersions, RedisCache):
     """In Redis, shared by the site's Superset processes (CACHE_KEY_PREFIX names the site)."""
 
-    def _forget_other_versions(self, versions: tuple) -> None:
-        keep = self.key_prefix + self._tag(versions) + ":"
+    def _forget_other_versions(self, keep: set[str]) -> None:
         stale = [
             k
             for k in self._read_client.scan_iter(match=self.key_prefix + "*", count=1000)
-            if not k.decode().startswith(keep)
+            if k.decode().removeprefix(self.key_prefix).split(":", 1)[0] not in keep
         ]
         for start in range(0, len(stale), 500):
             self._write_client.delete(*stale[start : start + 500])

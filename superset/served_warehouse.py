@@ -21,6 +21,13 @@ Chart data that Superset caches is tied to the version it was read from (`versio
 `versions_read`; the cache itself is served_cache.py): a publish makes every cached result of the
 replaced warehouse unreachable at once.
 
+The candidate: the night warms Superset's cache for the build it is about to publish (warm_cache.py), so
+that the first open after the swap is a cache hit. Inside `reading_candidate()` a thread's connections
+read the build file beside the served one (`candidate_path`) instead, and its version is the one the
+served path will have once the publish renames the build over it (a rename keeps device, inode, mtime
+and size). Every other thread goes on reading the served file. When the served path then shows the
+candidate's version, its instance - buffer cache warm - becomes the served one.
+
 Standalone (duckdb only), so that the pipeline's tests import it without Superset.
 """
 
@@ -31,6 +38,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,37 @@ from typing import Any
 import duckdb
 
 _PROC_FD = Path("/proc/self/fd")
+# Where the night builds the next warehouse, relative to the served file (callsight's Settings.build_db).
+CANDIDATE_DIR = "build"
+
+
+def candidate_path(path: str | os.PathLike[str]) -> Path:
+    """The build about to be published over the served file at `path`."""
+    served = Path(path)
+    return served.parent / CANDIDATE_DIR / served.name
+
+
+_candidate = threading.local()
+
+
+@contextmanager
+def reading_candidate() -> Iterator[None]:
+    """In this thread, every served path reads its candidate (versions_now, connect) until the block ends."""
+    before = getattr(_candidate, "on", False)
+    _candidate.on = True
+    try:
+        yield
+    finally:
+        _candidate.on = before
+
+
+def candidate_now() -> bool:
+    """Whether this thread reads the candidates (inside `reading_candidate`)."""
+    return getattr(_candidate, "on", False)
+
+
+def _target(path: str | os.PathLike[str]) -> Path:
+    return candidate_path(path) if candidate_now() else Path(path)
 
 
 @dataclass
@@ -61,6 +101,7 @@ class ServedWarehouse:
         self.config = {**(config or {}), "lock_configuration": True}
         self._lock = threading.Lock()
         self._version: _Version | None = None
+        self._candidate: _Version | None = None  # the candidate's instance while it is not served
         self._opened = 0
         self._dir: Path | None = None
 
@@ -69,22 +110,39 @@ class ServedWarehouse:
         return self._opened
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        st = os.stat(self.path)  # FileNotFoundError names the path: nothing published
+        candidate = candidate_now()
+        st = os.stat(_target(self.path))  # FileNotFoundError names the path: nothing published (or built)
         with self._lock:
-            current = self._version
-            if current is not None and current.pid != os.getpid():
-                current = self._version = None  # the parent's: left alone, it is the parent's to close
+            if any(v is not None and v.pid != os.getpid() for v in (self._version, self._candidate)):
+                # the parent's instances: left alone, they are the parent's to close
+                self._version = self._candidate = None
                 self._dir = None
+            current = self._candidate if candidate else self._version
             if current is None or current.identity != _identity(st):
-                current = self._open()
+                current = self._switch(candidate, _identity(st))
             _note_read(self.path, current.identity)
             return duckdb.connect(str(current.link), read_only=True, config=self.config)
 
-    def _open(self) -> _Version:
+    def _switch(self, candidate: bool, identity: tuple[int, int, int, int]) -> _Version:
+        """Open the file now at the served path (or the candidate's), or take the candidate's instance
+        when that file is what the served path shows now (it was published)."""
+        if not candidate and self._candidate is not None and self._candidate.identity == identity:
+            new, self._candidate = self._candidate, None
+        else:
+            new = self._open(_target(self.path))
+        if candidate:
+            old, self._candidate = self._candidate, new
+        else:
+            old, self._version = self._version, new
+        if old is not None:
+            self._release(old)
+        return new
+
+    def _open(self, path: Path) -> _Version:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="callsight-served-"))
             atexit.register(shutil.rmtree, self._dir, True)
-        fd = os.open(self.path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
             identity = _identity(os.fstat(fd))  # what was opened, even if the path changed meanwhile
             self._opened += 1
@@ -96,10 +154,7 @@ class ServedWarehouse:
         except BaseException:
             os.close(fd)
             raise
-        old, self._version = self._version, _Version(identity, fd, link, anchor, os.getpid())
-        if old is not None:
-            self._release(old)
-        return self._version
+        return _Version(identity, fd, link, anchor, os.getpid())
 
     @staticmethod
     def _release(version: _Version) -> None:
@@ -113,9 +168,10 @@ class ServedWarehouse:
 
     def close(self) -> None:
         with self._lock:
-            if self._version is not None:
-                self._release(self._version)
-                self._version = None
+            for version in (self._version, self._candidate):
+                if version is not None:
+                    self._release(version)
+            self._version = self._candidate = None
 
 
 def supported() -> bool:
@@ -147,18 +203,33 @@ def _note_read(path: Path, identity: tuple[int, int, int, int]) -> None:
     seen.setdefault(str(path), set()).add(identity)
 
 
+def _served_paths() -> list[str]:
+    with _registry_lock:
+        return sorted({str(w.path) for w in _registry.values()})
+
+
+def _stat_identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        return _identity(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
 def versions_now() -> tuple[Version, ...]:
     """(path, identity of the file there now; None if there is none) for every served path of this
-    process, sorted by path: what a query starting now would read."""
-    with _registry_lock:
-        paths = sorted({str(w.path) for w in _registry.values()})
-    now = []
-    for path in paths:
-        try:
-            now.append((path, _identity(os.stat(path))))
-        except FileNotFoundError:
-            now.append((path, None))
-    return tuple(now)
+    process, sorted by path: what a query starting now would read (inside `reading_candidate`: the
+    candidate's identity under the served path, as it will be once published)."""
+    return tuple((path, _stat_identity(_target(path))) for path in _served_paths())
+
+
+def candidate_versions() -> tuple[Version, ...] | None:
+    """versions_now() once the candidates there now are published; None if there is none. The cache keeps
+    what a warm-up stored for them when it drops the other versions' results."""
+    paths = _served_paths()
+    candidates = {path: _stat_identity(candidate_path(path)) for path in paths}
+    if not any(candidates.values()):
+        return None
+    return tuple((path, candidates[path] or _stat_identity(Path(path))) for path in paths)
 
 
 def watch_reads() -> None:

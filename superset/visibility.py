@@ -47,6 +47,11 @@ def _warehouse() -> Any:
     return warehouse
 
 
+def served_path() -> Any:
+    """The served file of the `callsight` database (a Path)."""
+    return _warehouse().path
+
+
 def lookup(warehouse: Any, username: str) -> str:
     con = warehouse.connect()
     try:
@@ -70,7 +75,9 @@ def visibility_set() -> str:
     if known is None:
         known = lookup(warehouse, username)
         with _lock:
-            if any(k[0] != key[0] for k in _known):  # a publish: forget the replaced warehouse's sets
+            # a publish: forget the replaced warehouse's sets (not for a warm-up of the candidate: the
+            # served warehouse's are still in use)
+            if not _served().candidate_now() and any(k[0] != key[0] for k in _known):
                 _known.clear()
             _known[key] = known
     return known

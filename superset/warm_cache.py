@@ -1,17 +1,25 @@
 """The night's cache warm-up, inside Superset: `POST /api/v1/callsight/warm_cache` (admins only, with a
-JSON body {"username": ..., "requests": [chart-data request bodies]}) runs each chart-data request as
+JSON body {"username": ..., "requests": [chart-data request bodies], "candidate": false}) runs each
+chart-data request as
 Superset's chart-data API would for that user - the same query context, the user's roles, row-level
 security and visibility set, the SQL guard - so that the result lands in the shared data cache
 (served_cache.py) under the key that user's own dashboard open will look up. The answer carries counts,
 never data. Nothing is written to Superset's action log under that user (EVENT_LOGGER below): the log is
 where the works council's access log comes from, and the warm-up is nobody's doing. callsight.bi.warm_cache
 calls it once per visibility set.
+
+With "candidate": true the requests read the build the night is about to publish, not the served file
+(served_warehouse.reading_candidate), and their results wait in the cache under the version that build
+will have once published: the first open after the swap is a hit, while everybody else goes on reading
+the served file and its cached results. Refused (409) when there is no such build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
+import sys
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -86,7 +94,14 @@ def warm_cache() -> Any:
     username, bodies = body.get("username"), body.get("requests")
     if not isinstance(username, str) or not isinstance(bodies, list):
         return jsonify(message="expected {username, requests}"), 400
+    candidate = body.get("candidate", False)
+    if not isinstance(candidate, bool):
+        return jsonify(message="expected candidate: true or false"), 400
     user = security_manager.find_user(username=username)
     if user is None or not user.is_active:
         return jsonify(message="no such active user"), 404
-    return jsonify(run_as(user, bodies))
+    served = sys.modules["callsight_served_warehouse"]
+    if candidate and not served.candidate_path(sys.modules["callsight_visibility"].served_path()).is_file():
+        return jsonify(message="no build waiting to be published"), 409
+    with served.reading_candidate() if candidate else contextlib.nullcontext():
+        return jsonify(run_as(user, bodies))

@@ -270,6 +270,94 @@ print(json.dumps(out))
 """
 
 
+CANDIDATE_IN_SUPERSET = """
+import json, os, runpy, sys
+from flask import Flask
+from flask_caching import Cache
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+served_db, candidate = sys.argv[2:4]
+config = runpy.run_path(sys.argv[1])
+served = sys.modules["callsight_served_warehouse"]
+cache = Cache(Flask("test"), config=config["DATA_CACHE_CONFIG"])
+url = make_url("duckdb:///" + served_db)
+params = {"poolclass": NullPool, "connect_args": {"read_only": True, "config": {"enable_external_access": False}}}
+
+def query():
+    url2, kwargs = config["DB_CONNECTION_MUTATOR"](url, dict(params), "someone", None, None)
+    with create_engine(url2, **kwargs).connect() as con:
+        return con.execute(text("SELECT max(version) FROM marts.fct_calls")).scalar()
+
+def chart(key):
+    if (hit := cache.get(key)) is not None:
+        return ["cached", hit]
+    value = query()
+    cache.set(key, value)
+    return ["queried", value]
+
+def warming(key):
+    with served.reading_candidate():
+        return chart(key)
+
+def seen_anew():  # as a process sees the served file for the first time: it drops the other versions'
+    cache.cache._versions = None
+
+out = [chart("k"), warming("k"), warming("k"), chart("k"), warming("only-warmed")]
+seen_anew()
+out.append(chart("served-only"))
+os.replace(candidate, served_db)  # the publish of the warmed build
+out += [chart("k"), chart("only-warmed"), chart("served-only")]
+out.append(sorted(key.split(":", 1)[-1] for key in cache.cache._cache))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.superset
+def test_a_warm_up_of_the_candidate_waits_unseen_in_the_cache_until_it_is_published(tmp_path: Path) -> None:
+    """The data cache of superset_config.py: results computed while warming the build about to be published
+    read that build, are found by no other request before the publish (the served file's results stay and
+    keep answering), survive a process that drops the other versions' results meanwhile, and answer the
+    first request after the publish."""
+    import json
+    import os
+    import subprocess
+
+    from callsight.site.settings import Settings
+
+    from .conftest import require_service
+
+    python = Settings.from_env({}).superset_venv / "bin" / "python"
+    require_service(python.exists(), "Superset venv")
+    (tmp_path / "warehouse" / "build").mkdir(parents=True)
+    db = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
+    candidate = build(Settings.from_env({"CALLSIGHT_HOME": str(tmp_path)}).build_db, 2)
+    assert candidate == served_warehouse.candidate_path(db), "Superset's candidate is the night's build"
+    env = {"PATH": os.environ["PATH"], "CALLSIGHT_HOME": str(tmp_path), "SUPERSET_SECRET_KEY": "test-only"}
+    config = str(REPO_ROOT / "superset" / "superset_config.py")
+    r = subprocess.run(
+        [str(python), "-c", CANDIDATE_IN_SUPERSET, config, str(db), str(candidate)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.splitlines()[-1]) == [
+        ["queried", 1],
+        ["queried", 2],  # the candidate's version: not the served file's result
+        ["cached", 2],
+        ["cached", 1],  # everybody else: the served file's result, still there
+        ["queried", 2],
+        ["queried", 1],
+        ["cached", 2],  # after the publish: the warmed results
+        ["cached", 2],
+        ["queried", 2],  # computed before the publish from the served file: gone with it
+        ["k", "only-warmed", "served-only"],
+    ]
+
+
 @pytest.mark.superset
 def test_superset_never_answers_a_chart_from_a_replaced_warehouse_out_of_its_cache(tmp_path: Path) -> None:
     """The data cache of superset_config.py, made as Superset makes it: a result is cached for the
@@ -342,6 +430,41 @@ def test_a_result_belongs_to_the_version_its_connections_read(tmp_path: Path) ->
     for con in (first, second, third):
         con.close()
     sw.close()
+
+
+def test_a_thread_warming_the_candidate_reads_the_build_and_its_instance_is_served_after_the_publish(
+    tmp_path: Path,
+) -> None:
+    """Inside reading_candidate() a thread reads the build beside the served file, under the version the
+    build will have once published; every other thread reads the served file meanwhile. After the
+    publish the candidate's instance (its buffer cache warm) is the served one: nothing is opened again."""
+    (tmp_path / "warehouse" / "build").mkdir(parents=True)
+    path = str(build(tmp_path / "warehouse" / "callsight.duckdb", 1))
+    candidate = build(served_warehouse.candidate_path(path), 2)
+    served = served_warehouse.served(path, CONFIG)  # registered: versions_now() names it
+    assert version_of(served.connect()) == 1
+    served_now = served_warehouse.versions_now()
+    with served_warehouse.reading_candidate():
+        warming = served.connect()
+        assert version_of(warming) == 2
+        candidate_version = dict(served_warehouse.versions_now())[path]
+        assert candidate_version != dict(served_now)[path]
+        other: list[int] = []
+        reader = threading.Thread(target=lambda: other.append(version_of(served.connect())))
+        reader.start()
+        reader.join()
+        assert other == [1], "another thread reads the served file meanwhile"
+    assert served_warehouse.candidate_now() is False
+    assert version_of(served.connect()) == 1 and served_warehouse.versions_now() == served_now
+    assert served.versions_opened == 2
+    publish(candidate, served.path, keep=0)
+    assert dict(served_warehouse.versions_now())[path] == candidate_version
+    assert version_of(served.connect()) == 2
+    assert served.versions_opened == 2, "the warmed instance is served now; nothing opened again"
+    assert version_of(warming) == 2
+    with served_warehouse.reading_candidate(), pytest.raises(FileNotFoundError):
+        served.connect()  # no build waiting: a clear error, not the served file
+    served.close()
 
 
 def test_a_forked_child_opens_its_own_instance(served, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from callsight.bi.assets import load_assets
 from callsight.bi.capture import CapturedRequest
 from callsight.bi.warm_cache import REQUESTS_FILE, WARM_PATH, viewer_sets, warm_cache
 from callsight.defs.bi.warm_cache import superset_cache
+from callsight.defs.publish.assets import published_warehouse
 from callsight.defs.resources import SiteResource
 from callsight.publish.builds import publish
 from callsight.site.directory import load_directory
@@ -222,12 +223,65 @@ def test_the_nights_warm_up_makes_every_viewers_first_open_a_cache_hit_with_thei
         publish(Path(original), served, keep=0)
 
 
+def test_a_warm_up_of_the_build_before_its_publish_answers_every_first_open_after_the_swap(
+    superset_server: SupersetServer, two_processes: TwoProcesses, tmp_path: Path
+) -> None:
+    """The night warms the build it is about to publish (`candidate`), here one that moves a viewer into
+    another set. Until the swap nobody gets those results: viewers read the served file, computed for
+    them (and a process that sees the served file anew keeps the waiting results). After it, the first
+    open of every viewer - in the other process, viewers the warm-up did not run as, the moved one, the
+    admin - is a cache hit with exactly the rows computed for them in the new build."""
+    s, two = superset_server, two_processes
+    settings = Settings.from_env({**os.environ, "CALLSIGHT_HOME": str(s.site.home), **two.env})
+    served, build = settings.served_db, settings.build_db
+    directory = load_directory(settings.effective_directory_path)
+    sets = {v: name for v, name in viewer_sets(served).items() if v not in directory.analysts + directory.admins}
+    members = {name: sorted(v for v in sets if sets[v] == name) for name in set(sets.values())}
+    alone = next(v for v in sorted(sets) if len(members[sets[v]]) == 1)
+    moved = next(v for v in sorted(sets) if len(members[sets[v]]) > 1 and v != alone)
+    drop_keys(two.prefix)
+    original = shutil.copy2(served, tmp_path / "original.duckdb")
+    build.parent.mkdir(exist_ok=True)
+    shutil.copy2(served, build)
+    con = duckdb.connect(str(build))
+    con.execute(
+        "UPDATE security.viewer_visibility_sets SET visibility_set = ? WHERE viewer_username = ?", [sets[alone], moved]
+    )
+    con.close()
+    try:
+        report = warm_cache(settings, two.first, s.admin_password, dashboards=DASHBOARD, candidate=True)
+        assert report.failed == 0 and report.computed > 0, report
+        requests = [
+            CapturedRequest.from_json(r)
+            for r in json.loads((settings.superset_home / REQUESTS_FILE).read_text())["requests"]
+        ]
+        client = login(s, two.second, moved)
+        cached, before = open_as(client, requests)
+        assert not any(cached), "the build's results are nobody's before it is published"
+        assert before == computed_as(client, requests), "the served file's rows until the swap"
+
+        publish(build, served, keep=0)
+        others = sorted(v for v in members[sets[moved]] if v not in report.users and v != moved)
+        rows = {}
+        for viewer in (moved, alone, *others[:1], "admin"):
+            client = login(s, two.second, viewer)
+            cached, rows[viewer] = open_as(client, requests)
+            assert all(cached), (viewer, cached)
+            assert rows[viewer] == computed_as(client, requests), f"{viewer} got rows computed for somebody else"
+        assert rows[moved] == rows[alone] != before, "the moved viewer sees the new set's calls at once"
+    finally:
+        build.unlink(missing_ok=True)
+        publish(Path(original), served, keep=0)
+
+
 def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
     superset_server: SupersetServer, two_processes: TwoProcesses
 ) -> None:
     """A member who finds the endpoint cannot run queries in anybody's name, nor can somebody without a
-    login; an admin's malformed request or one for an unknown user is refused, and nothing is cached."""
+    login; an admin's malformed request, one for an unknown user or for a build that is not there is
+    refused, and nothing is cached."""
     s, url = superset_server, two_processes.first
+    assert not s.site.settings.build_db.exists()
     directory = load_directory(s.site.settings.effective_directory_path)
     member = next(u for u in directory.usernames if u not in directory.analysts + directory.admins)
     body = {"datasource": {"id": 1, "type": "table"}, "queries": [{"metrics": ["count"]}], "result_type": "full"}
@@ -237,6 +291,9 @@ def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
         (login(s, url, member), {"username": member, "requests": [body]}, 403),
         (login(s, url, "admin"), {"username": member}, 400),
         (login(s, url, "admin"), {"username": "nobody-here", "requests": [body]}, 404),
+        (login(s, url, "admin"), {"username": member, "requests": [body], "candidate": "yes"}, 400),
+        (login(s, url, "admin"), {"username": member, "requests": [body], "candidate": True}, 409),  # no build
+        (login(s, url, member), {"username": member, "requests": [body], "candidate": True}, 403),
     ]
     for client, payload, status in attempts:
         with pytest.raises(SupersetAPIError) as refused:
@@ -278,6 +335,52 @@ def test_the_night_step_warms_the_dashboards_its_setting_names(
     charts = {c for slug in DASHBOARD for c in charts_of(dashboards(load_assets())[slug])}
     assert len({r["slice_id"] for r in kept} - {None}) == len(charts), "the requests of the named dashboard only"
     assert len(cached_keys(two.prefix)) >= warmed["computed"]
+
+
+def test_the_nights_publish_warms_the_build_before_its_swap_and_a_republish_swaps_at_once(
+    superset_server: SupersetServer, two_processes: TwoProcesses, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The `published_warehouse` step as Dagster runs it, on a build beside the served file: the night's
+    warms the named dashboard in the build before the swap (a member's first open afterwards is all cache
+    hits); a republish (after an erasure) swaps without warming (the same open computes)."""
+    s, two = superset_server, two_processes
+    site = {"CALLSIGHT_HOME": str(s.site.home), "CALLSIGHT_SUPERSET_URL": two.first, **two.env}
+    for name, value in {**site, "SUPERSET_ADMIN_PASSWORD": s.admin_password}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CALLSIGHT_CACHE_WARMUP", ",".join(DASHBOARD))
+    settings = Settings.from_env()
+    served, build = settings.served_db, settings.build_db
+    original = shutil.copy2(served, tmp_path / "original.duckdb")
+    step = dg.asset(group_name="publish")(published_warehouse)
+    directory = load_directory(settings.effective_directory_path)
+    member = next(u for u in directory.usernames if u not in directory.analysts + directory.admins)
+
+    def publish_step(**config: object) -> dict:
+        build.parent.mkdir(exist_ok=True)
+        shutil.copy2(original, build)
+        run_config = {"ops": {"published_warehouse": {"config": config}}}
+        result = dg.materialize([step], resources={"site": SiteResource()}, run_config=run_config)
+        [done] = result.asset_materializations_for_node("published_warehouse")
+        return {k: v.value for k, v in done.metadata.items()}
+
+    def first_open() -> list[bool]:
+        kept = json.loads((settings.superset_home / REQUESTS_FILE).read_text(encoding="utf-8"))["requests"]
+        return open_as(login(s, two.second, member), [CapturedRequest.from_json(r) for r in kept])[0]
+
+    try:
+        drop_keys(two.prefix)
+        night = publish_step()
+        assert night["warm_up_skipped"] == "" and night["warm_up_failed"] == 0, night
+        assert night["warm_up_computed"] > 0 and night["seconds_warm"] > 0, night
+        assert not build.exists() and served.stat().st_size > 0
+        assert all(first_open()), "warmed before the swap: the first open is a cache hit"
+        drop_keys(two.prefix)
+        republish = publish_step(discard_kept_builds=True, warm_cache_first=False)
+        assert not [k for k in republish if k.startswith("warm_up") or k == "seconds_warm"], republish
+        assert not any(first_open()), "no warm-up: the first open computes"
+    finally:
+        build.unlink(missing_ok=True)
+        publish(Path(original), served, keep=0)
 
 
 KEYS_WITH_AND_WITHOUT_MEMO = """

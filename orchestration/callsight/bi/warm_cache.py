@@ -8,6 +8,11 @@ admin (capture.py) when the assets change, and kept in CALLSIGHT_HOME/superset/w
 (owner-only; request bodies, no data). Superset runs them as each viewer (superset/warm_cache.py): the
 viewer's own row-level security, nothing logged as a dashboard view.
 
+The night warms twice: first the build it is about to publish (`candidate`: before the swap, while
+everybody still reads the served file; its results wait under the version the build will have once
+published), then after the swap and provisioning whatever that changed (new users or sets, new assets):
+a result already there costs a cache hit, not a query.
+
 Needs the shared data cache (CALLSIGHT_REDIS_URL): without it every Superset process has a cache of its
 own in memory, and a warm-up would fill one of them.
 """
@@ -110,9 +115,14 @@ def viewer_sets(served_db: Path) -> dict[str, str]:
 
 
 def warm_cache(
-    settings: Settings, url: str, admin_password: str, dashboards: Sequence[str] = WARMABLE_DASHBOARDS
+    settings: Settings,
+    url: str,
+    admin_password: str,
+    dashboards: Sequence[str] = WARMABLE_DASHBOARDS,
+    candidate: bool = False,
 ) -> WarmReport:
-    """Warm Superset's shared data cache for every (role, visibility set) of the org directory."""
+    """Warm Superset's shared data cache for every (role, visibility set) of the org directory, in the
+    served warehouse or (`candidate`) in the build about to be published (settings.build_db)."""
     if not settings.env.get("CALLSIGHT_REDIS_URL"):
         return WarmReport(skipped="no shared cache (CALLSIGHT_REDIS_URL is not set)")
     try:
@@ -132,7 +142,7 @@ def warm_cache(
         report.captured = True
     directory = load_directory(settings.effective_directory_path)
     roles = {u: role_for(directory, u) for u in directory.usernames}
-    report.users = representatives(roles, viewer_sets(settings.served_db))
+    report.users = representatives(roles, viewer_sets(settings.build_db if candidate else settings.served_db))
     bodies = [r.body for r in captured]
     chunks = [(user, bodies[i : i + CHUNK]) for user in report.users for i in range(0, len(bodies), CHUNK)]
     clients = threading.local()
@@ -140,7 +150,7 @@ def warm_cache(
     def warm(chunk: tuple[str, list[dict]]) -> dict[str, int]:
         if not hasattr(clients, "client"):  # one login per thread: a session is not shared between threads
             clients.client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
-        return clients.client.post(WARM_PATH, {"username": chunk[0], "requests": chunk[1]})
+        return clients.client.post(WARM_PATH, {"username": chunk[0], "requests": chunk[1], "candidate": candidate})
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         for done in pool.map(warm, chunks):

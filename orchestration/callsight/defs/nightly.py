@@ -146,7 +146,9 @@ def republish(settings: Settings, discard_kept_builds: bool, log_level: str = "W
 
     run_config = {
         "loggers": {"console": {"config": {"log_level": log_level}}},
-        "ops": {"published_warehouse": {"config": {"discard_kept_builds": discard_kept_builds}}},
+        "ops": {
+            "published_warehouse": {"config": {"discard_kept_builds": discard_kept_builds, "warm_cache_first": False}}
+        },
     }
     with one_night(settings.home, "republish"):
         prepare_instance(settings)

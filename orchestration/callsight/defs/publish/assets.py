@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from callsight.defs.bi.warm_cache import warm_up
 from callsight.defs.resources import SiteResource
 from callsight.privacy.retention import prune_expired_builds, retention_cutoff
 from callsight.publish.builds import prune_build, publish, stored_fingerprint
@@ -15,16 +16,25 @@ class PublishConfig(dg.Config):
     """Run options of the publish step. `callsight erase` discards the kept builds: they predate the erasure."""
 
     discard_kept_builds: bool = False
+    # The night warms Superset's cache for the build before the swap (defs/bi/warm_cache.py); a republish
+    # after an erasure swaps at once.
+    warm_cache_first: bool = True
 
 
 def published_warehouse(
     context: dg.AssetExecutionContext, site: SiteResource, config: PublishConfig
 ) -> dg.MaterializeResult:
-    """The checked build, pruned to the served schemas, compacted and swapped over the served file
-    atomically. Kept builds holding calls beyond retention + one night are deleted."""
+    """The checked build, pruned to the served schemas, compacted, its dashboards' results computed into
+    Superset's cache, and swapped over the served file atomically: the first open after the swap is a
+    cache hit. Kept builds holding calls beyond retention + one night are deleted."""
     s = site.settings()
     policy = site.policy()
     seconds = prune_build(s.build_db)
+    warmed: dict = {}
+    if config.warm_cache_first:
+        started = time.perf_counter()
+        warmed = warm_up(context.log, s, s.cache_warmup, candidate=True)
+        seconds["warm"] = time.perf_counter() - started
     started = time.perf_counter()
     counts = publish(
         s.build_db,
@@ -47,6 +57,7 @@ def published_warehouse(
             "kept_builds_expired": len(pruned),
             **{f"seconds_{k}": dg.MetadataValue.float(round(v, 2)) for k, v in seconds.items()},
             **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+            **{f"warm_up_{k}": v for k, v in warmed.items()},
         }
     )
 
