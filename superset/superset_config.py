@@ -324,6 +324,8 @@ _sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py
 _load_beside("callsight_lru", "lru.py")
 _parse_memo = _load_beside("callsight_parse_memo", "parse_memo.py")
 _key_memo = _load_beside("callsight_key_memo", "key_memo.py")
+# Full garbage collections that skip what lives as long as the process (gc_freeze.py).
+_gc_freeze = _load_beside("callsight_gc_freeze", "gc_freeze.py")
 
 
 def keep_the_session_of_refused_requests(response: Any) -> Any:  # a Flask response
@@ -348,3 +350,4 @@ def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask ap
     _parse_memo.install()
     _key_memo.install()  # before the SQL guard, which wraps get_sqla_query around it
     _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))
+    _gc_freeze.install(app)  # last: what the hooks above made lives as long as the app

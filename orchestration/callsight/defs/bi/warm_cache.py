@@ -38,9 +38,9 @@ def warm_up(log: logging.Logger, s: Settings, dashboards: tuple[str, ...], candi
         log.info(f"cache warm-up of {what} skipped: {report.skipped}")
         return {"skipped": report.skipped}
     log.info(
-        f"cache of {what} warmed for {len(report.users)} viewer(s) in {report.seconds:.1f} s: {report.computed} "
-        f"results computed, {report.cached} already cached, {report.failed} failed; dashboards: {', '.join(dashboards)}"
-        + (" (requests captured anew: the assets changed)" if report.captured else "")
+        f"cache warmed for {len(report.users)} viewer(s) in {report.seconds:.1f} s: {report.computed} results "
+        f"computed, {report.cached} already cached, {report.failed} failed; dashboards: {', '.join(dashboards)} "
+        f"({what}" + ("; requests captured anew: the assets changed)" if report.captured else ")")
     )
     return {
         "skipped": "",
