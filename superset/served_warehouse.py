@@ -26,7 +26,8 @@ that the first open after the swap is a cache hit. Inside `reading_candidate()` 
 read the build file beside the served one (`candidate_path`) instead, and its version is the one the
 served path will have once the publish renames the build over it (a rename keeps device, inode, mtime
 and size). Every other thread goes on reading the served file. When the served path then shows the
-candidate's version, its instance - buffer cache warm - becomes the served one.
+candidate's version, its instance - buffer cache warm - becomes the served one; when another file is
+published instead (a republish after an erasure), the candidate's instance is let go.
 
 Standalone (duckdb only), so that the pipeline's tests import it without Superset.
 """
@@ -125,10 +126,14 @@ class ServedWarehouse:
 
     def _switch(self, candidate: bool, identity: tuple[int, int, int, int]) -> _Version:
         """Open the file now at the served path (or the candidate's), or take the candidate's instance
-        when that file is what the served path shows now (it was published)."""
+        when that file is what the served path shows now (it was published). Another file published
+        (a republish after an erasure) releases the candidate's instance: it is not going to be served."""
         if not candidate and self._candidate is not None and self._candidate.identity == identity:
             new, self._candidate = self._candidate, None
         else:
+            if not candidate and self._candidate is not None:
+                self._release(self._candidate)
+                self._candidate = None
             new = self._open(_target(self.path))
         if candidate:
             old, self._candidate = self._candidate, new

@@ -464,6 +464,16 @@ def test_a_thread_warming_the_candidate_reads_the_build_and_its_instance_is_serv
     assert version_of(warming) == 2
     with served_warehouse.reading_candidate(), pytest.raises(FileNotFoundError):
         served.connect()  # no build waiting: a clear error, not the served file
+
+    # a build warmed but never published (a republish after an erasure came first): released at that publish
+    stale = build(served_warehouse.candidate_path(path), 3)
+    with served_warehouse.reading_candidate():
+        assert version_of(served.connect()) == 3
+    held = served._candidate
+    publish(build(tmp_path / "erased.duckdb", 4), Path(path), keep=0)
+    assert version_of(served.connect()) == 4
+    assert served._candidate is None and not held.link.exists(), "its instance and descriptor are let go"
+    stale.unlink()
     served.close()
 
 
