@@ -287,19 +287,20 @@ def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
     body = {"datasource": {"id": 1, "type": "table"}, "queries": [{"metrics": ["count"]}], "result_type": "full"}
     before = cached_keys(two_processes.prefix)
     attempts = [
-        (login(s, url, member), {"username": "admin", "requests": [body]}, 403),
-        (login(s, url, member), {"username": member, "requests": [body]}, 403),
-        (login(s, url, "admin"), {"username": member}, 400),
-        (login(s, url, "admin"), {"username": "nobody-here", "requests": [body]}, 404),
-        (login(s, url, "admin"), {"username": member, "requests": [body], "candidate": "yes"}, 400),
-        (login(s, url, "admin"), {"username": member, "requests": [body], "candidate": True}, 409),  # no build
-        (login(s, url, member), {"username": member, "requests": [body], "candidate": True}, 403),
+        (login(s, url, member), {"users": ["admin"], "requests": [body]}, 403),
+        (login(s, url, member), {"users": [member], "requests": [body]}, 403),
+        (login(s, url, "admin"), {"users": [member]}, 400),
+        (login(s, url, "admin"), {"users": member, "requests": [body]}, 400),
+        (login(s, url, "admin"), {"users": [member, "nobody-here"], "requests": [body]}, 404),
+        (login(s, url, "admin"), {"users": [member], "requests": [body], "candidate": "yes"}, 400),
+        (login(s, url, "admin"), {"users": [member], "requests": [body], "candidate": True}, 409),  # no build
+        (login(s, url, member), {"users": [member], "requests": [body], "candidate": True}, 403),
     ]
     for client, payload, status in attempts:
         with pytest.raises(SupersetAPIError) as refused:
             client.post(WARM_PATH, payload)
         assert refused.value.status == status, payload
-    anonymous = requests.post(f"{url}{WARM_PATH}", json={"username": member, "requests": [body]}, timeout=30)
+    anonymous = requests.post(f"{url}{WARM_PATH}", json={"users": [member], "requests": [body]}, timeout=30)
     assert anonymous.status_code in (400, 401, 403) and "data" not in anonymous.text
     assert cached_keys(two_processes.prefix) == before, "a refused request computed nothing"
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +39,10 @@ from callsight.site.settings import WARMABLE_DASHBOARDS, Settings
 
 REQUESTS_FILE = "warm-requests.json"
 WARM_PATH = "/api/v1/callsight/warm_cache"
-# Requests per call (a call stays far below gunicorn's timeout), and calls at once: one per core, so that
-# both of a 2-core machine's gunicorn workers compute (docs/performance.md, "Shared cache").
-CHUNK = 12
+# Calls at once, each a Superset process of its own at the lowest CPU priority (superset/warm_cache.py): one
+# per core of a 2-core machine, taking what people's requests leave (docs/performance.md, "Shared cache").
 PARALLEL = 2
+TIMEOUT = 4 * 3600  # seconds, as superset/warm_cache.py's
 
 
 @dataclass
@@ -144,16 +143,15 @@ def warm_cache(
     roles = {u: role_for(directory, u) for u in directory.usernames}
     report.users = representatives(roles, viewer_sets(settings.build_db if candidate else settings.served_db))
     bodies = [r.body for r in captured]
-    chunks = [(user, bodies[i : i + CHUNK]) for user in report.users for i in range(0, len(bodies), CHUNK)]
-    clients = threading.local()
+    # users in turn over the calls: those who stand for the most users first in each
+    lanes = [report.users[i::PARALLEL] for i in range(PARALLEL) if report.users[i::PARALLEL]]
 
-    def warm(chunk: tuple[str, list[dict]]) -> dict[str, int]:
-        if not hasattr(clients, "client"):  # one login per thread: a session is not shared between threads
-            clients.client = SupersetClient(url).login(settings.superset_admin_username, admin_password)
-        return clients.client.post(WARM_PATH, {"username": chunk[0], "requests": chunk[1], "candidate": candidate})
+    def warm(users: list[str]) -> dict[str, int]:
+        lane = SupersetClient(url, timeout=TIMEOUT).login(settings.superset_admin_username, admin_password)
+        return lane.post(WARM_PATH, {"users": users, "requests": bodies, "candidate": candidate})
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        for done in pool.map(warm, chunks):
+        for done in pool.map(warm, lanes):
             report.computed += done["computed"]
             report.cached += done["cached"]
             report.failed += done["failed"]
