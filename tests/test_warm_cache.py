@@ -37,3 +37,22 @@ def test_the_stored_capture_is_used_only_for_the_same_assets(tmp_path: Path) -> 
     assert stored_requests(path, "k2") is None, "the assets changed: capture again"
     path.write_text("{not json", encoding="utf-8")
     assert stored_requests(path, "k1") is None, "a damaged file is captured anew"
+
+
+def test_the_first_publish_swaps_without_a_warm_up(tmp_path: Path) -> None:
+    """Nothing is served yet, so nobody has a dashboard to open: the night does not wait for Superset (whose
+    dashboards do not exist yet either) before its first swap. A later night would warm (here it stops at
+    the setting that is off)."""
+    import logging
+
+    from callsight.defs.bi.warm_cache import warm_up
+    from callsight.site.settings import Settings
+
+    env = {"CALLSIGHT_HOME": str(tmp_path), "SUPERSET_ADMIN_PASSWORD": "not-used-here"}
+    settings = Settings.from_env(env)
+    log = logging.getLogger("test")
+    assert warm_up(log, settings, ("agenten",), candidate=True) == {"skipped": "first publish"}
+    settings.served_db.parent.mkdir(parents=True)
+    settings.served_db.touch()
+    off = Settings.from_env({**env, "CALLSIGHT_CACHE_WARMUP": "off"})
+    assert warm_up(log, off, ("agenten",), candidate=True) == {"skipped": "switched off"}

@@ -19,6 +19,9 @@ def warm_up(log: logging.Logger, s: Settings, dashboards: tuple[str, ...], candi
     published; the step's metadata. Never raises: the night's data is published either way, and a cold
     cache is slower, not wrong."""
     what = "the build before its publish" if candidate else "the served warehouse"
+    if candidate and not s.served_db.exists():
+        log.info(f"cache warm-up of {what} skipped: nothing is served yet (the first publish)")
+        return {"skipped": "first publish"}
     if not s.cache_warmup:
         log.info(f"cache warm-up of {what} skipped: CALLSIGHT_CACHE_WARMUP is off")
         return {"skipped": "switched off"}
