@@ -230,7 +230,9 @@ def test_in_superset_engines_share_the_version_and_dialects_ask_duckdb_nothing(t
     assert r.stdout.split() == ["['callsight:1000']", "1"], r.stdout
 
 
-CACHE_IN_SUPERSET = """
+# Superset's data cache as superset_config.py makes it, over the served file sys.argv[2] (the other
+# arguments in `others`): query() reads it as a chart does, chart(key) answers from the cache or queries.
+CACHE_PRELUDE = """
 import json, os, runpy, sys
 from flask import Flask
 from flask_caching import Cache
@@ -238,7 +240,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-served_db, version_2, version_3 = sys.argv[2:5]
+served_db, *others = sys.argv[2:]
 config = runpy.run_path(sys.argv[1])
 cache = Cache(Flask("test"), config=config["DATA_CACHE_CONFIG"])  # as Superset makes its data cache
 url = make_url("duckdb:///" + served_db)
@@ -255,7 +257,12 @@ def chart(key):  # as Superset answers a chart: look up; on a miss query and sto
     value = query()
     cache.set(key, value)
     return ["queried", value]
+"""
 
+CACHE_IN_SUPERSET = (
+    CACHE_PRELUDE
+    + """
+version_2, version_3 = others
 out = [chart("k"), chart("k")]
 os.replace(version_2, served_db)  # a publish
 out += [chart("k"), chart("k")]
@@ -268,34 +275,35 @@ out += [["slow", value, cache.get("slow")], chart("slow"), chart("slow")]
 out.append(sorted(key.split(":", 1)[-1] for key in cache.cache._cache))  # what the cache still holds
 print(json.dumps(out))
 """
+)
 
 
-CANDIDATE_IN_SUPERSET = """
-import json, os, runpy, sys
-from flask import Flask
-from flask_caching import Cache
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+def in_superset(script: str, home: Path, *args: Path) -> list:
+    """`script` run by the Superset venv's python with superset_config.py and `args`; its last printed line."""
+    import json
+    import os
+    import subprocess
 
-served_db, candidate = sys.argv[2:4]
-config = runpy.run_path(sys.argv[1])
+    from callsight.site.settings import Settings
+
+    from .conftest import require_service
+
+    python = Settings.from_env({}).superset_venv / "bin" / "python"
+    require_service(python.exists(), "Superset venv")
+    env = {"PATH": os.environ["PATH"], "CALLSIGHT_HOME": str(home), "SUPERSET_SECRET_KEY": "test-only"}
+    config = REPO_ROOT / "superset" / "superset_config.py"
+    r = subprocess.run(
+        [str(python), "-c", script, *map(str, (config, *args))], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+CANDIDATE_IN_SUPERSET = (
+    CACHE_PRELUDE
+    + """
+(candidate,) = others
 served = sys.modules["callsight_served_warehouse"]
-cache = Cache(Flask("test"), config=config["DATA_CACHE_CONFIG"])
-url = make_url("duckdb:///" + served_db)
-params = {"poolclass": NullPool, "connect_args": {"read_only": True, "config": {"enable_external_access": False}}}
-
-def query():
-    url2, kwargs = config["DB_CONNECTION_MUTATOR"](url, dict(params), "someone", None, None)
-    with create_engine(url2, **kwargs).connect() as con:
-        return con.execute(text("SELECT max(version) FROM marts.fct_calls")).scalar()
-
-def chart(key):
-    if (hit := cache.get(key)) is not None:
-        return ["cached", hit]
-    value = query()
-    cache.set(key, value)
-    return ["queried", value]
 
 def warming(key):
     with served.reading_candidate():
@@ -312,6 +320,7 @@ out += [chart("k"), chart("only-warmed"), chart("served-only")]
 out.append(sorted(key.split(":", 1)[-1] for key in cache.cache._cache))
 print(json.dumps(out))
 """
+)
 
 
 @pytest.mark.superset
@@ -320,31 +329,13 @@ def test_a_warm_up_of_the_candidate_waits_unseen_in_the_cache_until_it_is_publis
     read that build, are found by no other request before the publish (the served file's results stay and
     keep answering), survive a process that drops the other versions' results meanwhile, and answer the
     first request after the publish."""
-    import json
-    import os
-    import subprocess
-
     from callsight.site.settings import Settings
 
-    from .conftest import require_service
-
-    python = Settings.from_env({}).superset_venv / "bin" / "python"
-    require_service(python.exists(), "Superset venv")
     (tmp_path / "warehouse" / "build").mkdir(parents=True)
     db = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
     candidate = build(Settings.from_env({"CALLSIGHT_HOME": str(tmp_path)}).build_db, 2)
     assert candidate == served_warehouse.candidate_path(db), "Superset's candidate is the night's build"
-    env = {"PATH": os.environ["PATH"], "CALLSIGHT_HOME": str(tmp_path), "SUPERSET_SECRET_KEY": "test-only"}
-    config = str(REPO_ROOT / "superset" / "superset_config.py")
-    r = subprocess.run(
-        [str(python), "-c", CANDIDATE_IN_SUPERSET, config, str(db), str(candidate)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout.splitlines()[-1]) == [
+    assert in_superset(CANDIDATE_IN_SUPERSET, tmp_path, db, candidate) == [
         ["queried", 1],
         ["queried", 2],  # the candidate's version: not the served file's result
         ["cached", 2],
@@ -363,30 +354,10 @@ def test_superset_never_answers_a_chart_from_a_replaced_warehouse_out_of_its_cac
     """The data cache of superset_config.py, made as Superset makes it: a result is cached for the
     version of the served file its query read; a publish makes the old results unreachable and drops
     them; a result read from a version replaced before it was stored is not stored."""
-    import json
-    import os
-    import subprocess
-
-    from callsight.site.settings import Settings
-
-    from .conftest import require_service
-
-    python = Settings.from_env({}).superset_venv / "bin" / "python"
-    require_service(python.exists(), "Superset venv")
     (tmp_path / "warehouse").mkdir()
     db = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
     versions = [build(tmp_path / f"build{v}.duckdb", v) for v in (2, 3)]
-    env = {"PATH": os.environ["PATH"], "CALLSIGHT_HOME": str(tmp_path), "SUPERSET_SECRET_KEY": "test-only"}
-    r = subprocess.run(
-        [str(python), "-c", CACHE_IN_SUPERSET, str(REPO_ROOT / "superset" / "superset_config.py"), str(db)]
-        + [str(v) for v in versions],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout.splitlines()[-1]) == [
+    assert in_superset(CACHE_IN_SUPERSET, tmp_path, db, *versions) == [
         ["queried", 1],
         ["cached", 1],
         ["queried", 2],
