@@ -101,7 +101,7 @@ def stage_run(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_timings(instance: Any, run_id: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Seconds per step of a Dagster run, and of the parts of its publish (prune, compact, swap: the
+    """Seconds per step of a Dagster run, and of the parts of its publish (prune, compact, warm, swap: the
     metadata of `published_warehouse`)."""
     import dagster as dg
 
