@@ -162,10 +162,10 @@ def test_the_inbound_calls_aggregate_builds_under_a_small_memory_cap(tmp_path: P
     (profiles.yml). DuckDB spills an aggregate only when every state has a fixed size - a row() ordering
     key or a max() over text lives outside its buffer manager - so the model keeps none, and a full
     build fits the cap at any size (at 10M legs the previous form ran out of memory under 1 GB,
-    docs/performance.md). Here: the full build's statement over 4M legs (1M chains) under a 256 MB cap,
+    docs/performance.md). Here: the full build's statement over 4M legs (1M chains) under a 320 MB cap,
     two threads (the previous form ran out of memory at this size even under 384 MB); every chain comes
     out once, with its first leg and its greatest text."""
-    legs, cap = 4_000_000, "256MB"
+    legs, cap = 4_000_000, "320MB"
     empty_site(tmp_path)
     r = dbt(tmp_path, "compile", "--select", "fct_inbound_calls")  # no table yet: the full build's statement
     assert r.returncode == 0, r.stdout[-3000:]
