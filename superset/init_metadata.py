@@ -4,12 +4,26 @@ SupersetEnv.init_metadata with the Superset environment's python, SUPERSET_CONFI
 What `superset db upgrade`, `superset init`, `superset fab create-admin` and `fab reset-password` do, without
 importing Superset four times (half the time of every service start) and without the admin password on a
 command line, where every local user can read it (/proc/<pid>/cmdline): it comes in the environment as
-CALLSIGHT_INIT_ADMIN_PASSWORD. Idempotent: an existing admin gets the password given."""
+CALLSIGHT_INIT_ADMIN_PASSWORD. Idempotent: an existing admin gets the password given.
+
+A SQLite metadata DB (the default profile) is switched to write-ahead logging, once, for good: every request
+writes an action-log row, and in SQLite's default mode each of those commits made the gunicorn threads'
+reads wait (docs/performance.md, "What a cache hit costs")."""
 
 from __future__ import annotations
 
 import os
 import sys
+
+
+def write_ahead_log(engine) -> str:
+    """Put a SQLite database into WAL mode (kept in the file); the mode it is in afterwards. Outside any
+    transaction, as SQLite requires; another process holding the file leaves the mode as it was."""
+    con = engine.raw_connection()
+    try:
+        return str(con.cursor().execute("PRAGMA journal_mode=WAL").fetchone()[0])
+    finally:
+        con.close()
 
 
 def main() -> int:
@@ -24,6 +38,8 @@ def main() -> int:
 
         upgrade()  # Superset's own migrations (the directory its Migrate was set up with)
         print("metadata DB upgraded", flush=True)
+        if db.engine.dialect.name == "sqlite":
+            print(f"metadata DB journal mode: {write_ahead_log(db.engine)}", flush=True)
         appbuilder.add_permissions(update_perms=True)
         security_manager.sync_role_definitions()
         db.session.commit()

@@ -44,7 +44,7 @@ from callsight.operations.backup import (
     backup,
 )
 from callsight.operations.erasure_register import RegisterRow, added, check_keys, from_json, merge, to_json
-from callsight.operations.restore import Reapplied, RestoreError, needs_rebuild, restore
+from callsight.operations.restore import Reapplied, RestoreError, needs_rebuild, put_in_place, restore
 from callsight.operations.superset_metadata import POSTGRESQL, SQLITE, parse_uri
 from callsight.privacy.audit import read_entries, verify_chain
 from callsight.privacy.erase_everywhere import erase
@@ -473,3 +473,37 @@ def test_the_metadata_uri_says_where_superset_keeps_its_metadata() -> None:
     assert parse_uri("sqlite:////x.db").kind == SQLITE
     pg = parse_uri("postgresql+psycopg2://superset:s%40cret@db.internal:5433/superset")
     assert (pg.kind, pg.url, pg.password) == (POSTGRESQL, "postgresql://superset@db.internal:5433/superset", "s@cret")
+
+
+def test_a_restored_sqlite_file_does_not_replay_the_write_ahead_log_of_the_file_it_replaces(tmp_path: Path) -> None:
+    """Superset's SQLite metadata runs in WAL mode: a server that died with a log beside the file it had
+    open must not have that log applied to the restored file."""
+    dst = tmp_path / "superset" / "superset.db"
+    dst.parent.mkdir()
+    old = sqlite3.connect(dst)
+    assert old.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    old.execute("CREATE TABLE ab_user (id INTEGER PRIMARY KEY, username TEXT)")
+    old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with old:
+        old.executemany("INSERT INTO ab_user VALUES (?, ?)", [(i, f"lost{i}") for i in range(1, 200)])
+    crashed = {log: dst.with_name(dst.name + log).read_bytes() for log in ("-wal", "-shm")}
+    assert len(crashed["-wal"]) > 4096, "the rows are in the log, not yet in the file"
+    old.close()  # a clean close folds the log in; put back what a crash would have left
+    for log, data in crashed.items():
+        dst.with_name(dst.name + log).write_bytes(data)
+
+    staged = tmp_path / "staged.db"
+    new = sqlite3.connect(staged)
+    new.execute("PRAGMA journal_mode=WAL")
+    new.execute("CREATE TABLE ab_user (id INTEGER PRIMARY KEY, username TEXT)")
+    with new:
+        new.execute("INSERT INTO ab_user VALUES (1, 'admin')")
+    new.close()
+
+    put_in_place(staged, dst)
+    restored = sqlite3.connect(dst)
+    try:
+        assert restored.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert restored.execute("SELECT * FROM ab_user").fetchall() == [(1, "admin")]
+    finally:
+        restored.close()

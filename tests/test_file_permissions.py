@@ -4,7 +4,9 @@ Each test starts with the common umask 022, so only callsight's own code can mak
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -142,6 +144,14 @@ def test_superset_metadata_and_files_are_owner_only(tmp_path: Path, loose_umask:
         SupersetClient(url).login(settings.superset_admin_username, second)
         with pytest.raises(SupersetAPIError):
             SupersetClient(url).login(settings.superset_admin_username, first)
+        # the metadata DB writes ahead (init_metadata.py); its log and index files, made by whoever opens
+        # it (here under the loose umask), are owner-only too
+        metadata = home / "superset" / "superset.db"
+        with contextlib.closing(sqlite3.connect(metadata)) as con:
+            assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert con.execute("SELECT count(*) FROM ab_user").fetchone() == (1,)
+            assert metadata.with_name("superset.db-wal").exists() and metadata.with_name("superset.db-shm").exists()
+            assert readable_by_others(home) == []
     finally:
         stop(proc)
     assert (home / "superset" / "superset.db").exists() and (home / "logs" / "superset-perm.log").exists()

@@ -214,7 +214,8 @@ def built_at(warehouse: Path | None) -> datetime | None:
 def put_in_place(staged: Path, dst: Path) -> None:
     """Move a restored file to its place (a rename; a copy and rename across file systems)."""
     dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    dst.with_name(dst.name + ".wal").unlink(missing_ok=True)  # a WAL of the replaced file must not replay
+    for log in (".wal", "-wal", "-shm"):  # a write-ahead log of the replaced file (DuckDB's, SQLite's) must not replay
+        dst.with_name(dst.name + log).unlink(missing_ok=True)
     try:
         os.replace(staged, dst)
     except OSError as exc:
