@@ -394,3 +394,30 @@ def test_an_idle_keep_alive_connection_is_still_open_after_gunicorns_default(sup
         assert con.sock is not None and con.sock.getsockname() == local
     finally:
         con.close()
+
+
+def _holding(path: Path) -> set[int]:
+    """The processes with `path` open."""
+    held = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(fd.resolve() == path for fd in fd_dir.iterdir()):
+                held.add(int(fd_dir.parent.name))
+        except OSError:  # gone, or not ours
+            continue
+    return held
+
+
+def test_the_web_workers_keep_their_sqlite_metadata_connections_between_requests(
+    superset_server: SupersetServer,
+) -> None:
+    """Superset on SQLAlchemy 1.4 opened a new SQLite connection for each of a request's checkouts (four
+    per chart request) and closed it again; superset_config.py pools them."""
+    settings = superset_server.site.settings
+    metadata = (settings.superset_home / "superset.db").resolve()
+    admin = SupersetClient(superset_server.url).login(settings.superset_admin_username, superset_server.admin_password)
+    for _ in range(6):  # both workers, whichever takes them
+        admin.get("/api/v1/chart/?q=(page_size:1)")
+    time.sleep(0.5)  # every request has ended
+    gunicorn = {p for p in _holding(metadata) if b"gunicorn" in Path(f"/proc/{p}/cmdline").read_bytes()}
+    assert gunicorn, f"no gunicorn worker holds {metadata} open between requests"
