@@ -126,6 +126,10 @@ def team_rows(sizes: list[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
             "team: dashboard, opened after the publish (n)",
             [_ms_pair(t.get("dashboard_after_publish"), True) for t in teams],
         ),
+        (
+            "team: dashboard, opened after the first minute (n)",
+            [_ms_pair(t.get("dashboard_after_arrival"), True) for t in teams],
+        ),
         ("team: chart p50 / p95", [_ms_pair(t.get("chart")) for t in teams]),
         ("team: first open after publish (n)", [_ms_pair(t.get("first_after_publish"), True) for t in teams]),
         ("team: repeat open (n)", [_ms_pair(t.get("repeat_open"), True) for t in teams]),

@@ -24,6 +24,7 @@ from callsight.site.directory import Directory
 
 DASHBOARDS = ("agenten", "kunden", "projekte", "management-summary")
 BROWSER_CONNECTIONS = 6  # Chrome's and Firefox's limit of HTTP/1.1 connections per host
+ARRIVAL_S = 60.0  # the team's first minute: every user logs in and opens a dashboard in its first second
 T = TypeVar("T")
 
 
@@ -140,6 +141,7 @@ def summarize(opens: Sequence[DashboardOpen], publishes: Sequence[float], **extr
         return {**_spread([o.seconds for o in chosen]), "requests_cached": f"{cached}/{len(reqs)}"}
 
     first_publish = min(publishes, default=float("inf"))
+    settled = min((o.start for o in opens), default=0.0) + ARRIVAL_S
     before = [o.seconds for o in opens if o.start < first_publish]
     after = [o.seconds for o in opens if o.start >= first_publish]
     per_dashboard = {
@@ -155,6 +157,8 @@ def summarize(opens: Sequence[DashboardOpen], publishes: Sequence[float], **extr
         # opens that started before the (first) publish, and after it: the steady state beside a publish's
         "dashboard_before_publish": _spread(before),
         "dashboard_after_publish": _spread(after),
+        # opens that started after the team's first minute: the day, without the arrival of all at once
+        "dashboard_after_arrival": _spread([o.seconds for o in opens if o.start >= settled]),
         "chart": _spread([r.seconds for r in requests]),
         "start_open": part("start"),
         "first_after_publish": {

@@ -100,6 +100,14 @@ def test_summary_percentiles_of_whole_opens_and_of_charts() -> None:
     # Opens started before the publish at 150 s (the twenty of agenten) and after it (kunden, at 200 s).
     assert s["dashboard_before_publish"] == {"n": 20, "p50_ms": 1000.0, "p95_ms": 1900.0}
     assert s["dashboard_after_publish"] == {"n": 1, "p50_ms": 9000.0, "p95_ms": 9000.0}
+    # After the first minute from the first open (at 1 s): none of agenten's (1..20 s), kunden's at 200 s.
+    assert s["dashboard_after_arrival"] == {"n": 1, "p50_ms": 9000.0, "p95_ms": 9000.0}
+    assert summarize(opens[5:], [])["dashboard_after_arrival"]["n"] == 1, "counted from the first open (6 s)"
+    assert summarize([*opens[:20], _open("kunden", 61.0, 0.5)], [])["dashboard_after_arrival"] == {
+        "n": 1,
+        "p50_ms": 500.0,
+        "p95_ms": 500.0,
+    }
     # Charts: 21 answers of 0.05 s, then 0.1 .. 1.0 s, one of 0.2 s (the error) and 9.0 s: 42.
     assert s["chart"] == {"n": 42, "p50_ms": 50.0, "p95_ms": 950.0}
     assert s["first_after_publish"]["n"] == 1 and s["first_after_publish"]["seconds"] == [9.0]
