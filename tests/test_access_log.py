@@ -272,6 +272,20 @@ def plant_old_events(s: AccessSite) -> None:
 
 @pytest.mark.superset
 @pytest.mark.slow
+def test_superset_keeps_no_row_of_the_chart_data_requests(browsed: AccessSite) -> None:
+    """Each chart the browsers drew was a chart-data request; Superset logged three to six rows for each
+    (the request with its filter values, timings) that nothing reads. Other requests are still logged."""
+    chart_data = browsed.superset_rows(
+        "SELECT action, count(*) FROM logs WHERE action LIKE 'ChartDataRestApi.%' OR action = '_get_data_response' "
+        """OR json LIKE '%"path": "/api/v1/chart/data%' GROUP BY action"""
+    )
+    assert chart_data == []
+    actions = {a for (a,) in browsed.superset_rows("SELECT DISTINCT action FROM logs")}
+    assert {"log", "DashboardRestApi.get"} <= actions, actions
+
+
+@pytest.mark.superset
+@pytest.mark.slow
 def test_the_access_view_counts_the_browsers_opens_and_the_export(browsed: AccessSite) -> None:
     s = browsed
     directory = load_directory(s.site.settings.effective_directory_path)
