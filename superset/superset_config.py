@@ -121,6 +121,10 @@ if _auth == "ldap" and os.environ.get("CALLSIGHT_SUPERSET_PROCESS") != "celery":
         CUSTOM_SECURITY_MANAGER, frozenset({(os.environ.get("SUPERSET_ADMIN_USERNAME") or "admin").lower()})
     )
 # ---- end of logins ---------------------------------------------------------------------------
+# The same permission asked several times in one chart-data request is asked of the DB once (access_memo.py).
+CUSTOM_SECURITY_MANAGER = _load_beside("callsight_access_memo", "access_memo.py").with_access_memo(
+    CUSTOM_SECURITY_MANAGER
+)
 
 # Served over plain HTTP on localhost by default; put a TLS proxy in front in production and set
 # CALLSIGHT_HTTPS=1 so that cookies are marked secure.

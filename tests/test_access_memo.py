@@ -1,0 +1,156 @@
+"""superset/access_memo.py inside Superset (issue 31): a chart-data request asks the metadata DB each
+permission question once, gets Superset's own answers for every kind of viewer - several viewers inside one
+request, as the night's warm-up runs them - and a permission revoked between two requests refuses the next
+one. Run in the session's Superset metadata, in a child interpreter of Superset's environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from callsight.bi.runtime import SupersetEnv
+from callsight.site.directory import load_directory
+
+from .conftest import SupersetServer
+
+pytestmark = pytest.mark.superset
+
+CHILD = r"""
+import json, sys
+from sqlalchemy import event
+from superset.app import create_app
+
+app = create_app()
+users, table, password = json.loads(sys.stdin.read())
+from superset import security_manager as sm
+from superset.connectors.sqla.models import SqlaTable
+from superset.extensions import db
+from superset.utils.core import override_user
+
+asked = []  # the permission questions that reached the metadata DB
+with app.app_context():
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda conn, cur, sql, params, ctx, many: asked.append(sql) if "ab_permission_view_role" in sql else None,
+    )
+
+
+def answers(ds):
+    return [
+        sm.can_access_all_datasources(), sm.can_access_all_databases(), sm.can_access_database(ds.database),
+        sm.can_access_schema(ds), sm.can_access_datasource(ds), sm.can_access("can_read", "Chart"),
+        sm.can_access("can_write", "Dashboard"), sm.can_access("menu_access", "SQL Lab"),
+        sm.can_access("all_query_access", "all_query_access"),
+    ]
+
+
+out = {"own": {}, "memo": {}, "again": {}, "asked_own": {}, "asked_memo": {}}
+with app.app_context():
+    ds = db.session.query(SqlaTable).filter_by(table_name=table).one()
+    for user in users:  # Superset's own answers: outside a chart-data request nothing is kept
+        with app.test_request_context("/api/v1/dashboard/", method="GET"), override_user(sm.find_user(username=user)):
+            asked.clear()
+            out["own"][user] = answers(ds) + [answers(ds) == answers(ds)]
+            out["asked_own"][user] = len(asked)
+    with app.test_request_context("/api/v1/chart/data", method="POST"):  # all viewers in one request
+        for user in users:
+            with override_user(sm.find_user(username=user)):
+                asked.clear()
+                first = answers(ds)
+                out["asked_memo"][user] = len(asked)
+                out["memo"][user] = first + [first == answers(ds) == answers(ds)]
+        for user in reversed(users):
+            with override_user(sm.find_user(username=user)):
+                asked.clear()
+                out["again"][user] = {"answers": answers(ds), "asked": len(asked)}
+
+    # A permission revoked between two chart-data requests refuses the second: over HTTP as the member, whose
+    # role's grant of the dataset is withdrawn and given back (this worker's Superset; restored in any case).
+    (role,) = sm.find_user(username=users[0]).roles
+    role_name, ds_id, ds_perm = role.name, ds.id, ds.perm
+    granting = [pv.id for pv in role.permissions]
+    out["granted_by"] = sorted({pv.permission.name for pv in role.permissions if pv.view_menu.name == ds_perm})
+
+
+def grant(keep):  # the member's role with the permission views `keep` accepts
+    with app.app_context():
+        role = sm.find_role(role_name)
+        role.permissions = [pv for pv in db.session.query(sm.permissionview_model).all() if keep(pv)]
+        db.session.commit()
+        return sorted(pv.id for pv in role.permissions)
+
+
+body = {
+    "datasource": {"id": ds_id, "type": "table"}, "force": True, "result_format": "json", "result_type": "full",
+    "queries": [{"metrics": ["count"], "columns": ["agent_username"], "filters": [], "row_limit": 10000}],
+}
+client = app.test_client()  # outside an app context, as a web worker takes requests
+token = client.post(
+    "/api/v1/security/login", json={"username": users[0], "password": password, "provider": "db"}
+).get_json()["access_token"]
+head = {"Authorization": f"Bearer {token}"}
+head["X-CSRFToken"] = client.get("/api/v1/security/csrf_token/", headers=head).get_json()["result"]
+try:
+    status = [client.post("/api/v1/chart/data", json=body, headers=head).status_code]
+    grant(lambda pv: pv.id in granting and pv.view_menu.name != ds_perm)
+    status.append(client.post("/api/v1/chart/data", json=body, headers=head).status_code)
+    grant(lambda pv: pv.id in granting)
+    status.append(client.post("/api/v1/chart/data", json=body, headers=head).status_code)
+    out["revoked"] = status
+finally:
+    out["restored"] = grant(lambda pv: pv.id in granting) == sorted(granting)
+print(json.dumps(out))
+"""
+
+
+def run_child(s: SupersetServer, users: list[str], table: str) -> dict:
+    """The child's answers; it logs in as users[0] with the directory users' password."""
+    settings = s.site.settings
+    r = subprocess.run(
+        [str(settings.superset_venv / "bin" / "python"), "-c", CHILD],
+        input=json.dumps([users, table, s.user_password]),
+        capture_output=True,
+        text=True,
+        env=SupersetEnv(settings, s.secret_key).environ(),
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def memo_run(superset_server: SupersetServer) -> tuple[list[str], dict]:
+    directory = load_directory(superset_server.site.settings.effective_directory_path)
+    special = {*directory.admins, *directory.analysts, *(u for g in directory.groups for u in g.leaders + g.deputies)}
+    member = next(u for g in directory.groups for u in g.members if u not in special)
+    users = [member, directory.groups[0].leaders[0], directory.analysts[0], "admin"]
+    return users, run_child(superset_server, users, "dashboard_calls")
+
+
+def test_a_chart_data_request_gets_superset_s_own_answers_for_every_kind_of_viewer(memo_run) -> None:
+    users, out = memo_run
+    for user in users:
+        assert out["own"][user][-1] and out["memo"][user][-1], (user, out)  # asked thrice: the same
+        assert out["memo"][user] == out["own"][user], (user, out)
+        assert out["again"][user]["answers"] == out["own"][user][:-1], (user, out)
+    # the viewers really differ, so a memo keyed without the viewer would show it
+    assert out["own"]["admin"][0] and not out["own"][users[0]][0], out
+    assert out["own"][users[2]][7] != out["own"][users[0]][7], "the analyst has SQL Lab, the member not"
+
+
+def test_each_permission_question_reaches_the_metadata_db_once_per_request(memo_run) -> None:
+    users, out = memo_run
+    for user in users:
+        assert out["asked_memo"][user] < out["asked_own"][user] / 2, (user, out)
+        assert out["again"][user]["asked"] == 0, (user, out)
+    assert all(out["asked_own"][u] > 0 for u in users), out
+
+
+def test_a_permission_revoked_between_two_requests_refuses_the_next(memo_run) -> None:
+    _, out = memo_run
+    assert out["granted_by"] == ["datasource_access"], out
+    assert out["revoked"] == [200, 403, 200], out["revoked"]
+    assert out["restored"], out
