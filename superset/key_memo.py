@@ -13,6 +13,11 @@ built only the first time:
   nothing but ALLOWED_NAMES, none of which reads the user's name, id or e-mail, the URL, the time or
   another dataset, and the request carries no Jinja of its own. Anything else is built as Superset does.
 
+With the shared data cache in Redis the values are kept there too, under the served version (served_cache.py):
+the night's warm-up computes them once per visibility set and request, and a web worker's first request
+after a publish - every worker's own memo is then of the replaced version - finds them there instead of
+building the query (docs/performance.md).
+
 The rest of the key (the query object, the predicates of the tables a virtual dataset reads) Superset
 still computes for every request, and so does the SQL guard (it wraps this). Loaded by superset_config.py.
 """
@@ -23,12 +28,14 @@ import contextvars
 import functools
 import hashlib
 import json
+import logging
 import sys
 from typing import Any
 
 import jinja2
 from jinja2 import meta
 
+log = logging.getLogger("callsight.key_memo")
 ENABLED = True  # tests compare against Superset's own keys by switching it off in their process
 MEMO_SIZE = 20_000  # a few hundred bytes each: one per (visibility set, request) a process has seen
 # The Jinja names callsight's datasets and row-level security use (bi/assets.py, bi/users.py).
@@ -62,6 +69,7 @@ def allowed(texts: list[str]) -> bool:
 
 
 MEMO = sys.modules["callsight_lru"].Lru(MEMO_SIZE)  # memo key -> the Jinja values of the key
+SHARED_HITS = 0  # values this process found in the shared cache (tests)
 
 
 def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:
@@ -98,6 +106,38 @@ def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _shared() -> Any:
+    """The site's shared data cache when it keeps memo values (served_cache.ServedVersionRedisCache)."""
+    from superset.extensions import cache_manager
+
+    backend = getattr(cache_manager.data_cache, "cache", None)
+    return backend if hasattr(backend, "get_memo") else None
+
+
+def _shared_get(key: str) -> tuple[Any, ...] | None:
+    global SHARED_HITS
+    if (shared := _shared()) is None:
+        return None
+    try:
+        found = shared.get_memo(key)
+    except Exception as exc:  # an unreachable cache is a miss: the key is built as Superset does
+        log.warning("key memo: shared cache unreadable: %s", type(exc).__name__)
+        return None
+    if isinstance(found, tuple):
+        SHARED_HITS += 1
+        return found
+    return None
+
+
+def _shared_set(key: str, value: tuple[Any, ...]) -> None:
+    if (shared := _shared()) is None:
+        return
+    try:
+        shared.set_memo(key, value)
+    except Exception as exc:  # the next process builds it again
+        log.warning("key memo: shared cache unwritable: %s", type(exc).__name__)
+
+
 class _JinjaKeys:
     """What get_extra_cache_keys reads of get_sqla_query's answer."""
 
@@ -128,6 +168,8 @@ def remembered(original: Any) -> Any:
         if key is None:
             return original(self, **kwargs)
         found = MEMO.get(key)
+        if found is None and (found := _shared_get(key)) is not None:
+            MEMO.put(key, found)
         if found is not None:
             return _JinjaKeys(list(found))
         token = _for_key.set(None)  # whatever the build itself calls is Superset's own
@@ -136,6 +178,7 @@ def remembered(original: Any) -> Any:
         finally:
             _for_key.reset(token)
         MEMO.put(key, tuple(built.extra_cache_keys))
+        _shared_set(key, tuple(built.extra_cache_keys))
         return built
 
     return get_sqla_query

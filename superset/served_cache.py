@@ -15,6 +15,11 @@ device, inode, mtime, size of the file at the served path), so that:
   will have once published: unreachable until then (and kept when a process drops other versions' results
   meanwhile), found by the first open after the swap.
 
+The key memo (key_memo.py) keeps what a chart's cache key takes from the dataset's Jinja in Redis too
+(ServedVersionRedisCache's get_memo/set_memo, under the same version tag): the night's warm-up computes it
+once per visibility set and request, and the web workers' first requests after a publish find it there
+instead of building the query.
+
 Entries can then live until the next publish (DATA_CACHE_CONFIG's timeout) instead of a few minutes.
 Two backends with the same keys: ServedVersionCache keeps one cache per process in memory (SimpleCache);
 ServedVersionRedisCache (with CALLSIGHT_REDIS_URL) one for all Superset processes of the site - every
@@ -31,6 +36,8 @@ from typing import Any
 
 from flask_caching.backends.rediscache import RedisCache
 from flask_caching.backends.simplecache import SimpleCache
+
+MEMO_PREFIX = "callsight-key-memo:"
 
 
 def _served() -> Any:
@@ -113,6 +120,14 @@ class ServedVersionCache(_ServedVersions, SimpleCache):
 
 class ServedVersionRedisCache(_ServedVersions, RedisCache):
     """In Redis, shared by the site's Superset processes (CACHE_KEY_PREFIX names the site)."""
+
+    # Values of the served version that read no data - the key memo's Jinja values (key_memo.py) - beside
+    # the results and dropped with them; under a warm-up of the build, kept for that build's version.
+    def get_memo(self, key: str) -> Any:
+        return RedisCache.get(self, self._key(self._current(), MEMO_PREFIX + key))
+
+    def set_memo(self, key: str, value: Any) -> bool:
+        return RedisCache.set(self, self._key(self._current(), MEMO_PREFIX + key), value)
 
     def _forget_other_versions(self, keep: set[str]) -> None:
         stale = [

@@ -1,5 +1,6 @@
 """The night's cache warm-up, inside Superset: `POST /api/v1/callsight/warm_cache` (admins only, with a
-JSON body {"users": [...], "requests": [chart-data request bodies], "candidate": false}) runs each
+JSON body {"users": [...], "requests": [{"path", "body"} of chart-data requests as the browser sent them, or
+bare bodies], "candidate": false}) runs each
 chart-data request as Superset's chart-data API would for each of the users - the same query context, the
 user's roles, row-level security and visibility set, the SQL guard - so that the result lands in the
 shared data cache (served_cache.py) under the key that user's own dashboard open will look up. The answer
@@ -73,27 +74,40 @@ def _caller() -> Any:
     return current_user
 
 
-def run_as(user: Any, bodies: list[dict[str, Any]]) -> dict[str, int]:
-    """Each chart-data request body run as `user`; how many results were computed, found cached, failed."""
+def sent_as(item: Any) -> tuple[str, dict[str, Any]] | None:
+    """Pure: (path as the browser sent it, body) of one request of the job - {"path", "body"}, or a bare
+    body (sent to CHART_DATA_PATH); None if it is neither."""
+    if isinstance(item, dict) and set(item) == {"path", "body"}:
+        path, body = item["path"], item["body"]
+        ok = isinstance(path, str) and path.split("?", 1)[0] == CHART_DATA_PATH and isinstance(body, dict)
+        return (path, body) if ok else None
+    return (CHART_DATA_PATH, item) if isinstance(item, dict) else None
+
+
+def run_as(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+    """Each chart-data request run as `user`, inside a request as the browser sent it (its path and JSON
+    body: the key memo keeps the key's Jinja values for the web workers, key_memo.py); how many results
+    were computed, found cached, failed."""
     token = _warming.set(True)
     try:
-        return _run(user, bodies)
+        return _run(app, user, requests)
     finally:
         _warming.reset(token)
 
 
-def _run(user: Any, bodies: list[dict[str, Any]]) -> dict[str, int]:
+def _run(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
     from superset.charts.schemas import ChartDataQueryContextSchema
     from superset.commands.chart.data.get_data_command import ChartDataCommand
     from superset.utils.core import override_user
 
     done = {"computed": 0, "cached": 0, "failed": 0}
     with override_user(user):
-        for body in bodies:
+        for path, body in requests:
             try:
-                command = ChartDataCommand(ChartDataQueryContextSchema().load(body))
-                command.validate()
-                result = command.run()
+                with app.test_request_context(path, method="POST", json=body):
+                    command = ChartDataCommand(ChartDataQueryContextSchema().load(body))
+                    command.validate()
+                    result = command.run()
             except Exception as exc:  # one chart failing must not stop the others
                 log.warning("warm-up of a chart for %s failed: %s", user.username, type(exc).__name__)
                 done["failed"] += 1
@@ -116,6 +130,8 @@ def warm_cache() -> Any:
     users, bodies, candidate = body.get("users"), body.get("requests"), body.get("candidate", False)
     if not isinstance(users, list) or not all(isinstance(u, str) for u in users) or not isinstance(bodies, list):
         return jsonify(message="expected {users, requests}"), 400
+    if any(sent_as(item) is None for item in bodies):
+        return jsonify(message="expected requests: chart-data bodies or {path, body}"), 400
     if not isinstance(candidate, bool):
         return jsonify(message="expected candidate: true or false"), 400
     for username in users:
@@ -138,7 +154,7 @@ def child_environment(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not (k.endswith("_FILE") and k.removesuffix("_FILE") in env)}
 
 
-def in_own_process(users: list[str], bodies: list[dict[str, Any]], candidate: bool) -> dict[str, int]:
+def in_own_process(users: list[str], bodies: list[Any], candidate: bool) -> dict[str, int]:
     """Run the requests for each user in a Superset process of its own at the lowest CPU priority."""
     done = subprocess.run(
         [sys.executable, os.path.abspath(__file__)],
@@ -171,8 +187,8 @@ def main() -> int:
         for username in job["users"]:
             user = security_manager.find_user(username=username)
             reading = served.reading_candidate() if job["candidate"] else contextlib.nullcontext()
-            with app.test_request_context("/api/v1/chart/data", method="POST"), reading:
-                for k, v in own.run_as(user, job["requests"]).items():
+            with reading:
+                for k, v in own.run_as(app, user, [own.sent_as(item) for item in job["requests"]]).items():
                     done[k] += v
     print(json.dumps(done), flush=True)
     return 0

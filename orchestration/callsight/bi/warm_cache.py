@@ -142,13 +142,13 @@ def warm_cache(
     directory = load_directory(settings.effective_directory_path)
     roles = {u: role_for(directory, u) for u in directory.usernames}
     report.users = representatives(roles, viewer_sets(settings.build_db if candidate else settings.served_db))
-    bodies = [r.body for r in captured]
+    sent = [{"path": r.path, "body": r.body} for r in captured]  # as the browser sent them: the key memo's key
     # users in turn over the calls: those who stand for the most users first in each
     lanes = [report.users[i::PARALLEL] for i in range(PARALLEL) if report.users[i::PARALLEL]]
 
     def warm(users: list[str]) -> dict[str, int]:
         lane = SupersetClient(url, timeout=TIMEOUT).login(settings.superset_admin_username, admin_password)
-        return lane.post(WARM_PATH, {"users": users, "requests": bodies, "candidate": candidate})
+        return lane.post(WARM_PATH, {"users": users, "requests": sent, "candidate": candidate})
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         for done in pool.map(warm, lanes):
