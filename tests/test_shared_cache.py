@@ -294,6 +294,8 @@ def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
         (login(s, url, member), {"users": [member], "requests": [body]}, 403),
         (login(s, url, "admin"), {"users": [member]}, 400),
         (login(s, url, "admin"), {"users": member, "requests": [body]}, 400),
+        (login(s, url, "admin"), {"users": [member], "requests": [{"path": "/api/v1/dataset/", "body": body}]}, 400),
+        (login(s, url, "admin"), {"users": [member], "requests": [["not", "a", "body"]]}, 400),
         (login(s, url, "admin"), {"users": [member, "nobody-here"], "requests": [body]}, 404),
         (login(s, url, "admin"), {"users": [member], "requests": [body], "candidate": "yes"}, 400),
         (login(s, url, "admin"), {"users": [member], "requests": [body], "candidate": True}, 409),  # no build
