@@ -6,17 +6,21 @@ importing Superset four times (half the time of every service start) and without
 command line, where every local user can read it (/proc/<pid>/cmdline): it comes in the environment as
 CALLSIGHT_INIT_ADMIN_PASSWORD. Idempotent: an existing admin gets the password given.
 
-A SQLite metadata DB (the default profile) is switched to write-ahead logging, once, for good: every request
-writes an action-log row, and in SQLite's default mode each of those commits made the gunicorn threads'
+A SQLite metadata DB (the default profile) is switched to write-ahead logging, once, for good: requests
+write action-log rows, and in SQLite's default mode each of those commits made the gunicorn threads'
 reads wait (docs/performance.md, "What a cache hit costs")."""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
-def write_ahead_log(engine) -> str:
+def write_ahead_log(engine: Engine) -> str:
     """Put a SQLite database into WAL mode (kept in the file); the mode it is in afterwards. Outside any
     transaction, as SQLite requires; another process holding the file leaves the mode as it was."""
     con = engine.raw_connection()
