@@ -167,7 +167,12 @@ DB_CONNECTION_MUTATOR = _load_beside("callsight_served_warehouse", "served_wareh
 # Row-level security and the datasets' SQL name the viewer's visibility set, not the viewer: viewers who may
 # see the same agents share cached chart results (visibility.py).
 _visibility = _load_beside("callsight_visibility", "visibility.py")
-JINJA_CONTEXT_ADDONS = {"callsight_visibility_set": _visibility.visibility_set}
+# The datasets join the agents' labels only where the chart's query may read them (query_uses.py).
+_query_uses = _load_beside("callsight_query_uses", "query_uses.py")
+JINJA_CONTEXT_ADDONS = {
+    "callsight_visibility_set": _visibility.visibility_set,
+    "callsight_uses": _query_uses.callsight_uses,
+}
 # The night's cache warm-up runs chart queries as each visibility set's viewer (warm_cache.py), and
 # Superset's action log leaves them out: they are nobody's doing.
 _warm_cache = _load_beside("callsight_warm_cache", "warm_cache.py")
@@ -358,6 +363,7 @@ def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask ap
     stable_extra_cache_keys()
     cache_duckdb_reserved_words()
     _parse_memo.install()
+    _query_uses.install()  # next to Superset's get_sqla_query, inside the key memo and the guard
     _key_memo.install()  # before the SQL guard, which wraps get_sqla_query around it
     _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))
     _gc_freeze.install(app)  # last: what the hooks above made lives as long as the app

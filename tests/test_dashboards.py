@@ -13,8 +13,9 @@ import duckdb
 import pytest
 import requests
 
+from callsight.bi.agent_macros import expand_agent_macros
 from callsight.bi.api import SupersetClient
-from callsight.bi.assets import AssetError, expand, expand_agent_macros, load_assets, read_assets, render
+from callsight.bi.assets import AssetError, expand, load_assets, read_assets, render
 from callsight.bi.translate import originals
 from callsight.cli.serve import DASHBOARD_SLUGS
 from callsight.site.directory import load_directory
@@ -102,18 +103,29 @@ def test_dashboard_charts_read_only_the_masked_dashboard_datasets() -> None:
 
 def test_agent_macros_name_agents_by_audience_and_refuse_mistakes() -> None:
     sql = expand_agent_macros(
-        "t", "@@audience@@ SELECT @@agent_key(c.a)@@ FROM t AS c @@agent_labels(c.a)@@ WHERE @@visible(c.a)@@"
+        "t",
+        "@@audience@@ SELECT @@agent_key(c.a)@@ AS k, @@agent_name(c.a)@@ AS n FROM t AS c @@agent_labels(c.a)@@ "
+        "WHERE @@visible(c.a)@@",
     )
     assert sql.startswith("{%- set callsight_roles = current_user_roles()")
-    assert "LEFT JOIN security.agent_labels AS lbl_c_a ON lbl_c_a.agent_username = c.a" in sql
-    assert "lbl_c_a.{{ callsight_audience }}_key" in sql
+    # the labels joined only where the chart's query may read a column made of them (superset/query_uses.py)
+    assert "{%- set callsight_lbl_c_a = callsight_uses('k', 'n') -%}" in sql
+    assert (
+        "{% if callsight_lbl_c_a %}LEFT JOIN security.agent_labels AS lbl_c_a ON lbl_c_a.agent_username = c.a"
+        "{% endif %}" in sql
+    )
+    assert "{% if callsight_lbl_c_a %}lbl_c_a.{{ callsight_audience }}_key{% else %}" in sql
+    unused = "(SELECT MAP(list(agent_username), list({{ callsight_audience }}_key)) FROM security.agent_labels)[c.a]"
+    assert unused in sql
     assert "security.visibility_sets" in sql and "cache_key_wrapper(callsight_visibility_set())" in sql
     assert "current_username" not in sql, "a username in the SQL would make every viewer's cache key their own"
     # without @@agent_labels@@ for its column, a label is a subquery
-    sql = expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ FROM t AS c")
+    sql = expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ AS n FROM t AS c")
     assert "(SELECT agent_name FROM security.agent_labels AS l WHERE l.agent_username = c.b)" in sql
     with pytest.raises(AssetError, match="nothing uses"):
-        expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ FROM t AS c @@agent_labels(c.a)@@")
+        expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ AS n FROM t AS c @@agent_labels(c.a)@@")
+    with pytest.raises(AssetError, match="needs `AS <column>`"):
+        expand_agent_macros("t", "@@audience@@ SELECT @@agent_name(c.b)@@ FROM t AS c")
     with pytest.raises(AssetError, match="twice"):
         expand_agent_macros("t", "@@audience@@ SELECT 1 FROM t AS c @@agent_labels(c.a)@@ @@agent_labels(c.a)@@")
     with pytest.raises(AssetError, match="must start with @@audience@@"):
@@ -121,7 +133,7 @@ def test_agent_macros_name_agents_by_audience_and_refuse_mistakes() -> None:
     with pytest.raises(AssetError, match="unknown @@macro@@"):
         expand_agent_macros("t", "@@audience@@ SELECT @@agent_nick(c.a)@@")
     with pytest.raises(AssetError, match="needs a column"):
-        expand_agent_macros("t", "@@audience@@ SELECT @@agent_name@@")
+        expand_agent_macros("t", "@@audience@@ SELECT @@agent_name@@ AS n")
 
 
 def test_every_dataset_names_the_build_it_serves_so_caches_move_on() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from callsight.bi.assets import AUDIENCE_JINJA, VISIBLE_AGENTS
+from callsight.bi.agent_macros import AUDIENCE_JINJA, VISIBLE_AGENTS
 from callsight.bi.users import RLS_VIEWER_CLAUSE
 
 from .conftest import REPO_ROOT

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import io
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from callsight.bi.agent_macros import AssetError, expand_agent_macros
 from callsight.bi.translate import TWIN_KEY, with_twins
 from callsight.site.settings import REPO_ROOT
 
@@ -159,88 +159,8 @@ SELECT_CONTROLS: dict[str, Any] = {
 }
 
 
-class AssetError(ValueError):
-    """An asset file is inconsistent (names the file and what is wrong)."""
-
-
 def _by_kind(assets: dict[str, dict], kind: str) -> dict[str, tuple[str, dict]]:
     return {c["uuid"]: (n, c) for n, c in assets.items() if n.startswith(f"{kind}/")}
-
-
-# The viewer's visibility set (superset/visibility.py), in Superset's cache key through cache_key_wrapper:
-# viewers who may see the same agents share cached results, nobody else reaches them.
-VISIBLE_AGENTS = (
-    "SELECT agent_username FROM security.visibility_sets "
-    "WHERE visibility_set = '{{ cache_key_wrapper(callsight_visibility_set()) }}'"
-)
-# Who is looking, for the datasets' SQL (Superset's Jinja): admins, analysts or everybody else.
-AUDIENCE_JINJA = (
-    "{%- set callsight_roles = current_user_roles() or [] -%}\n"
-    "{%- set callsight_audience = 'admin' if 'Admin' in callsight_roles else "
-    "('analyst' if 'callsight_analyst' in callsight_roles else 'viewer') -%}"
-)
-_AGENT_MACRO = re.compile(r"@@(audience|agent_labels|agent_key|agent_name|visible)(?:\(([A-Za-z_][\w.]*)\))?@@")
-
-
-def labels_alias(column: str) -> str:
-    """Pure: the alias under which @@agent_labels(col)@@ joins security.agent_labels for that column."""
-    return "lbl_" + column.replace(".", "_")
-
-
-def agent_sql(macro: str, column: str | None, joined: bool = False) -> str:
-    """Pure: the SQL of one agent macro in a dataset's `sql` (works-council mode, security.agent_labels).
-
-    @@audience@@ (first line of the SQL) decides who is looking; @@agent_key(col)@@ is the agent as the
-    audience may group by it (the username, or a pseudonym or group label); @@agent_name(col)@@ the name
-    shown; @@visible(col)@@ the viewer's own and granted agents (their visibility set) - analysts and
-    admins see all agents. Superset also applies the marts' row-level security inside this SQL.
-
-    The labels come from a subquery per row, or - where the dataset's FROM clause has
-    @@agent_labels(col)@@ (`joined`) - from a LEFT JOIN (agent_labels is unique per agent, a dbt test).
-    The join is cheaper where a chart shows the label, but DuckDB keeps a join a chart does not use where
-    it drops the unused subquery: so the legs' dataset joins, the inbound calls' and callbacks' datasets
-    (mostly KPIs) do not (figures: docs/performance.md)."""
-    if macro == "audience":
-        return AUDIENCE_JINJA
-    if column is None:
-        raise AssetError(f"@@{macro}@@ needs a column, e.g. @@{macro}(c.agent_username)@@")
-    alias = labels_alias(column)
-    if macro == "agent_labels":
-        return f"LEFT JOIN security.agent_labels AS {alias} ON {alias}.agent_username = {column}"
-
-    def label(col: str) -> str:
-        if joined:
-            return f"{alias}.{col}"
-        return f"(SELECT {col} FROM security.agent_labels AS l WHERE l.agent_username = {column})"
-
-    if macro == "agent_key":
-        return (
-            f"{{% if callsight_audience == 'admin' %}}{column}{{% else %}}CASE WHEN {column} IS NULL THEN NULL "
-            f"ELSE COALESCE({label('{{ callsight_audience }}_key')}, 'Unbekannt') END{{% endif %}}"
-        )
-    if macro == "agent_name":
-        return (
-            f"{{% if callsight_audience == 'admin' %}}COALESCE({label('agent_name')}, {column})"
-            f"{{% else %}}CASE WHEN {column} IS NULL THEN NULL "
-            f"ELSE COALESCE({label('{{ callsight_audience }}_label')}, 'Unbekannt') END{{% endif %}}"
-        )
-    return f"{{% if callsight_audience == 'viewer' %}}{column} IN ({VISIBLE_AGENTS}){{% else %}}TRUE{{% endif %}}"
-
-
-def expand_agent_macros(name: str, sql: str) -> str:
-    """Pure: every @@macro(col)@@ of a dataset's SQL replaced; the audience must come first."""
-    used = _AGENT_MACRO.findall(sql)
-    if used and used[0][0] != "audience":
-        raise AssetError(f"{name}: a dataset using agent macros must start with @@audience@@")
-    if "@@" in _AGENT_MACRO.sub("", sql):
-        raise AssetError(f"{name}: unknown @@macro@@ in sql")
-    joined = [col for macro, col in used if macro == "agent_labels"]
-    if len(joined) != len(set(joined)):
-        raise AssetError(f"{name}: @@agent_labels@@ twice for the same column")
-    unused = sorted(set(joined) - {col for macro, col in used if macro in ("agent_key", "agent_name")})
-    if unused:
-        raise AssetError(f"{name}: @@agent_labels({unused[0]})@@ joins labels that nothing uses")
-    return _AGENT_MACRO.sub(lambda m: agent_sql(m.group(1), m.group(2), m.group(2) in joined), sql)
 
 
 def expand_dataset(name: str, config: dict, assets: dict[str, dict]) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from callsight.bi.agent_macros import expand_agent_macros
 from callsight.bi.assets import (
     CALLSIGHT_KEYS,
     CHART_DEFAULTS,
@@ -19,7 +20,6 @@ from callsight.bi.assets import (
     DATASET_DEFAULTS,
     PERIOD_FILTER,
     SELECT_CONTROLS,
-    expand_agent_macros,
 )
 
 METRIC_DEFAULTS: dict[str, Any] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from callsight.bi.agent_macros import VISIBLE_AGENTS
 from callsight.bi.api import SupersetClient
-from callsight.bi.assets import VISIBLE_AGENTS
 from callsight.bi.roles import CALLSIGHT_ROLES, ROLE_ADMIN, ROLE_ANALYST, ROLE_VIEWER, role_for
 from callsight.site.directory import Directory
 
