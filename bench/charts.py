@@ -28,7 +28,7 @@ import requests
 
 from bench.measure import percentile
 from callsight.bi.api import SupersetClient
-from callsight.bi.assets import load_assets
+from callsight.bi.assets import load_assets, read_assets
 from callsight.bi.translate import originals
 
 
@@ -67,6 +67,20 @@ def server_paginated(query: dict[str, Any], page_length: int) -> tuple[dict[str,
     page = {**query, "row_limit": min(page_length, limit) if limit > 0 else page_length, "row_offset": 0}
     count = {**query, "row_limit": limit, "row_offset": 0, "is_rowcount": True}
     return page, count
+
+
+def dashboard_charts(slugs: tuple[str, ...], assets: dict[str, dict] | None = None) -> frozenset[str]:
+    """Pure given `assets`: the names of the charts laid out on the dashboards of `slugs` (issue #31's goal
+    is about the four dashboards; the weekly CSV report's chart and the admins' dashboard are not on them).
+    `assets`: as written (read_assets), with each dashboard's layout."""
+    assets = read_assets() if assets is None else assets
+    return frozenset(
+        cell["chart"]
+        for name, d in assets.items()
+        if name.startswith("dashboards/") and d.get("slug") in slugs
+        for row in d.get("layout", [])
+        for cell in row
+    )
 
 
 def chart_queries(newest_day: date, days: int = 30, assets: dict[str, dict] | None = None) -> list[ChartQuery]:
