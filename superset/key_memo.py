@@ -38,7 +38,7 @@ from jinja2 import meta
 log = logging.getLogger("callsight.key_memo")
 ENABLED = True  # tests compare against Superset's own keys by switching it off in their process
 MEMO_SIZE = 20_000  # a few hundred bytes each: one per (visibility set, request) a process has seen
-# The Jinja names callsight's datasets and row-level security use (bi/assets.py, bi/users.py).
+# The Jinja names callsight's datasets and row-level security use (bi/agent_macros.py, bi/users.py).
 # callsight_uses reads the query object, which is part of the memo key.
 ALLOWED_NAMES = frozenset(
     {"current_user_roles", "cache_key_wrapper", "callsight_visibility_set", "filter_values", "callsight_uses"}

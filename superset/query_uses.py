@@ -3,7 +3,7 @@
 The dashboards' datasets join the agents' labels (security.agent_labels) to every call for the columns
 agent_name and the audience's agent keys. DuckDB keeps that join, or the correlated subquery, even where
 the chart never reads those columns: a KPI tile over a month of inbound calls at 10M legs took 57 ms per
-query with it and 11 ms without (docs/performance.md). The datasets' SQL (bi/assets.py) asks
+query with it and 11 ms without (docs/performance.md). The datasets' SQL (bi/agent_macros.py) asks
 `callsight_uses('agent_name', ...)` and joins only where the answer is yes; otherwise it reads the labels
 through a form DuckDB drops when unused and that still gives the same values when used. So a wrong "no"
 costs time, never a wrong result.
