@@ -19,6 +19,12 @@ def _think(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _only(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names or set(names) - set(RERUNNABLE):
@@ -42,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team-minutes", type=float, default=5.0, help="minutes of the team load")
     p.add_argument("--think", type=_think, default=(10.0, 30.0), help="a user's think time, seconds: MIN,MAX")
     p.add_argument("--skip-team", action="store_true", help="no team load")
+    p.add_argument("--web-workers", type=_positive, default=2, help="Superset's gunicorn workers (as the service's)")
+    p.add_argument("--web-threads", type=_positive, default=8, help="threads per gunicorn worker (as the service's)")
     p.add_argument(
         "--only",
         type=_only,
@@ -72,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         team_minutes=args.team_minutes,
         think=args.think,
         only=args.only,
+        web=(args.web_workers, args.web_threads),
     )
     results, _ = run_bench(args.rows or [1_000_000], opts)
     failed = [f"{r['rows']:,}: {name}" for r in results for name, s in r["stages"].items() if not s["ok"]]

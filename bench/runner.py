@@ -40,6 +40,7 @@ class BenchOptions:
     team_minutes: float = 5.0
     think: tuple[float, float] = (10.0, 30.0)
     only: tuple[str, ...] = ()  # run just these of RERUNNABLE on the site a --keep run left in `work`
+    web: tuple[int, int] = (2, 8)  # Superset's gunicorn (workers, threads), the service's defaults
 
 
 # Stages that can run again on a kept bench site (--only): they only read the served warehouse (and
@@ -116,6 +117,7 @@ def _superset_stages(
             "users": opts.load_users,
             "load_seconds": opts.load_seconds,
             "publish_every": opts.publish_every,
+            "web": list(opts.web),
         }
         stage("charts", "charts", args, env)
     if "team" in names:
@@ -125,6 +127,7 @@ def _superset_stages(
             "think": list(opts.think),
             "seed": opts.seed,
             "capture_out": str(work / "results" / "team-capture.json"),
+            "web": list(opts.web),
         }
         stage("team", "team", args, env)
 

@@ -48,9 +48,14 @@ def user_password(settings: Settings) -> str:
 
 @contextmanager
 def bench_superset(
-    settings: Settings, workers: int = 2, log_name: str = "superset-bench.log", shared_cache: bool = True
+    settings: Settings,
+    workers: int = 2,
+    threads: int = 8,
+    log_name: str = "superset-bench.log",
+    shared_cache: bool = True,
 ) -> Iterator[BenchSite]:
-    """A provisioned Superset on the served warehouse of `settings.home`, for the duration of the block."""
+    """A provisioned Superset on the served warehouse of `settings.home`, for the duration of the block:
+    gunicorn with `workers` processes of `threads` threads (the service's settings)."""
     from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
     from callsight.cli.commands import provision
     from callsight.site.directory import load_directory
@@ -67,7 +72,7 @@ def bench_superset(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = env.start_web(port=port, workers=workers, log_name=log_name)
+    proc = env.start_web(port=port, workers=workers, threads=threads, log_name=log_name)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

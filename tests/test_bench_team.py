@@ -215,6 +215,7 @@ def _team_detail(p95_ms: float, errors: int) -> dict:
         "repeat_open": {**part, "n": 110, "p50_ms": 500.0},
         "per_dashboard": {},
         "superset_peak_rss_mib": 1234,
+        "web": {"workers": 3, "threads": 4},
     }
 
 
@@ -244,6 +245,7 @@ def test_team_figures_in_the_table_beside_the_hammer_with_the_goal() -> None:
     assert "0.90 / 1.40 s" in text and "0.15 / 0.60 s" in text  # dashboard loaded; chart
     assert "0.80 / 1.20 s (4)" in text and "0.50 / 1.20 s (110)" in text  # first after publish; repeat
     assert "team: Superset peak RSS" in text and "1,234 MiB" in text
+    assert "team: gunicorn workers x threads" in text and "3 x 4" in text
     assert "whole process tree (sampled every 0.5 s): 83,000: team 2,500" in text
     assert "team: dashboard loaded p95 <= 1.5 s, 0 errors" in text
 
@@ -255,3 +257,9 @@ def test_team_flags() -> None:
         build_parser().parse_args(["--only", "generate"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--think", "30,10"])
+    assert build_parser().parse_args([]).web_workers == 2 and build_parser().parse_args([]).web_threads == 8
+    w = build_parser().parse_args(["--web-workers", "3", "--web-threads", "4"])
+    assert (w.web_workers, w.web_threads) == (3, 4)
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--web-threads", bad])
