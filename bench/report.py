@@ -135,10 +135,17 @@ def team_rows(sizes: list[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
         ("team: first open after publish (n)", [_ms_pair(t.get("first_after_publish"), True) for t in teams]),
         ("team: repeat open (n)", [_ms_pair(t.get("repeat_open"), True) for t in teams]),
         ("team: Superset peak RSS", [_fmt(t.get("superset_peak_rss_mib"), ",.0f", " MiB") for t in teams]),
+        ("team: slowest open (started at) / chart", [_slowest(t.get("slowest")) for t in teams]),
         ("team: gunicorn workers x threads", [_web(t.get("web")) for t in teams]),
         ("team: warm-up: night before / new build / after swap", [_warm_up(t) for t in teams]),
         ("team: the swap waited for the build's warm-up", [_fmt(t.get("publish_s"), ",.0f", " s") for t in teams]),
     ]
+
+
+def _slowest(s: Mapping[str, Any] | None) -> str:
+    if not s:
+        return "-"
+    return f"{s['open_ms'] / 1000:.2f} s (+{s['open_started_s']:.0f} s) / {s['chart_ms'] / 1000:.2f} s"
 
 
 def _web(web: Mapping[str, int] | None) -> str:

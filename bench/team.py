@@ -168,6 +168,21 @@ def summarize(opens: Sequence[DashboardOpen], publishes: Sequence[float], **extr
         "repeat_open": part("repeat"),
         "per_dashboard": per_dashboard,
         "publishes": len(publishes),
+        "slowest": _slowest(opens, requests),
+    }
+
+
+def _slowest(opens: Sequence[DashboardOpen], requests: Sequence[Timed]) -> dict[str, Any] | None:
+    """The slowest open (its seconds, when it started after the first open, the dashboard) and the slowest
+    chart request: what a p95 leaves out - a stalled request shows here."""
+    if not opens:
+        return None
+    worst = max(opens, key=lambda o: o.seconds)
+    return {
+        "open_ms": round(worst.seconds * 1000, 1),
+        "open_started_s": round(worst.start - min(o.start for o in opens), 1),
+        "open_slug": worst.slug,
+        "chart_ms": round(max((r.seconds for r in requests), default=0.0) * 1000, 1),
     }
 
 

@@ -116,6 +116,9 @@ def test_summary_percentiles_of_whole_opens_and_of_charts() -> None:
     assert s["repeat_open"]["requests_cached"] == "19/39"  # the 0.05 s answers (of the 19 repeats) were cached
     assert s["per_dashboard"]["kunden"] == {"n": 1, "p50_ms": 9000.0, "p95_ms": 9000.0}
     assert s["publishes"] == 1
+    # What the p95 leaves out: kunden's 9 s open, 199 s after the first open, and its 9 s request.
+    assert s["slowest"] == {"open_ms": 9000.0, "open_started_s": 199.0, "open_slug": "kunden", "chart_ms": 9000.0}
+    assert summarize([], [])["slowest"] is None
     json.dumps(s)
 
 
@@ -216,6 +219,7 @@ def _team_detail(p95_ms: float, errors: int) -> dict:
         "per_dashboard": {},
         "superset_peak_rss_mib": 1234,
         "web": {"workers": 3, "threads": 4},
+        "slowest": {"open_ms": 2500.0, "open_started_s": 3.4, "open_slug": "kunden", "chart_ms": 1900.0},
     }
 
 
@@ -246,6 +250,7 @@ def test_team_figures_in_the_table_beside_the_hammer_with_the_goal() -> None:
     assert "0.80 / 1.20 s (4)" in text and "0.50 / 1.20 s (110)" in text  # first after publish; repeat
     assert "team: Superset peak RSS" in text and "1,234 MiB" in text
     assert "team: gunicorn workers x threads" in text and "3 x 4" in text
+    assert "2.50 s (+3 s) / 1.90 s" in text  # the slowest open, when it started, the slowest chart
     assert "whole process tree (sampled every 0.5 s): 83,000: team 2,500" in text
     assert "team: dashboard loaded p95 <= 1.5 s, 0 errors" in text
 
