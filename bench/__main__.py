@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.runner import RERUNNABLE, BenchOptions, run_bench
+from callsight.bi.runtime import WEB_THREADS, WEB_WORKERS
 from callsight.site.settings import Settings
 
 
@@ -48,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team-minutes", type=float, default=5.0, help="minutes of the team load")
     p.add_argument("--think", type=_think, default=(10.0, 30.0), help="a user's think time, seconds: MIN,MAX")
     p.add_argument("--skip-team", action="store_true", help="no team load")
-    p.add_argument("--web-workers", type=_positive, default=2, help="Superset's gunicorn workers (as the service's)")
-    p.add_argument("--web-threads", type=_positive, default=8, help="threads per gunicorn worker (as the service's)")
+    p.add_argument("--web-workers", type=_positive, default=WEB_WORKERS, help="Superset's gunicorn workers")
+    p.add_argument("--web-threads", type=_positive, default=WEB_THREADS, help="threads per gunicorn worker")
     p.add_argument(
         "--only",
         type=_only,

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.measure import StageResult, load_average, run_python_stage
 from bench.report import GOALS, figures, report_lines
+from callsight.bi.runtime import WEB_THREADS, WEB_WORKERS
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class BenchOptions:
     team_minutes: float = 5.0
     think: tuple[float, float] = (10.0, 30.0)
     only: tuple[str, ...] = ()  # run just these of RERUNNABLE on the site a --keep run left in `work`
-    web: tuple[int, int] = (2, 8)  # Superset's gunicorn (workers, threads), the service's defaults
+    web: tuple[int, int] = (WEB_WORKERS, WEB_THREADS)  # Superset's gunicorn (workers, threads)
 
 
 # Stages that can run again on a kept bench site (--only): they only read the served warehouse (and

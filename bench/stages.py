@@ -157,7 +157,7 @@ def stage_charts(args: dict[str, Any]) -> dict[str, Any]:
     from callsight.site.settings import Settings
 
     settings = Settings.from_env()
-    with bench_superset(settings, *args.get("web", (2, 8))) as site:
+    with bench_superset(settings, *args["web"]) as site:
         admin = site.directory.admins[0]
 
         def login() -> SupersetClient:
@@ -196,7 +196,7 @@ def stage_charts(args: dict[str, Any]) -> dict[str, Any]:
             "samples": sum(len(lat.seconds) for lat in cached),
         },
         "load": load.summary(),
-        "web": dict(zip(("workers", "threads"), args.get("web", (2, 8)), strict=True)),
+        "web": dict(zip(("workers", "threads"), args["web"], strict=True)),
     }
 
 
@@ -218,7 +218,7 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
 
     settings = Settings.from_env()
     opts = TeamOptions(args["users"], args["minutes"], tuple(args["think"]), seed=args.get("seed", 1))
-    with bench_superset(settings, *args.get("web", (2, 8)), log_name="superset-team.log") as site:
+    with bench_superset(settings, *args["web"], log_name="superset-team.log") as site:
 
         def login(username: str) -> SupersetClient:
             return SupersetClient(site.url, timeout=120).login(username, site.user_password)
@@ -271,7 +271,7 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
         finally:
             result_peak = round(superset_memory.stop())
     result["superset_peak_rss_mib"] = result_peak
-    result["web"] = dict(zip(("workers", "threads"), args.get("web", (2, 8)), strict=True))
+    result["web"] = dict(zip(("workers", "threads"), args["web"], strict=True))
     result["shared_cache"] = bool(site.env)
     result["warm_ups"] = warmups
     result["capture"] = {

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from callsight.bi.runtime import WEB_THREADS, WEB_WORKERS
 from callsight.site.directory import Directory
 from callsight.site.settings import Settings
 
@@ -49,8 +50,8 @@ def user_password(settings: Settings) -> str:
 @contextmanager
 def bench_superset(
     settings: Settings,
-    workers: int = 2,
-    threads: int = 8,
+    workers: int = WEB_WORKERS,
+    threads: int = WEB_THREADS,
     log_name: str = "superset-bench.log",
     shared_cache: bool = True,
 ) -> Iterator[BenchSite]:

@@ -21,6 +21,7 @@ from bench.report import GOALS, figures, report_lines
 from bench.team import DashboardOpen, Timed, classify, open_dashboard, pick_team, summarize
 
 from callsight.bi.capture import CapturedRequest, parse_performance_log, verify_capture
+from callsight.bi.runtime import WEB_THREADS, WEB_WORKERS
 from callsight.demo.journal import build_org
 from callsight.site.directory import Directory
 
@@ -262,7 +263,8 @@ def test_team_flags() -> None:
         build_parser().parse_args(["--only", "generate"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--think", "30,10"])
-    assert build_parser().parse_args([]).web_workers == 2 and build_parser().parse_args([]).web_threads == 8
+    default = build_parser().parse_args([])
+    assert (default.web_workers, default.web_threads) == (WEB_WORKERS, WEB_THREADS), "the service's split"
     w = build_parser().parse_args(["--web-workers", "3", "--web-threads", "4"])
     assert (w.web_workers, w.web_threads) == (3, 4)
     for bad in ("0", "-1", "two"):

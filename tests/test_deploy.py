@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from callsight.cli.bind import exposure_warning, parse_bind
+from callsight.bi.runtime import WEB_THREADS, WEB_WORKERS
+from callsight.cli.bind import exposure_warning, parse_bind, web_split
 from callsight.cli.service import SERVICES, launch
 from callsight.site.secret_files import SECRET_SETTINGS
 from callsight.site.settings import REPO_ROOT, Settings
@@ -210,12 +211,30 @@ def test_service_commands_come_from_the_settings(tmp_path: Path) -> None:
     assert "CALLSIGHT_SUPERSET_PROCESS" not in web.env
     with pytest.raises(ValueError, match="CALLSIGHT_SUPERSET_BIND"):
         launch("superset-web", Settings.from_env({**env, "CALLSIGHT_SUPERSET_BIND": "8088"}), {})
+    # Without the two settings: the split measured for two cores (bi/runtime.py), as `callsight serve` starts.
+    plain = {k: v for k, v in env.items() if k not in ("CALLSIGHT_SUPERSET_WORKERS", "CALLSIGHT_SUPERSET_THREADS")}
+    default = " ".join(launch("superset-web", Settings.from_env(plain), {}).argv)
+    assert f"--workers {WEB_WORKERS} --worker-class gthread --threads {WEB_THREADS} " in default
+    assert web_split({}) == (WEB_WORKERS, WEB_THREADS) == (4, 4)
+    for variable, bad in (("CALLSIGHT_SUPERSET_WORKERS", "0"), ("CALLSIGHT_SUPERSET_THREADS", "eight")):
+        with pytest.raises(ValueError, match=f"{variable} must be a whole number >= 1, got '{bad}'"):
+            launch("superset-web", Settings.from_env({**env, variable: bad}), {})
     with pytest.raises(SystemExit, match="SUPERSET_ADMIN_PASSWORD"):
         launch("dagster-daemon", Settings.from_env({"CALLSIGHT_HOME": str(tmp_path)}), {})
     exposed = launch("superset-web", Settings.from_env({**env, "CALLSIGHT_SUPERSET_BIND": "0.0.0.0:8088"}), {})
     assert "WARNING" in exposed.warnings[0]
     ui_exposed = launch("dagster-webserver", Settings.from_env({**env, "CALLSIGHT_DAGSTER_BIND": "10.1.2.3:3000"}), {})
     assert "no login" in ui_exposed.warnings[0]
+
+
+def test_callsight_serve_refuses_a_bad_split_before_it_starts_anything(tmp_path: Path) -> None:
+    from callsight.cli.serve import serve
+
+    port = free_port()
+    settings = Settings.from_env({"CALLSIGHT_HOME": str(tmp_path), "CALLSIGHT_SUPERSET_THREADS": "0"})
+    with pytest.raises(SystemExit, match="CALLSIGHT_SUPERSET_THREADS must be a whole number >= 1"):
+        serve(settings, "k" * 32, "p" * 16, None, port=port, dagster_ui=False)
+    assert not reachable(("127.0.0.1", port)) and not (tmp_path / "logs").exists()
 
 
 def test_binding_beyond_loopback_warns_unless_behind_the_proxy() -> None:

@@ -22,6 +22,10 @@ from callsight.site.secret_files import resolve_secret_files
 from callsight.site.settings import REPO_ROOT, Settings
 
 SUPERSET_CONFIG = REPO_ROOT / "superset" / "superset_config.py"
+# gunicorn's split on two cores (CALLSIGHT_SUPERSET_WORKERS / _THREADS change it): four processes of four
+# threads let a team's burst of requests run on both cores without one GIL queueing eight requests; the
+# team at 9 a.m. measured with 2 x 8, 2 x 2, 4 x 2 and 4 x 4 in docs/performance.md (2026-12-06, 14:00).
+WEB_WORKERS, WEB_THREADS = 4, 4
 INIT_METADATA = REPO_ROOT / "superset" / "init_metadata.py"
 
 
@@ -105,13 +109,15 @@ class SupersetEnv:
         self,
         host: str = "127.0.0.1",
         port: int = 8088,
-        workers: int = 2,
+        workers: int = WEB_WORKERS,
         log_name: str = "superset-web.log",
-        threads: int = 8,
+        threads: int = WEB_THREADS,
     ) -> subprocess.Popen:
         return self._spawn(self.web_argv(host, port, workers, threads), log_name)
 
-    def web_argv(self, host: str = "127.0.0.1", port: int = 8088, workers: int = 2, threads: int = 8) -> list[str]:
+    def web_argv(
+        self, host: str = "127.0.0.1", port: int = 8088, workers: int = WEB_WORKERS, threads: int = WEB_THREADS
+    ) -> list[str]:
         """gunicorn serving Superset (also what `callsight service superset-web` execs)."""
         return [
             str(self.bin_dir / "gunicorn"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
+from callsight.bi.runtime import WEB_THREADS, WEB_WORKERS
+
 EXPOSED_WARNING = """
  ############################################################################
  #  WARNING: Superset listens on {host}, beyond loopback, without the TLS
@@ -34,6 +36,15 @@ def count_setting(env: Mapping[str, str], variable: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{variable} must be a whole number >= 1, got {value!r}")
     return int(value)
+
+
+def web_split(env: Mapping[str, str]) -> tuple[int, int]:
+    """Superset's gunicorn: (worker processes, threads per worker) from CALLSIGHT_SUPERSET_WORKERS and
+    CALLSIGHT_SUPERSET_THREADS, the same for `callsight serve` and the superset-web service."""
+    return (
+        count_setting(env, "CALLSIGHT_SUPERSET_WORKERS", WEB_WORKERS),
+        count_setting(env, "CALLSIGHT_SUPERSET_THREADS", WEB_THREADS),
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from callsight.bi.admin_passwords import ADMIN_PASSWORD, MEMBER_PASSWORD
-from callsight.cli.bind import exposure_warning, probe_host
+from callsight.cli.bind import exposure_warning, probe_host, web_split
 from callsight.cli.commands import _print, _superset_up, check_ready, provision, require_secret
 from callsight.site.file_modes import OWNER_ONLY_UMASK
 from callsight.site.settings import Settings
@@ -54,6 +54,7 @@ def serve(
         _print(warning)
     try:
         ui_hosts = allowed_hosts(settings)  # a bad name fails now, not after Superset started
+        workers, threads = web_split(settings.env)
     except ValueError as exc:
         raise SystemExit(f"callsight: {exc}") from None
     # Report screenshots: the worker's browser must reach this web server.
@@ -62,7 +63,7 @@ def serve(
     if _superset_up(url):
         raise SystemExit(f"callsight: something already answers on {url}; stop it first")
     procs: list[subprocess.Popen] = []
-    web = env.start_web(host=host, port=port)
+    web = env.start_web(host=host, port=port, workers=workers, threads=threads)
     procs.append(web)
     try:
         wait_healthy(url, web)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from callsight.cli.bind import bind_setting, count_setting, exposure_warning, is_loopback, probe_host
+from callsight.cli.bind import bind_setting, count_setting, exposure_warning, is_loopback, probe_host, web_split
 from callsight.cli.commands import _print, require_secret
 from callsight.cli.serve import daemon_argv, dagster_env, ui_argv, warn_if_root
 from callsight.site.settings import Settings
@@ -29,11 +29,7 @@ SERVICES = {
     "dagster-webserver": "the Dagster UI behind its Host check on CALLSIGHT_DAGSTER_BIND",
     "dagster-daemon": "the Dagster daemon: nightly schedule, freshness check, failure mail",
 }
-SUPERSET_BIND, SUPERSET_WORKERS, SUPERSET_THREADS = (
-    "CALLSIGHT_SUPERSET_BIND",
-    "CALLSIGHT_SUPERSET_WORKERS",
-    "CALLSIGHT_SUPERSET_THREADS",
-)
+SUPERSET_BIND = "CALLSIGHT_SUPERSET_BIND"
 CELERY_CONCURRENCY, DAGSTER_BIND = "CALLSIGHT_CELERY_CONCURRENCY", "CALLSIGHT_DAGSTER_BIND"
 DEFAULT_SUPERSET_BIND, DEFAULT_DAGSTER_BIND = "127.0.0.1:8088", "127.0.0.1:3000"
 DAGSTER_WARNING = (
@@ -66,8 +62,7 @@ def superset_launch(name: str, settings: Settings) -> Launch:
     env = SupersetEnv(settings, secret, extra_env=tuple(extra))
     warnings: list[str] = []
     if name == "superset-web":
-        workers = count_setting(settings.env, SUPERSET_WORKERS, 2)
-        argv = env.web_argv(host, port, workers, count_setting(settings.env, SUPERSET_THREADS, 8))
+        argv = env.web_argv(host, port, *web_split(settings.env))
         warnings += filter(None, [exposure_warning(host, settings.env)])
     else:
         if not settings.env.get("CALLSIGHT_REDIS_URL"):
