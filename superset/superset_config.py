@@ -49,7 +49,7 @@ SQLALCHEMY_DATABASE_URI = os.environ.get(
 )
 if SQLALCHEMY_DATABASE_URI.startswith("sqlite:"):
     # Keep SQLite's connections (SQLAlchemy 2's default for a file; 1.4 opened a new one for each of the
-    # four checkouts of a chart request, each reading the schema again). gthread: 8 threads per worker.
+    # four checkouts of a chart request, each reading the schema again); more than gunicorn's threads per worker.
     from sqlalchemy.pool import QueuePool
 
     SQLALCHEMY_ENGINE_OPTIONS = {"poolclass": QueuePool, "pool_size": 10, "max_overflow": 10}
