@@ -56,7 +56,7 @@ def bench_superset(
     shared_cache: bool = True,
 ) -> Iterator[BenchSite]:
     """A provisioned Superset on the served warehouse of `settings.home`, for the duration of the block:
-    gunicorn with `workers` processes of `threads` threads (the service's settings)."""
+    gunicorn with `workers` processes of `threads` threads (by default the product's split, bi/runtime.py)."""
     from callsight.bi.runtime import SupersetEnv, stop, wait_healthy
     from callsight.cli.commands import provision
     from callsight.site.directory import load_directory

@@ -24,7 +24,7 @@ from callsight.site.settings import REPO_ROOT, Settings
 SUPERSET_CONFIG = REPO_ROOT / "superset" / "superset_config.py"
 # gunicorn's split on two cores (CALLSIGHT_SUPERSET_WORKERS / _THREADS change it): four processes of four
 # threads let a team's burst of requests run on both cores without one GIL queueing eight requests; the
-# team at 9 a.m. measured with 2 x 8, 2 x 2, 4 x 2 and 4 x 4 in docs/performance.md (2026-12-06, 14:00).
+# team at 9 a.m. measured with 2 x 8, 2 x 2, 4 x 2 and 4 x 4 in docs/performance.md (2026-12-06, 13:47-15:35).
 WEB_WORKERS, WEB_THREADS = 4, 4
 INIT_METADATA = REPO_ROOT / "superset" / "init_metadata.py"
 
