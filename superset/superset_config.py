@@ -174,7 +174,9 @@ JINJA_CONTEXT_ADDONS = {
     "callsight_uses": _query_uses.callsight_uses,
 }
 # The night's cache warm-up runs chart queries as each visibility set's viewer (warm_cache.py), and
-# Superset's action log leaves them out: they are nobody's doing.
+# Superset's action log leaves them out: they are nobody's doing. Each runs as a job in a process of its
+# own, polled for its counts (warm_jobs.py).
+_load_beside("callsight_warm_jobs", "warm_jobs.py")
 _warm_cache = _load_beside("callsight_warm_cache", "warm_cache.py")
 BLUEPRINTS = [_warm_cache.blueprint]
 EVENT_LOGGER = _warm_cache.EventLogger()

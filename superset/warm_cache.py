@@ -10,9 +10,11 @@ callsight.bi.warm_cache calls it with one user per visibility set.
 
 The requests do not run in the web worker that takes the call: it starts a Superset process of its own
 for them (this file run as a script, with the worker's environment) at the lowest CPU priority (NICE),
-and waits. The warm-up then takes only the CPU that people's requests leave: a warm-up inside the
-workers computed on both cores beside them, and a niced thread there would stall the worker's other
-requests while it holds the GIL (docs/performance.md).
+and answers at once (202) with a job token; `GET /api/v1/callsight/warm_cache/<token>` (admins only)
+answers with the job's state and, once done, its counts (warm_jobs.py). The warm-up then takes only the
+CPU that people's requests leave, and no web thread: a warm-up inside the workers computed on both cores
+beside them, a niced thread there stalled the worker's other requests while it held the GIL, and a
+worker waiting for the process held a thread for minutes (docs/performance.md).
 
 With "candidate": true the requests read the build the night is about to publish, not the served file
 (served_warehouse.reading_candidate), and their results wait in the cache under the version that build
@@ -27,8 +29,8 @@ import contextvars
 import json
 import logging
 import os
-import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -38,6 +40,7 @@ log = logging.getLogger("callsight.warm_cache")
 ADMIN_ROLE = "Admin"
 NICE = 19  # the warm-up's process: CPU only when nobody else wants it
 TIMEOUT = 4 * 3600  # seconds: a warm-up that takes longer is stopped (the night goes on without it)
+JOBS_FOLDER = "warm-jobs"  # under Superset's home: the jobs' states (warm_jobs.py)
 
 blueprint = Blueprint("callsight_warm_cache", __name__)
 _warming: contextvars.ContextVar[bool] = contextvars.ContextVar("callsight_warming", default=False)
@@ -142,10 +145,33 @@ def warm_cache() -> Any:
     if candidate and not served.candidate_path(sys.modules["callsight_visibility"].served_path()).is_file():
         return jsonify(message="no build waiting to be published"), 409
     try:
-        return jsonify(in_own_process(users, bodies, candidate))
-    except (subprocess.SubprocessError, OSError, ValueError) as exc:
-        log.warning("warm-up process failed: %s", exc)
-        return jsonify(message=f"warm-up failed: {type(exc).__name__}"), 500
+        token = in_own_process(users, bodies, candidate)
+    except OSError as exc:
+        log.warning("warm-up process not started: %s", exc)
+        return jsonify(message=f"warm-up not started: {type(exc).__name__}"), 500
+    return jsonify(job=token, state="running"), 202
+
+
+@blueprint.route("/api/v1/callsight/warm_cache/<token>", methods=["GET"])
+def warm_cache_job(token: str) -> Any:
+    """A warm-up's state: running, done with its counts, or failed with a reason."""
+    caller = _caller()
+    if caller is None:
+        return jsonify(message="not logged in"), 401
+    if ADMIN_ROLE not in {r.name for r in caller.roles}:
+        return jsonify(message="admins only"), 403
+    jobs = sys.modules["callsight_warm_jobs"]
+    path = jobs.job_path(jobs_folder(), token)
+    job = None if path is None else jobs.state(path)
+    if job is None:
+        return jsonify(message="no such warm-up"), 404
+    return jsonify(job)
+
+
+def jobs_folder() -> Path:
+    from flask import current_app
+
+    return Path(current_app.config["DATA_DIR"]) / JOBS_FOLDER
 
 
 def child_environment(env: dict[str, str]) -> dict[str, str]:
@@ -154,25 +180,23 @@ def child_environment(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not (k.endswith("_FILE") and k.removesuffix("_FILE") in env)}
 
 
-def in_own_process(users: list[str], bodies: list[Any], candidate: bool) -> dict[str, int]:
-    """Run the requests for each user in a Superset process of its own at the lowest CPU priority."""
-    done = subprocess.run(
+def in_own_process(users: list[str], bodies: list[Any], candidate: bool) -> str:
+    """Start the requests for each user in a Superset process of its own at the lowest CPU priority; the
+    job's token."""
+    return sys.modules["callsight_warm_jobs"].start(
+        jobs_folder(),
         [sys.executable, os.path.abspath(__file__)],
-        input=json.dumps({"users": users, "requests": bodies, "candidate": candidate}),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=child_environment(dict(os.environ)),
-        check=False,
+        {"users": users, "requests": bodies, "candidate": candidate},
+        child_environment(dict(os.environ)),
+        TIMEOUT,
     )
-    if done.returncode != 0:
-        raise subprocess.SubprocessError(f"exit {done.returncode}: {done.stderr.strip()[-500:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
-    """The warm-up's process: {"users", "requests", "candidate"} on stdin, the counts on stdout's last line."""
+    """The warm-up's process: {"users", "requests", "candidate"} on stdin, the counts into the job's file
+    (the first argument)."""
     os.nice(NICE)
+    result = Path(sys.argv[1])
     job = json.loads(sys.stdin.read())
     from superset.app import create_app
 
@@ -190,7 +214,7 @@ def main() -> int:
             with reading:
                 for k, v in own.run_as(app, user, [own.sent_as(item) for item in job["requests"]]).items():
                     done[k] += v
-    print(json.dumps(done), flush=True)
+    sys.modules["callsight_warm_jobs"].finish(result, done)
     return 0
 
 

@@ -28,7 +28,7 @@ import requests
 from callsight.bi.api import SupersetAPIError, SupersetClient
 from callsight.bi.assets import load_assets
 from callsight.bi.capture import CapturedRequest
-from callsight.bi.warm_cache import REQUESTS_FILE, WARM_PATH, viewer_sets, warm_cache
+from callsight.bi.warm_cache import REQUESTS_FILE, WARM_PATH, await_job, viewer_sets, warm_cache
 from callsight.defs.bi.warm_cache import superset_cache
 from callsight.defs.publish.assets import published_warehouse
 from callsight.defs.resources import SiteResource
@@ -44,6 +44,7 @@ pytestmark = pytest.mark.superset
 
 REDIS_DB = 12
 DASHBOARD = ("agenten",)  # one dashboard is enough to prove it; the night warms all four
+JOBS_FOLDER = "warm-jobs"  # superset/warm_cache.py's, under Superset's home
 
 
 def redis(*args: str) -> str:
@@ -308,6 +309,34 @@ def test_the_warm_up_endpoint_is_the_admins_and_refuses_bad_requests(
     anonymous = requests.post(f"{url}{WARM_PATH}", json={"users": [member], "requests": [body]}, timeout=30)
     assert anonymous.status_code in (400, 401, 403) and "data" not in anonymous.text
     assert cached_keys(two_processes.prefix) == before, "a refused request computed nothing"
+
+
+def test_a_warm_up_answers_at_once_and_only_its_admins_may_poll_it(
+    superset_server: SupersetServer, two_processes: TwoProcesses
+) -> None:
+    """The endpoint starts the warm-up's process and answers before it is done (it cannot be: a Superset
+    process takes seconds to start), so that no web thread waits for it; the job is polled by admins only,
+    by its token and nothing else, and its file holds counts, never data."""
+    s, url = superset_server, two_processes.first
+    directory = load_directory(s.site.settings.effective_directory_path)
+    member = next(u for u in directory.usernames if u not in directory.analysts + directory.admins)
+    body = {"datasource": {"id": 1, "type": "table"}, "queries": [{"metrics": ["count"]}], "result_type": "full"}
+    admin = login(s, url, "admin")
+    job = admin.post(WARM_PATH, {"users": [member], "requests": [body]}, ok=(202,))["job"]
+    assert admin.get(f"{WARM_PATH}/{job}") == {"state": "running"}
+    with pytest.raises(SupersetAPIError) as refused:
+        login(s, url, member).get(f"{WARM_PATH}/{job}")
+    assert refused.value.status == 403
+    assert requests.get(f"{url}{WARM_PATH}/{job}", timeout=30).status_code == 401
+    for token in ("0" * 32, "..%2Fwarm-requests.json", job.upper()):
+        with pytest.raises(SupersetAPIError) as refused:
+            admin.get(f"{WARM_PATH}/{token}")
+        assert refused.value.status == 404, token
+    counts = await_job(admin, job, lambda: None, poll=0.2)
+    assert sum(counts.values()) == 1, counts  # one request of one query: computed, cached or failed
+    path = s.site.settings.superset_home / JOBS_FOLDER / f"{job}.json"
+    assert json.loads(path.read_text()) == {"state": "done", **counts}
+    assert path.stat().st_mode & 0o077 == 0 and path.parent.stat().st_mode & 0o077 == 0
 
 
 def test_the_night_step_warms_the_dashboards_its_setting_names(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import requests
 
-from callsight.bi.api import SupersetClient
+from callsight.bi.api import SupersetAPIError, SupersetClient
 from callsight.bi.assets import load_assets
 from callsight.bi.capture import CapturedRequest, capture_dashboards, verify_capture
 from callsight.bi.roles import ROLE_ADMIN, ROLE_ANALYST, role_for
@@ -43,6 +43,7 @@ WARM_PATH = "/api/v1/callsight/warm_cache"
 # per core of a 2-core machine, taking what people's requests leave (docs/performance.md, "Shared cache").
 PARALLEL = 2
 TIMEOUT = 4 * 3600  # seconds, as superset/warm_cache.py's
+POLL = 2.0  # seconds between the polls for a warm-up's counts: one short request each
 
 
 @dataclass
@@ -113,6 +114,28 @@ def viewer_sets(served_db: Path) -> dict[str, str]:
     return dict(rows)
 
 
+def await_job(lane: SupersetClient, job: str, login: Callable[[], object], poll: float = POLL) -> dict[str, int]:
+    """A warm-up's counts once its process is done (the endpoint answers at once, superset/warm_jobs.py);
+    logged in anew when the login expires (Superset's: after 15 minutes) during a long warm-up."""
+    deadline, relogged = time.monotonic() + TIMEOUT + 60, False
+    while time.monotonic() < deadline:
+        try:
+            state = lane.get(f"{WARM_PATH}/{job}")
+        except SupersetAPIError as exc:
+            if exc.status != 401 or relogged:
+                raise
+            login()
+            relogged = True
+            continue
+        relogged = False
+        if state["state"] == "done":
+            return {k: state[k] for k in ("computed", "cached", "failed")}
+        if state["state"] != "running":
+            raise RuntimeError(f"the cache warm-up failed: {state.get('message', state['state'])}")
+        time.sleep(poll)
+    raise TimeoutError(f"the cache warm-up did not end within {TIMEOUT + 60} s")
+
+
 def warm_cache(
     settings: Settings,
     url: str,
@@ -147,8 +170,9 @@ def warm_cache(
     lanes = [report.users[i::PARALLEL] for i in range(PARALLEL) if report.users[i::PARALLEL]]
 
     def warm(users: list[str]) -> dict[str, int]:
-        lane = SupersetClient(url, timeout=TIMEOUT).login(settings.superset_admin_username, admin_password)
-        return lane.post(WARM_PATH, {"users": users, "requests": sent, "candidate": candidate})
+        lane = SupersetClient(url).login(settings.superset_admin_username, admin_password)
+        job = lane.post(WARM_PATH, {"users": users, "requests": sent, "candidate": candidate}, ok=(202,))["job"]
+        return await_job(lane, job, lambda: lane.login(settings.superset_admin_username, admin_password))
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         for done in pool.map(warm, lanes):
