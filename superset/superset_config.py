@@ -341,6 +341,8 @@ _sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py
 _load_beside("callsight_lru", "lru.py")
 _parse_memo = _load_beside("callsight_parse_memo", "parse_memo.py")
 _key_memo = _load_beside("callsight_key_memo", "key_memo.py")
+# The served warehouse's default schema asked once per process, not on a new connection per request.
+_schema_memo = _load_beside("callsight_schema_memo", "schema_memo.py")
 # Full garbage collections that skip what lives as long as the process (gc_freeze.py).
 _gc_freeze = _load_beside("callsight_gc_freeze", "gc_freeze.py")
 
@@ -365,6 +367,7 @@ def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask ap
     stable_extra_cache_keys()
     cache_duckdb_reserved_words()
     _parse_memo.install()
+    _schema_memo.install()
     _query_uses.install()  # next to Superset's get_sqla_query, inside the key memo and the guard
     _key_memo.install()  # before the SQL guard, which wraps get_sqla_query around it
     _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))
