@@ -15,19 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 MEMO: dict[tuple[Any, ...], str | None] = {}
-_ASK = object()  # kept for a database of another backend: ask it every time
 _original: Any = None
 
 
 def get_default_schema(database: Any, catalog: str | None) -> str | None:
     """Database.get_default_schema, answered from the memo for a DuckDB database."""
     key = (database.id, database.sqlalchemy_uri, database.extra, catalog)
-    kept = MEMO.get(key, _ASK)
-    if kept is not _ASK:
-        return kept
+    if key in MEMO:
+        return MEMO[key]
     answer = _original(database, catalog)
-    if key not in MEMO:
-        MEMO[key] = answer if database.backend == "duckdb" else _ASK
+    if database.backend == "duckdb":
+        MEMO[key] = answer
     return answer
 
 

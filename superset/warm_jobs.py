@@ -99,9 +99,6 @@ def _reap(proc: subprocess.Popen, path: Path, job: str, timeout: float) -> None:
         proc.kill()
         proc.wait()
         message = f"the warm-up's process was stopped after {timeout:.0f} s"
-    except OSError as exc:  # it ended before it read its job
-        proc.wait()
-        message = f"the warm-up's process ended (exit {proc.returncode}) before its job: {type(exc).__name__}"
     job_now = read(path)
     if job_now is None or job_now["state"] == "running":
         write(path, {"state": "failed", "message": message})
