@@ -8,7 +8,9 @@ CALLSIGHT_INIT_ADMIN_PASSWORD. Idempotent: an existing admin gets the password g
 
 A SQLite metadata DB (the default profile) is switched to write-ahead logging, once, for good: requests
 write action-log rows, and in SQLite's default mode each of those commits made the gunicorn threads'
-reads wait (docs/performance.md, "What a cache hit costs")."""
+reads wait (docs/performance.md, "What a cache hit costs").
+
+The security token's triggers (security_state.py) are installed after the migrations, at every start."""
 
 from __future__ import annotations
 
@@ -48,6 +50,9 @@ def main() -> int:
         security_manager.sync_role_definitions()
         db.session.commit()
         print("permissions and built-in roles synced", flush=True)
+        # After the migrations, which may rebuild a table without its triggers (superset_config loaded it).
+        installed = sys.modules["callsight_security_state"].install(db.engine)
+        print(f"security token triggers: {'installed' if installed else 'not for this database'}", flush=True)
         user = security_manager.find_user(username=username)
         if user is None:
             role = security_manager.find_role(security_manager.auth_role_admin)

@@ -121,7 +121,10 @@ if _auth == "ldap" and os.environ.get("CALLSIGHT_SUPERSET_PROCESS") != "celery":
         CUSTOM_SECURITY_MANAGER, frozenset({(os.environ.get("SUPERSET_ADMIN_USERNAME") or "admin").lower()})
     )
 # ---- end of logins ---------------------------------------------------------------------------
-# The same permission asked several times in one chart-data request is asked of the DB once (access_memo.py).
+# The same permission asked several times in one chart-data request is asked of the DB once, and again only
+# after the permissions changed (access_memo.py, security_state.py).
+_load_beside("callsight_lru", "lru.py")
+_load_beside("callsight_security_state", "security_state.py")
 CUSTOM_SECURITY_MANAGER = _load_beside("callsight_access_memo", "access_memo.py").with_access_memo(
     CUSTOM_SECURITY_MANAGER
 )

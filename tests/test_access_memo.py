@@ -1,7 +1,9 @@
 """superset/access_memo.py inside Superset (issue 31): a chart-data request asks the metadata DB each
 permission question once, gets Superset's own answers for every kind of viewer - several viewers inside one
-request, as the night's warm-up runs them - and a permission revoked between two requests refuses the next
-one. Run in the session's Superset metadata, in a child interpreter of Superset's environment."""
+request, as the night's warm-up runs them - and the next request asks none while nothing changed; a
+permission revoked, a role taken by hand or a row-level security clause changed by hand between two requests
+counts from the next one. Run in the session's Superset metadata, in a child interpreter of Superset's
+environment."""
 
 from __future__ import annotations
 
@@ -25,17 +27,30 @@ from superset.app import create_app
 app = create_app()
 users, table, password = json.loads(sys.stdin.read())
 from superset import security_manager as sm
-from superset.connectors.sqla.models import SqlaTable
+from superset.connectors.sqla.models import RLSFilterTables, RowLevelSecurityFilter, SqlaTable
 from superset.extensions import db
 from superset.utils.core import override_user
 
 asked = []  # the permission questions that reached the metadata DB
+rls_asked = []  # the row-level security questions
 with app.app_context():
     event.listen(
         db.engine,
         "before_cursor_execute",
         lambda conn, cur, sql, params, ctx, many: asked.append(sql) if "ab_permission_view_role" in sql else None,
     )
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda conn, cur, sql, params, ctx, many: rls_asked.append(sql) if "rls_filter_roles" in sql else None,
+    )
+
+
+def raw(sql, **params):  # a write outside Superset's models, committed at once
+    from sqlalchemy import text
+
+    with app.app_context(), db.engine.begin() as con:
+        con.execute(text(sql), params)
 
 
 def answers(ds):
@@ -44,12 +59,21 @@ def answers(ds):
         sm.can_access_schema(ds), sm.can_access_datasource(ds), sm.can_access("can_read", "Chart"),
         sm.can_access("can_write", "Dashboard"), sm.can_access("menu_access", "SQL Lab"),
         sm.can_access("all_query_access", "all_query_access"),
+        sorted(sm.user_view_menu_names("datasource_access")), sorted(sm.user_view_menu_names("schema_access")),
+        [list(f) for f in sm.get_rls_filters(rls_ds)],
     ]
 
 
-out = {"own": {}, "memo": {}, "again": {}, "asked_own": {}, "asked_memo": {}}
+out = {"own": {}, "memo": {}, "again": {}, "asked_own": {}, "asked_memo": {}, "next": {}}
 with app.app_context():
     ds = db.session.query(SqlaTable).filter_by(table_name=table).one()
+    # a dataset under the viewers' row-level security filter (the members' own and group calls)
+    regular = (
+        db.session.query(RLSFilterTables.c.table_id)
+        .join(RowLevelSecurityFilter, RowLevelSecurityFilter.id == RLSFilterTables.c.rls_filter_id)
+        .filter(RowLevelSecurityFilter.filter_type == "Regular")
+    )
+    rls_ds = db.session.query(SqlaTable).filter(SqlaTable.id.in_(regular)).order_by(SqlaTable.id).first()
     for user in users:  # Superset's own answers: outside a chart-data request nothing is kept
         with app.test_request_context("/api/v1/dashboard/", method="GET"), override_user(sm.find_user(username=user)):
             asked.clear()
@@ -66,6 +90,27 @@ with app.app_context():
             with override_user(sm.find_user(username=user)):
                 asked.clear()
                 out["again"][user] = {"answers": answers(ds), "asked": len(asked)}
+    for user in users:  # the next chart-data request of each (its own app context, as a worker's request)
+        with app.app_context(), app.test_request_context("/api/v1/chart/data", method="POST"):
+            with override_user(sm.find_user(username=user)):
+                asked.clear()
+                rls_asked.clear()
+                out["next"][user] = {"answers": answers(ds), "asked": len(asked), "rls_asked": len(rls_asked)}
+
+    # A row-level security clause changed by hand between two requests: the next request has the new one.
+    def member_rls():
+        with app.app_context(), app.test_request_context("/api/v1/chart/data", method="POST"):
+            with override_user(sm.find_user(username=users[0])):
+                return [list(f) for f in sm.get_rls_filters(rls_ds)]
+
+    rls_before = member_rls()
+    (rls_id, _, rls_clause) = rls_before[0]
+    try:
+        raw("UPDATE row_level_security_filters SET clause = :c WHERE id = :i", c=rls_clause + " AND 1 = 1", i=rls_id)
+        out["rls_changed"] = [rls_before, member_rls()]
+    finally:
+        raw("UPDATE row_level_security_filters SET clause = :c WHERE id = :i", c=rls_clause, i=rls_id)
+    out["rls_restored"] = member_rls() == rls_before
 
     # A permission revoked between two chart-data requests refuses the second: over HTTP as the member, whose
     # role's grant of the dataset is withdrawn and given back (this worker's Superset; restored in any case).
@@ -93,15 +138,32 @@ token = client.post(
 ).get_json()["access_token"]
 head = {"Authorization": f"Bearer {token}"}
 head["X-CSRFToken"] = client.get("/api/v1/security/csrf_token/", headers=head).get_json()["result"]
+with app.app_context():
+    member_id, role_id = sm.find_user(username=users[0]).id, sm.find_role(role_name).id
+
+
+def status():  # one chart-data request over HTTP, and how many permission questions it asked
+    asked.clear()
+    return [client.post("/api/v1/chart/data", json=body, headers=head).status_code, len(asked)]
+
+
 try:
-    status = [client.post("/api/v1/chart/data", json=body, headers=head).status_code]
+    statuses = [status(), status()]
     grant(lambda pv: pv.id in granting and pv.view_menu.name != ds_perm)
-    status.append(client.post("/api/v1/chart/data", json=body, headers=head).status_code)
+    statuses.append(status())
     grant(lambda pv: pv.id in granting)
-    status.append(client.post("/api/v1/chart/data", json=body, headers=head).status_code)
-    out["revoked"] = status
+    statuses.append(status())
+    out["revoked"] = statuses
+    # the member's role taken and given back by hand, outside Superset's models
+    raw("DELETE FROM ab_user_role WHERE user_id = :u AND role_id = :r", u=member_id, r=role_id)
+    statuses = [status()]
+    raw("INSERT INTO ab_user_role (user_id, role_id) VALUES (:u, :r)", u=member_id, r=role_id)
+    statuses.append(status())
+    out["role_taken"] = statuses
 finally:
     out["restored"] = grant(lambda pv: pv.id in granting) == sorted(granting)
+    with app.app_context():
+        out["restored"] &= [r.id for r in sm.find_user(username=users[0]).roles] == [role_id]
 print(json.dumps(out))
 """
 
@@ -149,8 +211,33 @@ def test_each_permission_question_reaches_the_metadata_db_once_per_request(memo_
     assert all(out["asked_own"][u] > 0 for u in users), out
 
 
+def test_the_answers_are_kept_across_requests_and_are_superset_s_own(memo_run) -> None:
+    users, out = memo_run
+    for user in users:
+        assert out["next"][user]["answers"] == out["own"][user][:-1], (user, out)
+        assert out["next"][user]["asked"] == 0 and out["next"][user]["rls_asked"] == 0, (user, out)
+    member = out["own"][users[0]]
+    assert member[-4] and member[-2], "the member holds a dataset permission and has row-level security"
+
+
 def test_a_permission_revoked_between_two_requests_refuses_the_next(memo_run) -> None:
     _, out = memo_run
     assert out["granted_by"] == ["datasource_access"], out
-    assert out["revoked"] == [200, 403, 200], out["revoked"]
+    (s1, asked1), (s2, asked2), (s3, _), (s4, _) = out["revoked"]
+    assert [s1, s2, s3, s4] == [200, 200, 403, 200], out["revoked"]
+    assert asked2 == 0 < asked1, "the second request's answers were kept from the first"
     assert out["restored"], out
+
+
+def test_a_role_taken_by_hand_refuses_the_next_request(memo_run) -> None:
+    _, out = memo_run
+    assert [s for s, _ in out["role_taken"]] == [403, 200], out["role_taken"]
+    assert out["restored"], out
+
+
+def test_a_row_level_security_clause_changed_by_hand_counts_from_the_next_request(memo_run) -> None:
+    _, out = memo_run
+    before, after = out["rls_changed"]
+    assert len(before) == len(after) >= 1
+    assert after[0][2] == before[0][2] + " AND 1 = 1", out["rls_changed"]
+    assert out["rls_restored"]
