@@ -42,7 +42,7 @@ SHARED_SIZE = 50_000  # (token, question) -> answer; a few hundred bytes each
 SHARED = sys.modules["callsight_lru"].Lru(SHARED_SIZE)
 
 
-def request_memo() -> dict[Hashable, bool] | None:
+def request_memo() -> dict[Hashable, Any] | None:
     """This chart-data request's answers, None outside one (nothing is kept there)."""
     if not has_request_context() or request.method != "POST" or request.path != CHART_DATA_PATH:
         return None
