@@ -202,14 +202,21 @@ def answer_cells(text: str) -> list[str]:
 def judges(server: SupersetServer) -> list[Judge]:
     """A plain member, a leader and an analyst, each with what they may see computed from the directory."""
     directory = load_directory(server.site.settings.effective_directory_path)
-    leader = next(g.leaders[0] for g in directory.groups if g.journal_visible_to_leader)
-    member = next(
-        u
-        for g in directory.groups
-        if not g.journal_visible_to_group
-        for u in g.members
-        if u not in g.leaders + g.deputies
+
+    def sees_own_calls_only(user: str) -> bool:
+        return all(
+            user not in g.leaders + g.deputies and not g.journal_visible_to_group
+            for g in directory.groups
+            if user in g.members + g.leaders + g.deputies
+        )
+
+    # The member and the leader share a group, so the leader sees the member's calls and more, whatever the
+    # demo journal's dates hold; the member sees nothing but their own (no group shows them others' calls).
+    group = next(
+        g for g in directory.groups if g.journal_visible_to_leader and any(sees_own_calls_only(u) for u in g.members)
     )
+    leader = group.leaders[0]
+    member = next(u for u in group.members if sees_own_calls_only(u))
     con = duckdb.connect(str(server.site.settings.served_db), read_only=True)
     try:
         numbers = {
