@@ -6,9 +6,9 @@ visibility set. That was half of the time of a cache hit (docs/performance.md, "
 Here those values are kept per process under a key of everything they can depend on, and the query is
 built only the first time:
 
-* the request as sent (JSON body, URL arguments, form), the query object, the dataset (uid, last change,
-  its SQL and every metric's and column's expression), the viewer's row-level-security clauses, roles and
-  visibility set, and the served warehouse's version;
+* the request as sent (JSON body without the dashboard URL's parameters, URL arguments, form), the query
+  object, the dataset (uid, last change, its SQL and every metric's and column's expression), the viewer's
+  row-level-security clauses, roles and visibility set, and the served warehouse's version;
 * only where every Jinja template that can take part - the dataset's texts, the RLS clauses - uses
   nothing but ALLOWED_NAMES, none of which reads the user's name, id or e-mail, the URL, the time or
   another dataset, and the request carries no Jinja of its own. Anything else is built as Superset does.
@@ -75,6 +75,20 @@ MEMO = sys.modules["callsight_lru"].Lru(MEMO_SIZE)  # memo key -> the Jinja valu
 SHARED_HITS = 0  # values this process found in the shared cache (tests)
 
 
+def without_url_params(body: dict[str, Any]) -> dict[str, Any]:
+    """Pure: the request body without the dashboard URL's parameters. Only Jinja's url_param reads them, which
+    no allowed template uses; the browser sends its own native_filters_key with each visit, which would
+    otherwise make every visit's key new (and the night's warm-up of no use to it)."""
+    out = dict(body)
+    if isinstance(out.get("form_data"), dict):
+        out["form_data"] = {k: v for k, v in out["form_data"].items() if k != "url_params"}
+    if isinstance(out.get("queries"), list):
+        out["queries"] = [
+            {k: v for k, v in q.items() if k != "url_params"} if isinstance(q, dict) else q for q in out["queries"]
+        ]
+    return out
+
+
 def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:
     """Everything the dataset's Jinja cache keys can depend on for this request, hashed; None where the
     memo does not apply."""
@@ -87,9 +101,10 @@ def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:
     queries = body.get("queries") if isinstance(body, dict) else None
     if not queries or not isinstance(queries[0], dict) or set(queries[0]) <= SLICE_ONLY_KEYS:
         return None
-    sent = json.dumps(body, sort_keys=True, default=str)
-    if "{{" in sent or "{%" in sent:
+    whole = json.dumps(body, default=str)
+    if "{{" in whole or "{%" in whole:  # Jinja of the request's own, wherever it is
         return None
+    sent = json.dumps(without_url_params(body), sort_keys=True, default=str)
     texts = [datasource.sql or "", datasource.fetch_values_predicate or ""]
     texts += [m.expression or "" for m in datasource.metrics] + [c.expression or "" for c in datasource.columns]
     rls = [str(clause) for clause in security_manager.get_rls_cache_key(datasource)]

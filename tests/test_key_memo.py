@@ -49,3 +49,19 @@ def test_a_template_reading_the_user_the_url_the_time_or_another_dataset_is_buil
 def test_names_set_inside_the_template_are_its_own() -> None:
     assert key_memo.jinja_names("{% set x = current_user_roles() %}{{ x }}") == {"current_user_roles"}
     assert key_memo.jinja_names("{% set from_dttm = 1 %}{{ from_dttm }}") == frozenset()
+
+
+def test_a_visits_own_url_parameters_are_not_part_of_the_key() -> None:
+    body = {
+        "datasource": {"id": 8, "type": "table"},
+        "queries": [{"columns": ["group_name"], "url_params": {"native_filters_key": "q1"}}],
+        "form_data": {"viz_type": "filter_select", "url_params": {"native_filters_key": "abc"}, "dashboardId": 1},
+    }
+    stripped = key_memo.without_url_params(body)
+    assert stripped == {
+        "datasource": {"id": 8, "type": "table"},
+        "queries": [{"columns": ["group_name"]}],
+        "form_data": {"viz_type": "filter_select", "dashboardId": 1},
+    }
+    assert body["form_data"]["url_params"] == {"native_filters_key": "abc"}, "the request itself is left as sent"
+    assert key_memo.without_url_params({"queries": "odd", "form_data": None}) == {"queries": "odd", "form_data": None}
