@@ -111,11 +111,15 @@ def with_access_memo(base: type) -> type:
     request, and across chart-data requests while the security token stays the same."""
 
     class AccessMemoSecurityManager(base):  # type: ignore[misc, valid-type]
+        def _callsight_role_ids(self, user: Any) -> tuple[int, ...]:
+            """The user's roles, direct and by group: with the token, what decides every answer kept here."""
+            return tuple(sorted(role.id for role in self.get_user_roles(user)))
+
         def _has_view_access(self, user: Any, permission_name: str, view_name: str) -> bool:
             memo = request_memo()
             if memo is None or not getattr(user, "is_authenticated", False):
                 return super()._has_view_access(user, permission_name, view_name)
-            roles = tuple(sorted(role.id for role in self.get_user_roles(user)))
+            roles = self._callsight_role_ids(user)
             key = ("view_access", roles, permission_name, view_name)  # roles decide it (names, permissions)
             return remembered(
                 memo,
@@ -138,7 +142,7 @@ def with_access_memo(base: type) -> type:
             memo, user = request_memo(), _signed_in()
             if memo is None or user is None:
                 return super().user_view_menu_names(permission_name)
-            roles = tuple(sorted(role.id for role in self.get_user_roles(user)))
+            roles = self._callsight_role_ids(user)
             key = ("view_menus", roles, permission_name)  # the user's roles, direct and by group, decide it
             return set(
                 remembered(
@@ -152,7 +156,7 @@ def with_access_memo(base: type) -> type:
             memo, user = request_memo(), _signed_in()
             if memo is None or user is None:
                 return super().get_rls_filters(table)
-            roles = tuple(sorted(role.id for role in self.get_user_roles(user)))
+            roles = self._callsight_role_ids(user)
             key = ("rls", roles, table.id)
             return list(
                 remembered(memo, key, lambda: tuple(super(AccessMemoSecurityManager, self).get_rls_filters(table)))

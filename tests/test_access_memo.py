@@ -112,6 +112,26 @@ with app.app_context():
         raw("UPDATE row_level_security_filters SET clause = :c WHERE id = :i", c=rls_clause, i=rls_id)
     out["rls_restored"] = member_rls() == rls_before
 
+    # A metadata DB without the token table (set up before it): the check finds none, and then each
+    # chart-data request asks its questions again, once, and gets Superset's own answers.
+    memo_mod, state = sys.modules["callsight_access_memo"], sys.modules["callsight_security_state"]
+    saved_ready, saved_table = list(memo_mod._ready), state.STATE_TABLE
+    try:
+        memo_mod._ready.clear()
+        state.STATE_TABLE = "callsight_no_such_table"
+        out["no_token_table_ready"] = memo_mod._token_table_ready()
+        state.STATE_TABLE = saved_table
+        out["no_token"] = []
+        for _ in range(2):
+            with app.app_context(), app.test_request_context("/api/v1/chart/data", method="POST"):
+                with override_user(sm.find_user(username=users[0])):
+                    asked.clear()
+                    first = answers(ds)
+                    out["no_token"].append({"answers": first, "same": first == answers(ds), "asked": len(asked)})
+    finally:
+        state.STATE_TABLE = saved_table
+        memo_mod._ready[:] = saved_ready
+
     # A permission revoked between two chart-data requests refuses the second: over HTTP as the member, whose
     # role's grant of the dataset is withdrawn and given back (this worker's Superset; restored in any case).
     (role,) = sm.find_user(username=users[0]).roles
@@ -241,3 +261,11 @@ def test_a_row_level_security_clause_changed_by_hand_counts_from_the_next_reques
     assert len(before) == len(after) >= 1
     assert after[0][2] == before[0][2] + " AND 1 = 1", out["rls_changed"]
     assert out["rls_restored"]
+
+
+def test_without_a_token_table_each_request_asks_once_and_gets_superset_s_own_answers(memo_run) -> None:
+    users, out = memo_run
+    assert out["no_token_table_ready"] is False, "a metadata DB without the token table must not be trusted"
+    for run in out["no_token"]:
+        assert run["answers"] == out["own"][users[0]][:-1] and run["same"], out["no_token"]
+        assert 0 < run["asked"] <= out["asked_memo"][users[0]], ("asked again, once per request", out["no_token"])
