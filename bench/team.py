@@ -2,9 +2,10 @@
 at it for a while, again and again, while the served file is published once in the middle.
 
 Opening a dashboard = replaying the chart-data requests a real browser sent for it (capture.py) with the
-user's own login, at most six at a time (a browser's HTTP/1.1 connection limit per host), in the order
-the browser sent them. The open is loaded when its last request has answered. The first open of each
-dashboard after a publish (by whichever user comes first) is reported beside the repeat opens.
+user's own login and the visit's own native_filters_key, at most six at a time (a browser's HTTP/1.1
+connection limit per host), in the order the browser sent them. The open is loaded when its last request
+has answered. The first open of each dashboard after a publish (by whichever user comes first) is reported
+beside the repeat opens.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from bench.measure import percentile
@@ -79,6 +80,20 @@ def open_dashboard(
     futures = [pool.submit(one, r) for r in requests]
     timed = [f.result() for f in futures]
     return start, clock() - start, timed
+
+
+def as_visit(requests: Sequence[CapturedRequest], key: str) -> list[CapturedRequest]:
+    """Pure: `requests` as another visit of the dashboard sends them. Superset gives every visit a
+    native_filters_key of its own, which the browser puts into each chart's form_data.url_params; a replay
+    of one captured key would make every visit look like the same one to anything keyed by the request."""
+    out = []
+    for req in requests:
+        form_data = req.body.get("form_data")
+        if isinstance(form_data, dict) and isinstance(form_data.get("url_params"), dict):
+            url_params = {**form_data["url_params"], "native_filters_key": key}
+            req = replace(req, body={**req.body, "form_data": {**form_data, "url_params": url_params}})
+        out.append(req)
+    return out
 
 
 def pick_team(directory: Directory, n: int, rng: random.Random) -> list[tuple[str, str]]:
@@ -240,10 +255,14 @@ def run_team(
         adapter = http.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=opts.parallel, pool_block=True)
         client.session.mount("http://", adapter)
         with ThreadPoolExecutor(max_workers=opts.parallel, thread_name_prefix=f"user{index}") as pool:
+            visits = 0
             while time.monotonic() < stop_at:
                 slug = rng.choice(slugs)
+                visits += 1
                 start, seconds, timed = open_dashboard(
-                    lambda req: replay(client.session, base_url, req, timeout), captured[slug], pool
+                    lambda req: replay(client.session, base_url, req, timeout),
+                    as_visit(captured[slug], f"bench-u{index}-v{visits}"),
+                    pool,
                 )
                 with lock:
                     opens.append(DashboardOpen(username, slug, start, seconds, timed))

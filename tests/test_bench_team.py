@@ -18,7 +18,7 @@ import pytest
 from bench.__main__ import build_parser
 from bench.measure import StageResult, run_child, tree_rss
 from bench.report import GOALS, figures, report_lines
-from bench.team import DashboardOpen, Timed, classify, open_dashboard, pick_team, summarize
+from bench.team import DashboardOpen, Timed, as_visit, classify, open_dashboard, pick_team, summarize
 
 from callsight.bi.capture import CapturedRequest, parse_performance_log, verify_capture
 from callsight.bi.runtime import WEB_THREADS, WEB_WORKERS
@@ -159,6 +159,23 @@ def test_parse_a_recorded_performance_log() -> None:
     assert sum(r.queries for r in charts) > len(charts), "a chart that sends two queries"
     assert not verify_capture("agenten", reqs, doc["dashboard_chart_ids"])
     assert CapturedRequest.from_json(json.loads(json.dumps(reqs[0].to_json()))) == reqs[0]
+
+
+def test_each_visit_sends_its_own_native_filters_key_and_nothing_else_changes() -> None:
+    doc = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    reqs = parse_performance_log(doc["entries"])
+    before = json.dumps([r.to_json() for r in reqs], sort_keys=True)
+    one, two = as_visit(reqs, "visit-1"), as_visit(reqs, "visit-2")
+    assert json.dumps([r.to_json() for r in reqs], sort_keys=True) == before, "the capture is left as it was"
+    assert len(one) == len(reqs) and all(r.body["form_data"]["url_params"] for r in one)
+    for orig, a, b in zip(reqs, one, two, strict=True):
+        assert a.body["form_data"]["url_params"] == {"native_filters_key": "visit-1"}
+        assert b.body["form_data"]["url_params"] == {"native_filters_key": "visit-2"}
+        for r in (a, b):  # all but the key as captured
+            assert {**r.body, "form_data": {**r.body["form_data"], "url_params": {}}} == orig.body
+            assert (r.path, r.slice_id, r.status) == (orig.path, orig.slice_id, orig.status)
+    plain = CapturedRequest("/api/v1/chart/data", {"queries": [{}]}, None, 200)
+    assert as_visit([plain], "visit-1") == [plain], "a request without the dashboard's URL parameters"
 
 
 def _event(method: str, **params: object) -> dict:
