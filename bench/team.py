@@ -84,13 +84,15 @@ def open_dashboard(
 
 def as_visit(requests: Sequence[CapturedRequest], key: str) -> list[CapturedRequest]:
     """Pure: `requests` as another visit of the dashboard sends them. Superset gives every visit a
-    native_filters_key of its own, which the browser puts into each chart's form_data.url_params; a replay
-    of one captured key would make every visit look like the same one to anything keyed by the request."""
+    native_filters_key of its own, and Chrome sends it in form_data.url_params of the native filters' value
+    requests (and of any request captured with one); a replay of one captured key would make every visit
+    look like the same one to anything keyed by the request."""
     out = []
     for req in requests:
         form_data = req.body.get("form_data")
-        if isinstance(form_data, dict) and isinstance(form_data.get("url_params"), dict):
-            url_params = {**form_data["url_params"], "native_filters_key": key}
+        url_params = form_data.get("url_params") if isinstance(form_data, dict) else None
+        if isinstance(url_params, dict) and (req.slice_id is None or "native_filters_key" in url_params):
+            url_params = {**url_params, "native_filters_key": key}
             req = replace(req, body={**req.body, "form_data": {**form_data, "url_params": url_params}})
         out.append(req)
     return out

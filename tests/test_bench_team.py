@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -167,13 +168,20 @@ def test_each_visit_sends_its_own_native_filters_key_and_nothing_else_changes() 
     before = json.dumps([r.to_json() for r in reqs], sort_keys=True)
     one, two = as_visit(reqs, "visit-1"), as_visit(reqs, "visit-2")
     assert json.dumps([r.to_json() for r in reqs], sort_keys=True) == before, "the capture is left as it was"
-    assert len(one) == len(reqs) and all(r.body["form_data"]["url_params"] for r in one)
+    assert len(one) == len(reqs) and any(r.slice_id is None for r in reqs) and any(r.slice_id for r in reqs)
     for orig, a, b in zip(reqs, one, two, strict=True):
-        assert a.body["form_data"]["url_params"] == {"native_filters_key": "visit-1"}
-        assert b.body["form_data"]["url_params"] == {"native_filters_key": "visit-2"}
+        if orig.slice_id is None:  # a native filter's values: the visit's own key
+            assert a.body["form_data"]["url_params"] == {"native_filters_key": "visit-1"}
+            assert b.body["form_data"]["url_params"] == {"native_filters_key": "visit-2"}
         for r in (a, b):  # all but the key as captured
             assert {**r.body, "form_data": {**r.body["form_data"], "url_params": {}}} == orig.body
             assert (r.path, r.slice_id, r.status) == (orig.path, orig.slice_id, orig.status)
+    chart = next(r for r in reqs if r.slice_id)
+    assert as_visit([chart], "visit-1") == [chart], "a chart captured without a key is sent as captured"
+    keyed = replace(chart, body={**chart.body, "form_data": {**chart.body["form_data"], "url_params": {"a": 1}}})
+    keyed.body["form_data"]["url_params"]["native_filters_key"] = "captured"
+    (again,) = as_visit([keyed], "visit-3")
+    assert again.body["form_data"]["url_params"] == {"a": 1, "native_filters_key": "visit-3"}
     plain = CapturedRequest("/api/v1/chart/data", {"queries": [{}]}, None, 200)
     assert as_visit([plain], "visit-1") == [plain], "a request without the dashboard's URL parameters"
 
