@@ -204,11 +204,7 @@ def judges(server: SupersetServer) -> list[Judge]:
     directory = load_directory(server.site.settings.effective_directory_path)
 
     def sees_own_calls_only(user: str) -> bool:
-        return all(
-            user not in g.leaders + g.deputies and not g.journal_visible_to_group
-            for g in directory.groups
-            if user in g.members + g.leaders + g.deputies
-        )
+        return set(expected_counts(server, user)) == {user}
 
     # The member and the leader share a group, so the leader sees the member's calls and more, whatever the
     # demo journal's dates hold; the member sees nothing but their own (no group shows them others' calls).
