@@ -37,6 +37,7 @@ from jinja2 import meta
 
 log = logging.getLogger("callsight.key_memo")
 ENABLED = True  # tests compare against Superset's own keys by switching it off in their process
+MEMO_PREFIX = "key-memo:"  # its values in the data cache (served_cache.py)
 MEMO_SIZE = 20_000  # a few hundred bytes each: one per (visibility set, request) a process has seen
 # The Jinja names callsight's datasets and row-level security use (bi/agent_macros.py, bi/users.py).
 # callsight_uses reads the query object, which is part of the memo key.
@@ -89,6 +90,23 @@ def without_url_params(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def dataset_templates(datasource: Any) -> tuple[list[str], list[str]]:
+    """The dataset's texts that Jinja renders (its SQL, its values predicate, each metric's and column's
+    expression) and the viewer's row-level-security clauses on it."""
+    from superset import security_manager
+
+    texts = [datasource.sql or "", datasource.fetch_values_predicate or ""]
+    texts += [m.expression or "" for m in datasource.metrics] + [c.expression or "" for c in datasource.columns]
+    return texts, [str(clause) for clause in security_manager.get_rls_cache_key(datasource)]
+
+
+def templates_allowed(datasource: Any) -> bool:
+    """Whether every template of the dataset and of the viewer's row-level security uses allowed names only."""
+    if datasource is None or not hasattr(datasource, "metrics"):
+        return False
+    return allowed([text for part in dataset_templates(datasource) for text in part])
+
+
 def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:
     """Everything the dataset's Jinja cache keys can depend on for this request, hashed; None where the
     memo does not apply."""
@@ -105,9 +123,7 @@ def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:
     if "{{" in whole or "{%" in whole:  # Jinja of the request's own, wherever it is
         return None
     sent = json.dumps(without_url_params(body), sort_keys=True, default=str)
-    texts = [datasource.sql or "", datasource.fetch_values_predicate or ""]
-    texts += [m.expression or "" for m in datasource.metrics] + [c.expression or "" for c in datasource.columns]
-    rls = [str(clause) for clause in security_manager.get_rls_cache_key(datasource)]
+    texts, rls = dataset_templates(datasource)
     if not allowed(texts + rls):
         return None
     parts = {
@@ -129,7 +145,7 @@ def _shared() -> Any:
     from superset.extensions import cache_manager
 
     backend = getattr(cache_manager.data_cache, "cache", None)
-    return backend if hasattr(backend, "get_memo") else None
+    return backend if getattr(backend, "shared", False) else None
 
 
 def _shared_get(key: str) -> tuple[Any, ...] | None:
@@ -137,7 +153,7 @@ def _shared_get(key: str) -> tuple[Any, ...] | None:
     if (shared := _shared()) is None:
         return None
     try:
-        found = shared.get_memo(key)
+        found = shared.get_memo(MEMO_PREFIX + key)
     except Exception as exc:  # an unreachable cache is a miss: the key is built as Superset does
         log.warning("key memo: shared cache unreadable: %s", type(exc).__name__)
         return None
@@ -151,7 +167,7 @@ def _shared_set(key: str, value: tuple[Any, ...]) -> None:
     if (shared := _shared()) is None:
         return
     try:
-        shared.set_memo(key, value)
+        shared.set_memo(MEMO_PREFIX + key, value)
     except Exception as exc:  # the next process builds it again
         log.warning("key memo: shared cache unwritable: %s", type(exc).__name__)
 

@@ -15,10 +15,11 @@ device, inode, mtime, size of the file at the served path), so that:
   will have once published: unreachable until then (and kept when a process drops other versions' results
   meanwhile), found by the first open after the swap.
 
-The key memo (key_memo.py) keeps what a chart's cache key takes from the dataset's Jinja in Redis too
-(ServedVersionRedisCache's get_memo/set_memo, under the same version tag): the night's warm-up computes it
-once per visibility set and request, and the web workers' first requests after a publish find it there
-instead of building the query.
+The memos keep their values here too (get_memo/set_memo, under the same version tag): the key memo
+(key_memo.py) what a chart's cache key takes from the dataset's Jinja, in Redis only, and the answer memo
+(answer_memo.py) whole chart-data answers, in either backend. The night's warm-up computes them once per
+visibility set and request, and the web workers' first requests after a publish find them there instead
+of building the query and the answer.
 
 Entries can then live until the next publish (DATA_CACHE_CONFIG's timeout) instead of a few minutes.
 Two backends with the same keys: ServedVersionCache keeps one cache per process in memory (SimpleCache);
@@ -37,7 +38,7 @@ from typing import Any
 from flask_caching.backends.rediscache import RedisCache
 from flask_caching.backends.simplecache import SimpleCache
 
-MEMO_PREFIX = "callsight-key-memo:"
+MEMO_PREFIX = "callsight-"  # + the memo's own prefix
 
 
 def _served() -> Any:
@@ -102,6 +103,15 @@ class _ServedVersions:
         stored = self._stored_key(key)
         return stored is not None and super().add(stored, value, timeout)  # type: ignore[misc]
 
+    # The memos' values (key_memo.py, answer_memo.py) beside the results and dropped with them, under the
+    # version served now or, in a warm-up of the build, that build's: a memo's key names the version it was
+    # computed for, so a value stored just after a publish is never found under the new version's key.
+    def get_memo(self, key: str) -> Any:
+        return super().get(self._key(self._current(), MEMO_PREFIX + key))  # type: ignore[misc]
+
+    def set_memo(self, key: str, value: Any) -> bool:
+        return super().set(self._key(self._current(), MEMO_PREFIX + key), value)  # type: ignore[misc]
+
     def delete(self, key: str) -> bool:
         return super().delete(self._key(self._current(), key))  # type: ignore[misc]
 
@@ -121,13 +131,7 @@ class ServedVersionCache(_ServedVersions, SimpleCache):
 class ServedVersionRedisCache(_ServedVersions, RedisCache):
     """In Redis, shared by the site's Superset processes (CACHE_KEY_PREFIX names the site)."""
 
-    # Values of the served version that read no data - the key memo's Jinja values (key_memo.py) - beside
-    # the results and dropped with them; under a warm-up of the build, kept for that build's version.
-    def get_memo(self, key: str) -> Any:
-        return RedisCache.get(self, self._key(self._current(), MEMO_PREFIX + key))
-
-    def set_memo(self, key: str, value: Any) -> bool:
-        return RedisCache.set(self, self._key(self._current(), MEMO_PREFIX + key), value)
+    shared = True  # by every process of the site (key_memo.py keeps its values here only then)
 
     def _forget_other_versions(self, keep: set[str]) -> None:
         stale = [
