@@ -1,11 +1,12 @@
 """A token that changes with every write to what decides who may see what in Superset's metadata DB (issue 31).
 
-Triggers on the tables of roles, permissions, groups and row-level security replace a random token in
+Triggers on the tables of roles, permissions, groups and row-level security, and of the databases, datasets,
+charts and dashboards a chart-data answer depends on (answer_memo.py), replace a random token in
 `callsight_security_state` in the same transaction as the write, whatever made it: Superset's own views and
 API, `superset init`, a migration's SQL, a hand-made UPDATE. So a reader that sees the token also sees the
 state it names, and an answer computed from that state may be reused for as long as the token stays the
-same (access_memo.py). Writes to users themselves (last login, login count) are not among them: no answer
-kept under the token reads the user's row, only their id and roles.
+same (access_memo.py, answer_memo.py). Writes to users themselves (last login, login count) are not among
+them: no answer kept under the token reads the user's row, only their id and roles.
 
 `token()` checks the triggers in the same statement: where one is missing (a migration rebuilt its table,
 nobody installed them), there is no token and nothing is reused. `install()` runs with the metadata's
@@ -21,7 +22,9 @@ from typing import Any
 STATE_TABLE = "callsight_security_state"
 TRIGGER_PREFIX = "callsight_security_"
 # The metadata tables whose rows decide a chart-data request's access answers: Flask-AppBuilder's roles,
-# permissions, view menus and groups, and Superset's row-level security filters.
+# permissions, view menus and groups, Superset's row-level security filters; and what a whole answer kept by
+# answer_memo.py depends on beyond them: databases, datasets with their columns and metrics, charts,
+# dashboards (their charts, roles and json_metadata decide dashboard access), and the owners of all three.
 TABLES = (
     "ab_role",
     "ab_user_role",
@@ -35,6 +38,17 @@ TABLES = (
     "row_level_security_filters",
     "rls_filter_roles",
     "rls_filter_tables",
+    "dbs",
+    "tables",
+    "table_columns",
+    "sql_metrics",
+    "sqlatable_user",
+    "slices",
+    "slice_user",
+    "dashboards",
+    "dashboard_slices",
+    "dashboard_roles",
+    "dashboard_user",
 )
 SQLITE_EVENTS = ("INSERT", "UPDATE", "DELETE")  # SQLite's triggers are per row, one event each
 
