@@ -344,6 +344,8 @@ _sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py
 _load_beside("callsight_lru", "lru.py")
 _parse_memo = _load_beside("callsight_parse_memo", "parse_memo.py")
 _key_memo = _load_beside("callsight_key_memo", "key_memo.py")
+# A whole chart-data answer kept for every viewer whose request would get the same bytes (answer_memo.py).
+_answer_memo = _load_beside("callsight_answer_memo", "answer_memo.py")
 # The served warehouse's default schema asked once per process, not on a new connection per request.
 _schema_memo = _load_beside("callsight_schema_memo", "schema_memo.py")
 # Full garbage collections that skip what lives as long as the process (gc_freeze.py).
@@ -373,5 +375,6 @@ def FLASK_APP_MUTATOR(app) -> None:  # Superset's hook, called with the Flask ap
     _schema_memo.install()
     _query_uses.install()  # next to Superset's get_sqla_query, inside the key memo and the guard
     _key_memo.install()  # before the SQL guard, which wraps get_sqla_query around it
+    _answer_memo.install()  # before Superset registers its API views
     _sql_guard_hooks.install(app, os.path.join(os.path.dirname(__file__), "assets"))
     _gc_freeze.install(app)  # last: what the hooks above made lives as long as the app

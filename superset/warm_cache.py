@@ -89,8 +89,9 @@ def sent_as(item: Any) -> tuple[str, dict[str, Any]] | None:
 
 def run_as(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
     """Each chart-data request run as `user`, inside a request as the browser sent it (its path and JSON
-    body: the key memo keeps the key's Jinja values for the web workers, key_memo.py); how many results
-    were computed, found cached, failed."""
+    body: the key memo keeps the key's Jinja values and the answer memo the whole answer for the web
+    workers, key_memo.py, answer_memo.py); how many results were computed, found cached, failed, and how
+    many answers were kept."""
     token = _warming.set(True)
     try:
         return _run(app, user, requests)
@@ -103,7 +104,7 @@ def _run(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dic
     from superset.commands.chart.data.get_data_command import ChartDataCommand
     from superset.utils.core import override_user
 
-    done = {"computed": 0, "cached": 0, "failed": 0}
+    done = {"computed": 0, "cached": 0, "failed": 0, "answers": 0}
     with override_user(user):
         for path, body in requests:
             try:
@@ -111,6 +112,7 @@ def _run(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dic
                     command = ChartDataCommand(ChartDataQueryContextSchema().load(body))
                     command.validate()
                     result = command.run()
+                    done["answers"] += _keep_answer(command, result)
             except Exception as exc:  # one chart failing must not stop the others
                 log.warning("warm-up of a chart for %s failed: %s", user.username, type(exc).__name__)
                 done["failed"] += 1
@@ -118,6 +120,17 @@ def _run(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dic
             for query in result.get("queries", []):
                 done["cached" if query.get("is_cached") else "computed"] += 1
     return done
+
+
+def _keep_answer(command: Any, result: dict[str, Any]) -> int:
+    """The whole answer kept for the viewers of this request's key (answer_memo.py): 1 if it was."""
+    answers = sys.modules["callsight_answer_memo"]
+    try:
+        key = answers.answer_key()
+        return int(key is not None and answers.keep(key, command._query_context.datasource, result["queries"]))
+    except Exception as exc:  # the result is warmed; its answer is built at the first open
+        log.warning("warm-up: answer not kept: %s", type(exc).__name__)
+        return 0
 
 
 @blueprint.route("/api/v1/callsight/warm_cache", methods=["POST"])
@@ -204,7 +217,7 @@ def main() -> int:
     # The module superset_config.py loaded, not this script's: its _warming is what EVENT_LOGGER looks at.
     own = sys.modules["callsight_warm_cache"]
     served = sys.modules["callsight_served_warehouse"]
-    done = {"computed": 0, "cached": 0, "failed": 0}
+    done = {"computed": 0, "cached": 0, "failed": 0, "answers": 0}
     with app.app_context():
         from superset import security_manager
 

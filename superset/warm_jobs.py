@@ -4,7 +4,7 @@ poll answers from that file. No web thread waits for a warm-up: one that did hel
 two threads per worker the users whose connections that worker held waited with it (docs/performance.md).
 
 A job's file (<token>.json, owner-only, in the jobs folder under Superset's home) holds its state:
-{"state": "running", "pid"}, {"state": "done", "computed", "cached", "failed"} or {"state": "failed",
+{"state": "running", "pid"}, {"state": "done", "computed", "cached", "failed", "answers"} or {"state": "failed",
 "message"} - counts and a reason, never data. A plain thread in the worker that started the process reaps
 it and records a process that ended without its counts; if that worker is gone, a poll finds the process
 gone instead.

@@ -54,6 +54,7 @@ class WarmReport:
     computed: int = 0
     cached: int = 0
     failed: int = 0
+    answers: int = 0  # whole answers kept for the viewers of each key (superset/answer_memo.py)
     seconds: float = 0.0
 
 
@@ -129,7 +130,7 @@ def await_job(lane: SupersetClient, job: str, login: Callable[[], object], poll:
             continue
         relogged = False
         if state["state"] == "done":
-            return {k: state[k] for k in ("computed", "cached", "failed")}
+            return {k: state.get(k, 0) for k in ("computed", "cached", "failed", "answers")}
         if state["state"] != "running":
             raise RuntimeError(f"the cache warm-up failed: {state.get('message', state['state'])}")
         time.sleep(poll)
@@ -179,5 +180,6 @@ def warm_cache(
             report.computed += done["computed"]
             report.cached += done["cached"]
             report.failed += done["failed"]
+            report.answers += done["answers"]
     report.seconds = time.monotonic() - started
     return report

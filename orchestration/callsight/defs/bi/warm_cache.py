@@ -42,7 +42,8 @@ def warm_up(log: logging.Logger, s: Settings, dashboards: tuple[str, ...], candi
         return {"skipped": report.skipped}
     log.info(
         f"cache warmed for {len(report.users)} viewer(s) in {report.seconds:.1f} s: {report.computed} results "
-        f"computed, {report.cached} already cached, {report.failed} failed; dashboards: {', '.join(dashboards)} "
+        f"computed, {report.cached} already cached, {report.failed} failed, {report.answers} answers kept; "
+        f"dashboards: {', '.join(dashboards)} "
         f"({what}" + ("; requests captured anew: the assets changed)" if report.captured else ")")
     )
     return {
@@ -51,6 +52,7 @@ def warm_up(log: logging.Logger, s: Settings, dashboards: tuple[str, ...], candi
         "computed": report.computed,
         "cached": report.cached,
         "failed": report.failed,
+        "answers": report.answers,
         "seconds": round(report.seconds, 1),
         "captured": report.captured,
         "dashboards": ", ".join(dashboards),
