@@ -241,7 +241,7 @@ def stage_team(args: dict[str, Any]) -> dict[str, Any]:
                 r = warm_cache(site.warm_settings(), site.url, site.admin_password, candidate=candidate)
                 warmups.append(
                     {"when": when, "sets": len(r.users), "computed": r.computed, "cached": r.cached}
-                    | {"failed": r.failed, "s": round(r.seconds, 1)}
+                    | {"failed": r.failed, "answers": r.answers, "s": round(r.seconds, 1)}
                 )
 
         # A publish by day, as the night does it (defs/publish/assets.py): the new build's results are
