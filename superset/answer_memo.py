@@ -12,7 +12,8 @@ next request with the same key gets those bytes without any of that work:
   dataset, chart or dashboard (Superset grants owners access beyond their roles);
 * the metadata's security token (security_state.py): it changes with every write to roles, permissions,
   row-level security, databases, datasets, their columns and metrics, charts, dashboards and their owners;
-* the served warehouse's version.
+* the served warehouse's version: a request during which a publish replaced the served file (with it, a
+  viewer's visibility set may change) neither is answered from here nor keeps its answer.
 
 Only an answer that Superset itself would give the next viewer of that key is kept: HTTP 200, JSON, every
 query a success, for a signed-in user (no guest), a request without Jinja of its own, whose dataset's
@@ -43,12 +44,13 @@ from typing import Any
 log = logging.getLogger("callsight.answer_memo")
 ENABLED = True  # tests compare with Superset's own answers by switching it off in their process
 PREFIX = "answer-memo:"  # its values in the data cache (served_cache.py), beside the key memo's
-MAX_BYTES = 1 << 20  # larger answers are not kept: a call list page is a few KB
+MAX_BYTES = 256 << 10  # larger answers are not kept (the cache holds their results): a call list page is a few KB
 COUNTS = {"answered": 0, "kept": 0, "asked": 0}  # this process's (tests, benchmarks)
 OWNED_SQL = (
     "SELECT count(*) FROM (SELECT user_id FROM sqlatable_user WHERE user_id = :u UNION ALL "
     "SELECT user_id FROM slice_user WHERE user_id = :u UNION ALL SELECT user_id FROM dashboard_user WHERE user_id = :u)"
 )
+VERSIONS_KEY = "callsight.answer_memo.served"  # in the request's environ: the served version its key names
 _keep_as: contextvars.ContextVar[str | None] = contextvars.ContextVar("callsight_answer_memo", default=None)
 
 
@@ -179,9 +181,22 @@ def answer_key() -> str | None:
         "owner": _owner_salt(user),
         "set": _module("callsight_visibility").visibility_set(),
         "token": token,
-        "served": repr(_module("callsight_served_warehouse").versions_now()),
+        "served": _served_now(),
     }
+    request.environ[VERSIONS_KEY] = parts["served"]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _served_now() -> str:
+    return repr(_module("callsight_served_warehouse").versions_now())
+
+
+def _same_version() -> bool:
+    """Whether the served version is still the one this request's key names. A publish in between (the
+    viewer's set may have changed with it) and nothing is answered or kept under that key."""
+    from flask import request
+
+    return request.environ.get(VERSIONS_KEY) == _served_now()
 
 
 def _cache() -> Any | None:
@@ -194,6 +209,8 @@ def _cache() -> Any | None:
 
 def found(key: str) -> bytes | None:
     cache = _cache()
+    if not _same_version():
+        return None
     try:
         value = cache.get_memo(PREFIX + key) if cache is not None else None
     except Exception as exc:  # an unreachable cache: Superset answers
@@ -205,7 +222,7 @@ def found(key: str) -> bytes | None:
 def keep(key: str, datasource: Any, queries: list[dict[str, Any]]) -> bool:
     """Keep the answer of these queries under `key` where its dataset allows it; whether it was kept."""
     cache = _cache()
-    if cache is None or not _module("callsight_key_memo").templates_allowed(datasource):
+    if cache is None or not _same_version() or not _module("callsight_key_memo").templates_allowed(datasource):
         return False
     if getattr(getattr(datasource, "database", None), "impersonate_user", False):  # the key then holds the user
         return False

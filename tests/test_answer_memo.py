@@ -8,7 +8,8 @@ other's request computed), a viewer of another set, an analyst and the admin. As
 a custom SQL metric refused by the SQL guard stays refused; a revoked grant, a dataset's SQL edited, an
 ownership given and a dashboard edited each count from the next request; a CSV export
 or a forced request is never answered from it (the forced result's answer is kept for the next request); a
-relative time range keys by its resolved bounds."""
+publish during a request keeps and answers nothing under its key; a relative time range keys by its resolved
+bounds."""
 
 from __future__ import annotations
 
@@ -221,6 +222,22 @@ statuses.append(answered(lambda: post(a, path, bare)[0]))
 out["revoked"] = statuses
 
 
+# A publish during a request (its key names the version before it): nothing answered or kept under that key.
+served = sys.modules["callsight_served_warehouse"]
+post(a, path, body)  # kept under the metadata's token now (the writes above replaced it)
+with app.test_request_context(path, method="POST", json=body), override_user(sm.find_user(username=a)):
+    memo.ENABLED = True
+    key, queries = memo.answer_key(), json.loads(own[a][index][1])["result"]
+    real = served.versions_now
+    served.versions_now = lambda: (("published", "meanwhile"),)
+    try:
+        dataset = db.session.get(SqlaTable, ds_id)
+        out["published_meanwhile"] = [memo.found(key) is None, memo.keep(key, dataset, queries)]
+    finally:
+        served.versions_now = real
+    out["published_meanwhile"].append(memo.found(key) is not None)  # the version of the key: kept before
+
+
 # A relative time range: the key holds its bounds as Superset resolves them now.
 def key_of(body):
     with app.test_request_context("/api/v1/chart/data", method="POST", json=body):
@@ -351,6 +368,10 @@ def test_a_grant_withdrawn_refuses_the_next_request_whatever_the_memo_holds(memo
     assert [s1, s2, s3, s4] == [200, 200, 403, 200], memo_run["revoked"]
     assert answered2 == 1, "the second request was answered from the memo"
     assert memo_run["restored"]
+
+
+def test_a_publish_during_a_request_keeps_and_answers_nothing_under_its_key(memo_run: dict) -> None:
+    assert memo_run["published_meanwhile"] == [True, False, True]
 
 
 def test_a_relative_time_range_keys_by_its_bounds_now(memo_run: dict) -> None:

@@ -191,7 +191,8 @@ def test_the_nights_warm_up_makes_every_viewers_first_open_a_cache_hit_with_thei
     memo_keys = [k for k in cached_keys(two.prefix) if ":callsight-key-memo:" in k]  # the keys' Jinja values
     assert len(memo_keys) >= len(report.users), "kept for the web workers, per set and request"
     answer_keys = [k for k in cached_keys(two.prefix) if ":callsight-answer-memo:" in k]  # whole answers
-    assert len(answer_keys) == report.answers >= len(report.users), (len(answer_keys), report)
+    # (and the capture's own, as the admin opened the dashboard in a browser)
+    assert len(answer_keys) >= report.answers >= len(report.users), (len(answer_keys), report)
     memo_keys += answer_keys
     requests = [
         CapturedRequest.from_json(r)
