@@ -314,8 +314,11 @@ def memo_run(superset_server: SupersetServer) -> dict:
 def test_every_answer_of_the_memo_is_superset_s_own_byte_for_byte(memo_run: dict) -> None:
     users, own, n = memo_run["users"], memo_run["own"], len(memo_run["captured"])
     a, b, c = users[:3]
+    # a browser may send a request twice in one open (the capture keeps both): the second is answered
+    without = sys.modules["callsight_key_memo"].without_url_params
+    distinct = len({json.dumps([path, without(body)], sort_keys=True) for path, body in memo_run["captured"]})
     assert all(status == 200 for status, _ in memo_run["fresh"]), memo_run["fresh"]
-    assert memo_run["kept_fresh"] == n, "every request of the dashboard is kept after it was computed"
+    assert memo_run["kept_fresh"] == distinct, "every request of the dashboard is kept after it was computed"
     first, second = memo_run["memo"]
     for user in users:
         assert all(status == 200 for status, _ in own[user]), (user, own[user])
@@ -324,7 +327,7 @@ def test_every_answer_of_the_memo_is_superset_s_own_byte_for_byte(memo_run: dict
         assert second[user][1] == n, (user, "asked again: each answered from the memo")
     assert first[a][1] == first[b][1] == n, "b gets what a's request computed: the same set and roles"
     for user in users[2:]:
-        assert first[user][1] == 0, f"{user} has another set or role: nothing of a's is theirs"
+        assert first[user][1] == n - distinct, f"{user} has another set or role: nothing of a's is theirs"
     # the viewers really differ, so a memo keyed without the viewer would show it
     assert any(rows(x[1]) != rows(y[1]) for x, y in zip(own[a], own[c], strict=True)), "a and c see other calls"
     assert own[a] == own[b]
