@@ -48,7 +48,8 @@ MAX_BYTES = 256 << 10  # larger answers are not kept (the cache holds their resu
 COUNTS = {"answered": 0, "kept": 0, "asked": 0}  # this process's (tests, benchmarks)
 OWNED_SQL = (
     "SELECT count(*) FROM (SELECT user_id FROM sqlatable_user WHERE user_id = :u UNION ALL "
-    "SELECT user_id FROM slice_user WHERE user_id = :u UNION ALL SELECT user_id FROM dashboard_user WHERE user_id = :u)"
+    "SELECT user_id FROM slice_user WHERE user_id = :u UNION ALL SELECT user_id FROM dashboard_user WHERE user_id = :u"
+    ") AS owned"  # PostgreSQL before 16 wants the alias
 )
 VERSIONS_KEY = "callsight.answer_memo.served"  # in the request's environ: the served version its key names
 _keep_as: contextvars.ContextVar[str | None] = contextvars.ContextVar("callsight_answer_memo", default=None)

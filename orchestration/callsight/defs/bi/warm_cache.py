@@ -42,9 +42,10 @@ def warm_up(log: logging.Logger, s: Settings, dashboards: tuple[str, ...], candi
         return {"skipped": report.skipped}
     log.info(
         f"cache warmed for {len(report.users)} viewer(s) in {report.seconds:.1f} s: {report.computed} results "
-        f"computed, {report.cached} already cached, {report.failed} failed, {report.answers} answers kept; "
-        f"dashboards: {', '.join(dashboards)} "
-        f"({what}" + ("; requests captured anew: the assets changed)" if report.captured else ")")
+        f"computed, {report.cached} already cached, {report.failed} failed; dashboards: {', '.join(dashboards)} "
+        f"({what}"
+        + ("; requests captured anew: the assets changed)" if report.captured else ")")
+        + f"; {report.answers} whole answers kept"
     )
     return {
         "skipped": "",
