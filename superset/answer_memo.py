@@ -201,11 +201,7 @@ def _same_version() -> bool:
 
 
 def _cache() -> Any | None:
-    """The site's data cache when it keeps memo values (served_cache.py)."""
-    from superset.extensions import cache_manager
-
-    backend = getattr(cache_manager.data_cache, "cache", None)
-    return backend if hasattr(backend, "get_memo") else None
+    return _module("callsight_served_cache").memo_cache()
 
 
 def found(key: str) -> bytes | None:

@@ -141,11 +141,7 @@ def memo_key(datasource: Any, query_obj: dict[str, Any]) -> str | None:
 
 
 def _shared() -> Any:
-    """The site's shared data cache when it keeps memo values (served_cache.ServedVersionRedisCache)."""
-    from superset.extensions import cache_manager
-
-    backend = getattr(cache_manager.data_cache, "cache", None)
-    return backend if getattr(backend, "shared", False) else None
+    return sys.modules["callsight_served_cache"].memo_cache(shared=True)
 
 
 def _shared_get(key: str) -> tuple[Any, ...] | None:

@@ -46,6 +46,17 @@ def _served() -> Any:
     return sys.modules["callsight_served_warehouse"]
 
 
+def memo_cache(shared: bool = False) -> Any | None:
+    """The site's data cache when it keeps memo values (either class below), None otherwise; with
+    `shared`, only the one every process of the site reads (Redis)."""
+    from superset.extensions import cache_manager
+
+    backend = getattr(cache_manager.data_cache, "cache", None)
+    if not isinstance(backend, _ServedVersions) or (shared and not getattr(backend, "shared", False)):
+        return None
+    return backend
+
+
 class _ServedVersions:
     """Keys tied to the served versions (mixed in before a flask-caching backend)."""
 
