@@ -98,7 +98,7 @@ def remembered(memo: dict[Hashable, Any], key: Hashable, ask: Callable[[], Any])
     return found
 
 
-def _signed_in() -> Any | None:
+def signed_in() -> Any | None:
     """The request's user when it is a signed-in user of the metadata (not anonymous, not a guest)."""
     user = getattr(g, "user", None)
     if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "is_guest_user", False):
@@ -139,7 +139,7 @@ def with_access_memo(base: type) -> type:
             )
 
         def user_view_menu_names(self, permission_name: str) -> set[str]:
-            memo, user = request_memo(), _signed_in()
+            memo, user = request_memo(), signed_in()
             if memo is None or user is None:
                 return super().user_view_menu_names(permission_name)
             roles = self._callsight_role_ids(user)
@@ -153,7 +153,7 @@ def with_access_memo(base: type) -> type:
             )
 
         def get_rls_filters(self, table: Any) -> list[Any]:
-            memo, user = request_memo(), _signed_in()
+            memo, user = request_memo(), signed_in()
             if memo is None or user is None:
                 return super().get_rls_filters(table)
             roles = self._callsight_role_ids(user)

@@ -164,7 +164,7 @@ def answer_key() -> str | None:
     from superset import security_manager
 
     memo = _module("callsight_access_memo")
-    user = memo._signed_in()
+    user = memo.signed_in()
     if not ENABLED or user is None or memo.request_memo() is None or not request.is_json:
         return None
     body = request.get_json(cache=True, silent=True)
