@@ -14,14 +14,17 @@ next request with the same key gets those bytes without any of that work:
   row-level security, databases, datasets, their columns and metrics, charts, dashboards and their owners;
 * the served warehouse's version: a request during which a publish replaced the served file (with it, a
   viewer's visibility set may change) neither is answered from here nor keeps its answer.
+* the code: callsight's Superset modules (the files beside this one), Superset's version and the SQL guard's
+  layers (a deploy that makes the guard stricter gives no answer kept before it).
 
 Only an answer that Superset itself would give the next viewer of that key is kept: HTTP 200, JSON, every
 query a success, for a signed-in user (no guest), a request without Jinja of its own, whose dataset's
-templates and row-level security clauses use only key_memo.ALLOWED_NAMES (nothing that reads the user's
-name or the time), without annotation layers and without a relative start or end of its own. A result just
-computed is kept as its next cache hit reads (is_cached, and cached_dttm: when Superset stored it), and
-only while it is in the cache. A forced request (`force`) is never answered from here; its new answer
-replaces the kept one of the same request without `force`. Authentication and the endpoint's permission
+templates and every row-level security clause of the site (a virtual dataset's query gets those of the
+tables it reads) use only key_memo.ALLOWED_NAMES (nothing that reads the user's name or the time), without
+annotation layers and without a relative start or end of its own. A result just computed is kept as its
+next cache hit reads (is_cached, and cached_dttm: when Superset stored it), and only while it is in the
+cache. A forced request (`force`) is never answered from here; its new answer replaces the kept one of the
+same request without `force`. Authentication and the endpoint's permission
 (Flask-AppBuilder's `protect`) run for every request as before; a refusal, a failure or a CSV is never
 kept, so a request the SQL guard refuses is refused again. The night's warm-up stores the answers of the
 build it warms (warm_cache.py), so that the first open after the swap is answered from here.
@@ -37,8 +40,10 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("callsight.answer_memo")
@@ -51,6 +56,7 @@ OWNED_SQL = (
     "SELECT user_id FROM slice_user WHERE user_id = :u UNION ALL SELECT user_id FROM dashboard_user WHERE user_id = :u"
     ") AS owned"  # PostgreSQL before 16 wants the alias
 )
+RLS_SQL = "SELECT clause FROM row_level_security_filters"
 VERSIONS_KEY = "callsight.answer_memo.served"  # in the request's environ: the served version its key names
 _keep_as: contextvars.ContextVar[str | None] = contextvars.ContextVar("callsight_answer_memo", default=None)
 
@@ -149,6 +155,42 @@ def _owner_salt(user: Any) -> str:
     return str(user.id) if owned else "-"
 
 
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """callsight's Superset modules (every .py file beside this one, as every process of the site has them),
+    Superset's version and the SQL guard's layers: an answer kept before a deploy that changed any of them (a
+    stricter guard, say) is not given after it."""
+    from importlib.metadata import version
+
+    layers = os.environ.get("CALLSIGHT_SQL_GUARD_LAYERS", "")
+    digest = hashlib.sha256(f"{version('apache-superset')}|{layers}".encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+_rls_checked: dict[str, bool] = {}  # security token -> whether every RLS clause of the site is allowed
+
+
+def rls_allowed() -> bool:
+    """Whether every row-level-security clause of the site uses key_memo's allowed names only. A virtual
+    dataset's query gets the clauses of the tables its SQL reads, rendered for the viewer (Superset 6.1,
+    utils/rls.py), which Superset's own cache key holds and this one does not: a clause that reads the
+    viewer's name, the URL or the time anywhere keeps answers from being kept. Checked once per token."""
+    from sqlalchemy import text
+    from superset.extensions import db
+
+    token = _module("callsight_access_memo").request_token()
+    if token is None:
+        return False
+    if (known := _rls_checked.get(token)) is None:
+        clauses = [str(c or "") for (c,) in db.session.execute(text(RLS_SQL))]
+        known = _rls_checked[token] = _module("callsight_key_memo").allowed(clauses)
+        if len(_rls_checked) > 64:
+            _rls_checked.pop(next(iter(_rls_checked)))
+    return known
+
+
 def forced() -> bool:
     """Whether this request asks Superset to compute its results again (`force`)."""
     from flask import request
@@ -183,6 +225,7 @@ def answer_key() -> str | None:
         "set": _module("callsight_visibility").visibility_set(),
         "token": token,
         "served": _served_now(),
+        "code": code_version(),
     }
     request.environ[VERSIONS_KEY] = parts["served"]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -221,6 +264,8 @@ def keep(key: str, datasource: Any, queries: list[dict[str, Any]]) -> bool:
     cache = _cache()
     if cache is None or not _same_version() or not _module("callsight_key_memo").templates_allowed(datasource):
         return False
+    if not rls_allowed():
+        return False
     if getattr(getattr(datasource, "database", None), "impersonate_user", False):  # the key then holds the user
         return False
     answer = answer_bytes(queries)
@@ -242,7 +287,11 @@ def answering(data: Callable[..., Any]) -> Callable[..., Any]:
     def answered(self: Any, *args: Any, **kwargs: Any) -> Any:
         from flask import make_response
 
-        key = answer_key()
+        try:
+            key = answer_key()
+        except Exception as exc:  # whatever the memo cannot work out, Superset answers as without it
+            log.warning("answer memo: no key: %s", type(exc).__name__)
+            key = None
         if key is None:
             return data(self, *args, **kwargs)
         if not forced():
@@ -270,7 +319,10 @@ def keeping(send: Callable[..., Any]) -> Callable[..., Any]:
         key = _keep_as.get()
         if key is not None and response.status_code == 200 and response.mimetype == "application/json":
             datasource = getattr(result.get("query_context"), "datasource", None)
-            keep(key, datasource, result.get("queries") or [])
+            try:
+                keep(key, datasource, result.get("queries") or [])
+            except Exception as exc:  # the answer goes out as Superset built it; the next one computes again
+                log.warning("answer memo: not kept: %s", type(exc).__name__)
         return response
 
     return send_chart_response

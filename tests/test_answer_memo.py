@@ -185,6 +185,20 @@ out["not_owner"] = answered(lambda: [post(a, path, body), post(a, path, body)])
 raw("UPDATE dashboards SET published = published")
 out["dashboard_edited"] = answered(lambda: post(a, path, body))
 
+# A row-level-security clause reading the viewer's name, on no table of this request (a virtual dataset's query
+# gets the clauses of the tables it reads, rendered per viewer): while one exists nothing is kept or answered.
+clause = {"n": "callsight-test-user-clause", "c": "'{{ current_username() }}' <> ''", "t": datetime.datetime.now()}
+raw("INSERT INTO row_level_security_filters (name, filter_type, clause, created_on, changed_on) "
+    "VALUES (:n, 'Regular', :c, :t, :t)", **clause)
+kept = memo.COUNTS["kept"]
+try:
+    out["user_clause"] = answered(lambda: [post(a, path, body)[0] for _ in range(3)])
+    out["user_clause_kept"] = memo.COUNTS["kept"] - kept
+finally:
+    raw("DELETE FROM row_level_security_filters WHERE name = :n", n=clause["n"])
+out["user_clause_gone"] = answered(lambda: [post(a, path, body)[0] for _ in range(2)])
+
+
 # The dataset's SQL edited (as in Superset's dataset editor, by hand here): the next answer has the new rows.
 with app.app_context():
     sql, changed_on = db.session.query(SqlaTable.sql, SqlaTable.changed_on).filter(SqlaTable.id == ds_id).one()
@@ -195,6 +209,30 @@ try:
 finally:
     raw(edit, s=sql, c=changed_on, i=ds_id)
 out["sql_restored"] = post(a, path, body)
+
+# The dataset's SQL edited during the night's warm-up, between two of its requests (one session serves the
+# whole job): the second reads the dataset afresh, as a web request does, and keeps the answer Superset gives.
+from superset.commands.chart.data.get_data_command import ChartDataCommand
+
+real_run = ChartDataCommand.run
+edits = []
+
+
+def run_and_edit(self, **kwargs):
+    result = real_run(self, **kwargs)
+    if not edits:
+        edits.append(raw(edit, s=f"SELECT * FROM ({sql}\n) AS edited WHERE 1 = 0", c=datetime.datetime.now(), i=ds_id))
+    return result
+
+
+ChartDataCommand.run = run_and_edit
+try:
+    with app.app_context():
+        warmed = sys.modules["callsight_warm_cache"].run_as(app, sm.find_user(username=a), [(path, body)] * 2)
+    out["warmed_meanwhile"] = [warmed["answers"], answered(lambda: post(a, path, body)), post(a, path, body, on=False)]
+finally:
+    ChartDataCommand.run = real_run
+    raw(edit, s=sql, c=changed_on, i=ds_id)
 
 # The grant of the dataset withdrawn between two requests (a request without the dashboard, whose roles
 # would grant it too): the answer kept before is not given.
@@ -257,6 +295,15 @@ try:
 finally:
     app.config["DEFAULT_RELATIVE_START_TIME"], app.config["DEFAULT_RELATIVE_END_TIME"] = saved
 out["time_keys"] = keys
+
+# Another deploy (callsight's Superset modules, Superset's version, the guard's layers): another key.
+real_code = memo.code_version
+memo.code_version = lambda: "another deploy"
+try:
+    out["code_keys"] = [key_of(body)]
+finally:
+    memo.code_version = real_code
+out["code_keys"] += [key_of(body), key_of(body)]
 print(json.dumps(out))
 """
 
@@ -358,6 +405,22 @@ def test_ownership_and_an_edited_dashboard_count_from_the_next_request(memo_run:
     assert (status, answered) == (200, 0) and rows(answer) == rows(own[1])
 
 
+def test_a_row_level_security_clause_reading_the_viewer_anywhere_keeps_nothing(memo_run: dict) -> None:
+    # while it exists every request is Superset's own (computed or from its cache), none kept or answered
+    assert memo_run["user_clause"] == [[200, 200, 200], 0]
+    assert memo_run["user_clause_kept"] == 0
+    # removed (a new token): the first request computes and keeps, the second is answered from the memo
+    assert memo_run["user_clause_gone"] == [[200, 200], 1]
+
+
+def test_the_warm_up_reads_a_dataset_edited_during_it_afresh(memo_run: dict) -> None:
+    kept, (memo, answered), own = memo_run["warmed_meanwhile"]
+    assert kept == 2  # the first request's answer under the token before the edit, the second's after it
+    assert answered == 1 and memo[0] == own[0] == 200
+    before = memo_run["own"][memo_run["users"][0]][memo_run["index"]]
+    assert rows(memo[1]) == rows(own[1]) == [[]] * len(rows(before[1])), "the edited SQL's rows: none"
+
+
 def test_a_dataset_edited_counts_from_the_next_request(memo_run: dict) -> None:
     own = memo_run["own"][memo_run["users"][0]][memo_run["index"]]
     with_memo, without = memo_run["sql_edited"]
@@ -381,3 +444,8 @@ def test_a_relative_time_range_keys_by_its_bounds_now(memo_run: dict) -> None:
     same1, same2, other, now1, now2 = memo_run["time_keys"]
     assert same1 == same2 and same1 is not None and other not in (None, same1)
     assert None not in (now1, now2) and now1 != now2 != same1, "bounds that moved: another key"
+
+
+def test_another_deploy_keys_anew(memo_run: dict) -> None:
+    other, now, again = memo_run["code_keys"]
+    assert now == again and other != now
