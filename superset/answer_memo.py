@@ -169,7 +169,7 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
-_rls_checked: dict[str, bool] = {}  # security token -> whether every RLS clause of the site is allowed
+_rls_checked = sys.modules["callsight_lru"].Lru(64)  # security token -> every RLS clause of the site allowed
 
 
 def rls_allowed() -> bool:
@@ -185,9 +185,8 @@ def rls_allowed() -> bool:
         return False
     if (known := _rls_checked.get(token)) is None:
         clauses = [str(c or "") for (c,) in db.session.execute(text(RLS_SQL))]
-        known = _rls_checked[token] = _module("callsight_key_memo").allowed(clauses)
-        if len(_rls_checked) > 64:
-            _rls_checked.pop(next(iter(_rls_checked)))
+        known = _module("callsight_key_memo").allowed(clauses)
+        _rls_checked.put(token, known)
     return known
 
 
