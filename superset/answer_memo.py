@@ -162,7 +162,7 @@ def code_version() -> str:
     stricter guard, say) is not given after it."""
     from importlib.metadata import version
 
-    layers = os.environ.get("CALLSIGHT_SQL_GUARD_LAYERS", "")
+    layers = os.environ.get(_module("callsight_sql_guard_hooks").LAYERS_ENV, "")
     digest = hashlib.sha256(f"{version('apache-superset')}|{layers}".encode())
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
@@ -200,7 +200,16 @@ def forced() -> bool:
 
 def answer_key() -> str | None:
     """The key of this chart-data request's answer, `force` aside (a forced request keeps its new answer for
-    the same request without it); None where it may not be kept or answered."""
+    the same request without it); None where it may not be kept or answered, or cannot be worked out (then
+    Superset answers as without the memo)."""
+    try:
+        return _answer_key()
+    except Exception as exc:
+        log.warning("answer memo: no key: %s", type(exc).__name__)
+        return None
+
+
+def _answer_key() -> str | None:
     from flask import request
     from superset import security_manager
 
@@ -259,7 +268,19 @@ def found(key: str) -> bytes | None:
 
 
 def keep(key: str, datasource: Any, queries: list[dict[str, Any]]) -> bool:
-    """Keep the answer of these queries under `key` where its dataset allows it; whether it was kept."""
+    """Keep the answer of these queries under `key` where its dataset allows it; whether it was kept. A
+    failure keeps nothing (the answer goes out as Superset built it; the next request computes it again)."""
+    try:
+        kept = _keep(key, datasource, queries)
+    except Exception as exc:  # an unwritable cache, an unreadable metadata table
+        log.warning("answer memo: not kept: %s", type(exc).__name__)
+        return False
+    if kept:
+        COUNTS["kept"] += 1
+    return kept
+
+
+def _keep(key: str, datasource: Any, queries: list[dict[str, Any]]) -> bool:
     cache = _cache()
     if cache is None or not _same_version() or not _module("callsight_key_memo").templates_allowed(datasource):
         return False
@@ -270,12 +291,7 @@ def keep(key: str, datasource: Any, queries: list[dict[str, Any]]) -> bool:
     answer = answer_bytes(queries)
     if answer is None or len(answer) > MAX_BYTES:
         return False
-    try:
-        cache.set_memo(PREFIX + key, answer)
-    except Exception as exc:  # the next request computes it again
-        log.warning("answer memo: cache unwritable: %s", type(exc).__name__)
-        return False
-    COUNTS["kept"] += 1
+    cache.set_memo(PREFIX + key, answer)
     return True
 
 
@@ -286,11 +302,7 @@ def answering(data: Callable[..., Any]) -> Callable[..., Any]:
     def answered(self: Any, *args: Any, **kwargs: Any) -> Any:
         from flask import make_response
 
-        try:
-            key = answer_key()
-        except Exception as exc:  # whatever the memo cannot work out, Superset answers as without it
-            log.warning("answer memo: no key: %s", type(exc).__name__)
-            key = None
+        key = answer_key()
         if key is None:
             return data(self, *args, **kwargs)
         if not forced():
@@ -318,10 +330,7 @@ def keeping(send: Callable[..., Any]) -> Callable[..., Any]:
         key = _keep_as.get()
         if key is not None and response.status_code == 200 and response.mimetype == "application/json":
             datasource = getattr(result.get("query_context"), "datasource", None)
-            try:
-                keep(key, datasource, result.get("queries") or [])
-            except Exception as exc:  # the answer goes out as Superset built it; the next one computes again
-                log.warning("answer memo: not kept: %s", type(exc).__name__)
+            keep(key, datasource, result.get("queries") or [])
         return response
 
     return send_chart_response

@@ -113,7 +113,7 @@ def _run(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dic
                     # One session serves the whole job: what an earlier request loaded (a dataset, a dashboard's
                     # roles) is read again, after the key's security token, as a web request reads it.
                     db.session.rollback()
-                    key = _answer_key()
+                    key = _answers().answer_key()  # before the work, as a web request takes it
                     command = ChartDataCommand(ChartDataQueryContextSchema().load(body))
                     command.validate()
                     result = command.run()
@@ -127,24 +127,14 @@ def _run(app: Any, user: Any, requests: list[tuple[str, dict[str, Any]]]) -> dic
     return done
 
 
-def _answer_key() -> str | None:
-    """This request's answer key (answer_memo.py), taken before the request's work as a web request takes it:
-    a metadata change during the work then keys its answer by the token before it, which nobody asks again."""
-    try:
-        return sys.modules["callsight_answer_memo"].answer_key()
-    except Exception as exc:  # the result is warmed; its answer is built at the first open
-        log.warning("warm-up: no answer key: %s", type(exc).__name__)
-        return None
-
-
 def _keep_answer(key: str | None, command: Any, result: dict[str, Any]) -> int:
     """The whole answer kept for the viewers of this request's key (answer_memo.py): 1 if it was."""
-    answers = sys.modules["callsight_answer_memo"]
-    try:
-        return int(key is not None and answers.keep(key, command._query_context.datasource, result["queries"]))
-    except Exception as exc:  # the result is warmed; its answer is built at the first open
-        log.warning("warm-up: answer not kept: %s", type(exc).__name__)
-        return 0
+    datasource = getattr(getattr(command, "_query_context", None), "datasource", None)
+    return int(key is not None and _answers().keep(key, datasource, result.get("queries") or []))
+
+
+def _answers() -> Any:
+    return sys.modules["callsight_answer_memo"]
 
 
 @blueprint.route("/api/v1/callsight/warm_cache", methods=["POST"])
