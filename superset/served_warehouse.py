@@ -15,7 +15,10 @@ path (os.stat) on every call: the same file -> a new connection to the open inst
 cache stays warm); a new file -> a new instance, and the old one is released - queries still running
 on it finish, new ones never reach it. The configuration is locked after opening: no SQL statement can
 change settings (memory, threads, temp directory) for the others sharing the instance, and external
-access stays off.
+access stays off but for the one folder beside the served file that the warehouse's own views may read
+(`parts_path`: files the publish writes, each read through a view; DuckDB takes the folder only on an
+open instance, before external access goes off, so the locking settings are SET on the anchor and every
+other connection joins its instance with the anchor's connect-time configuration).
 
 Chart data that Superset caches is tied to the version it was read from (`versions_now`,
 `versions_read`; the cache itself is served_cache.py): a publish makes every cached result of the
@@ -50,6 +53,10 @@ import duckdb
 _PROC_FD = Path("/proc/self/fd")
 # Where the night builds the next warehouse, relative to the served file (callsight's Settings.build_db).
 CANDIDATE_DIR = "build"
+# The folder beside the served file whose files the warehouse's views read (callsight's Settings.parts_dir).
+PARTS_DIR = "parts"
+# Settings SET on the open anchor, in this order, rather than given at connect time.
+_LOCKING = ("enable_external_access", "lock_configuration")
 
 
 def candidate_path(path: str | os.PathLike[str]) -> Path:
@@ -77,6 +84,36 @@ def candidate_now() -> bool:
     return getattr(_candidate, "on", False)
 
 
+def parts_path(path: str | os.PathLike[str]) -> Path:
+    """The only folder the connections to the served file at `path` (and to its candidate) may read files in."""
+    return Path(path).parent / PARTS_DIR
+
+
+def open_locked(
+    path: str | os.PathLike[str], parts: Path, config: dict[str, Any] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A read-only instance of the DuckDB file at `path` whose SQL reads files in `parts` only (none at all
+        if external access is on in `config`: then it is the caller's), configuration locked. Other connections
+        join it with `duckdb.connect(path, read_only=True, config=connect_config(config))`. External access is
+    off unless `config` turns it on (True)."""
+    config = config or {}
+    con = duckdb.connect(str(path), read_only=True, config=connect_config(config))
+    try:
+        folder = f"{parts}/".replace("'", "''")
+        con.execute(f"SET allowed_directories = ['{folder}']")
+        con.execute(f"SET enable_external_access = {config.get('enable_external_access') is True}")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def connect_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of `config` that DuckDB takes at connect time (the locking ones are SET after)."""
+    return {k: v for k, v in config.items() if k not in _LOCKING}
+
+
 def _target(path: str | os.PathLike[str]) -> Path:
     return candidate_path(path) if candidate_now() else Path(path)
 
@@ -99,7 +136,7 @@ class ServedWarehouse:
 
     def __init__(self, path: str | os.PathLike[str], config: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
-        self.config = {**(config or {}), "lock_configuration": True}
+        self.config = dict(config or {})
         self._lock = threading.Lock()
         self._version: _Version | None = None
         self._candidate: _Version | None = None  # the candidate's instance while it is not served
@@ -122,7 +159,8 @@ class ServedWarehouse:
             if current is None or current.identity != _identity(st):
                 current = self._switch(candidate, _identity(st))
             _note_read(self.path, current.identity)
-            return duckdb.connect(str(current.link), read_only=True, config=self.config)
+            # the anchor is open (released only under this lock): this joins its instance, settings locked
+            return duckdb.connect(str(current.link), read_only=True, config=connect_config(self.config))
 
     def _switch(self, candidate: bool, identity: tuple[int, int, int, int]) -> _Version:
         """Open the file now at the served path (or the candidate's), or take the candidate's instance
@@ -155,7 +193,7 @@ class ServedWarehouse:
             folder.mkdir()
             link = folder / self.path.name  # DuckDB names the catalog after the file, as before
             link.symlink_to(_PROC_FD / str(fd))
-            anchor = duckdb.connect(str(link), read_only=True, config=self.config)
+            anchor = open_locked(link, parts_path(self.path), self.config)
         except BaseException:
             os.close(fd)
             raise

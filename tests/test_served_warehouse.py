@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from callsight.publish.builds import publish, rollback
-from callsight.site.settings import REPO_ROOT
+from callsight.site.settings import REPO_ROOT, Settings
 
 from .conftest import stub_warehouse
 
@@ -140,6 +140,58 @@ def test_sql_cannot_change_settings_reach_files_or_write(served, tmp_path: Path)
             con.execute(sql)
     assert not (tmp_path / "out.csv").exists()
     assert con.execute("SELECT count(*) FROM marts.fct_calls").fetchone()[0] == 1000
+
+
+def with_parts_view(path: Path, parts: Path, week: str, version: int) -> Path:
+    """The warehouse file at `path` with a view `marts.weekly` over a Parquet file of `parts` holding `version`."""
+    parts.mkdir(exist_ok=True)
+    file = parts / f"fct_calls-{week}.parquet"
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(f"COPY (SELECT range AS id, {version} AS version FROM range(10)) TO '{file}'")
+        con.execute(f"CREATE VIEW marts.weekly AS SELECT * FROM read_parquet(['{file}'])")
+    finally:
+        con.close()
+    return file
+
+
+def test_the_views_read_the_parts_folder_and_sql_no_other_file(tmp_path: Path) -> None:
+    """The served file's views may read files in the parts folder beside it (the candidate's, in the
+    build folder, the same one); nothing else, and no SQL can widen that. A connection opened after a
+    publish is as locked as the first."""
+    (tmp_path / "warehouse" / "build").mkdir(parents=True)
+    path = build(tmp_path / "warehouse" / "callsight.duckdb", 1)
+    parts = served_warehouse.parts_path(path)
+    assert parts == Settings.from_env({"CALLSIGHT_HOME": str(tmp_path)}).parts_dir == tmp_path / "warehouse" / "parts"
+    with_parts_view(path, parts, "w1", 1)
+    candidate = build(served_warehouse.candidate_path(path), 2)
+    with_parts_view(candidate, parts, "w2", 2)
+    elsewhere = tmp_path / "elsewhere.parquet"
+    duckdb.sql(f"COPY (SELECT 42 AS secret) TO '{elsewhere}'")
+    sw = served_warehouse.ServedWarehouse(path, CONFIG)
+    try:
+        with served_warehouse.reading_candidate():
+            assert sw.connect().execute("SELECT max(version) FROM marts.weekly").fetchone()[0] == 2
+        con = sw.connect()
+        assert con.execute("SELECT max(version), count(*) FROM marts.weekly").fetchone() == (1, 10)
+        publish(candidate, path)
+        for c in (con, sw.connect()):
+            for sql in (
+                f"SELECT * FROM read_parquet('{elsewhere}')",
+                f"SELECT * FROM '{elsewhere}'",
+                f"SELECT * FROM read_parquet('{parts}/../../elsewhere.parquet')",
+                f"SELECT * FROM glob('{tmp_path}/*')",
+                f"SET allowed_directories = ['{tmp_path}/']",
+                "SET enable_external_access = true",
+                "RESET allowed_directories",
+            ):
+                with pytest.raises(duckdb.Error):
+                    c.execute(sql)
+        assert sw.connect().execute("SELECT max(version) FROM marts.weekly").fetchone()[0] == 2
+        # the folder itself is readable by path: the SQL guard (sql_guard.py) keeps non-admins' SQL off it
+        assert sw.connect().execute(f"SELECT count(*) FROM read_parquet('{parts}/*.parquet')").fetchone()[0] == 20
+    finally:
+        sw.close()
 
 
 def test_nothing_published_is_a_clear_error(tmp_path: Path) -> None:

@@ -72,6 +72,12 @@ class Settings:
         return self.warehouse_dir / "callsight.duckdb"
 
     @property
+    def parts_dir(self) -> Path:
+        """The one folder of files Superset's connections may read: what the served warehouse's views read.
+        Must match superset/served_warehouse.py (parts_path)."""
+        return self.warehouse_dir / "parts"
+
+    @property
     def demo_dir(self) -> Path:
         return self.home / "demo"
 
