@@ -1,5 +1,6 @@
 """sql_guard.py applied inside Superset: layer 1 at the entry of every chart query (get_sqla_query), layer
-2 on the final SQL (get_query_str_extended, whose SQL is what Superset runs), for every user but admins.
+2 on the final SQL (get_query_str_extended, whose SQL is what Superset runs), for every user but admins;
+statement_guard.py on every other statement a non-admin's request runs (Database.mutate_sql_based_on_config).
 Besides: non-admins get no generated SQL back - neither the "View query" result type nor the `query`
 field of results - and no error text from the engine (it quotes SQL, schema and table names).
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import callsight_security_events as security_events  # registered by superset_config._load_beside
 import callsight_sql_guard as sql_guard
+import callsight_statement_guard as statement_guard
 import yaml
 
 log = logging.getLogger("callsight.sql_guard")
@@ -32,6 +34,8 @@ GENERIC_ERROR = "callsight: the query failed; your administrator finds the detai
 QUERY_PATHS = ("/api/v1/chart/", "/superset/explore_json", "/api/v1/datasource/", "/datasource/", "/api/v1/explore/")
 
 _capture: contextvars.ContextVar[dict | None] = contextvars.ContextVar("callsight_sql_guard", default=None)
+# Inside a chart query's run (ExploreMixin.query): what it executes is the SQL layer 2 checked.
+_chart_run: contextvars.ContextVar[bool] = contextvars.ContextVar("callsight_chart_run", default=False)
 
 
 def layers_on(environ: Any = os.environ) -> frozenset[str]:
@@ -200,6 +204,45 @@ def guard_final_query(original, shipped: frozenset[str]):
     return get_query_str_extended
 
 
+# ---- every other statement ----------------------------------------------------------------------
+def guard_statement(sql: str) -> None:
+    """A non-admin's SQL outside the chart path - SQL Lab, its CSV export, a virtual dataset's columns, a
+    filter's values, an alert - may read tables and views by name only (statement_guard.py). A chart query
+    is checked by layer 2 once whole, and then runs the SQL checked: left to it."""
+    if _capture.get() is not None or _chart_run.get() or exempt():
+        return
+    try:
+        statement_guard.check_statement(sql)
+    except sql_guard.GuardRefusal as refusal:
+        _refuse(refusal, "statement", None)
+
+
+def guard_mutation(original):
+    """Database.mutate_sql_based_on_config: Superset passes every statement it runs on a database through
+    it (SQL_QUERY_MUTATOR's hook), split or not - the one place all of them meet."""
+
+    @functools.wraps(original)
+    def mutate_sql_based_on_config(self, sql_: str, is_split: bool = False) -> str:
+        guard_statement(sql_)
+        return original(self, sql_, is_split)
+
+    return mutate_sql_based_on_config
+
+
+def mark_chart_run(original):
+    """ExploreMixin.query: runs the SQL of get_query_str_extended (layer 2's) - nothing else."""
+
+    @functools.wraps(original)
+    def query(self, query_obj):
+        token = _chart_run.set(True)
+        try:
+            return original(self, query_obj)
+        finally:
+            _chart_run.reset(token)
+
+    return query
+
+
 # ---- what goes back: no SQL, no engine errors -----------------------------------------------------
 def hide_query(original, result_type: Any):
     @functools.wraps(original)
@@ -274,6 +317,7 @@ def install(app: Any, assets_dir: str) -> None:
     """Patch Superset's query building once per process (FLASK_APP_MUTATOR)."""
     from superset.common import query_actions
     from superset.connectors.sqla.models import SqlaTable
+    from superset.models.core import Database
     from superset.models.helpers import ExploreMixin
 
     if getattr(ExploreMixin, "callsight_guarded", False):
@@ -289,6 +333,8 @@ def install(app: Any, assets_dir: str) -> None:
         SqlaTable.get_sqla_row_level_filters = capture_predicates(SqlaTable.get_sqla_row_level_filters)
         ExploreMixin.get_from_clause = capture_from(ExploreMixin.get_from_clause)
         ExploreMixin.get_query_str_extended = guard_final_query(ExploreMixin.get_query_str_extended, shipped)
+        ExploreMixin.query = mark_chart_run(ExploreMixin.query)
+    Database.mutate_sql_based_on_config = guard_mutation(Database.mutate_sql_based_on_config)
     for result_type, func in list(query_actions._result_type_functions.items()):
         query_actions._result_type_functions[result_type] = hide_query(func, result_type)
     ExploreMixin.callsight_guarded = True

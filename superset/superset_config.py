@@ -334,10 +334,12 @@ def cache_duckdb_reserved_words() -> None:
     preparer.callsight_cached = True
 
 
-# What non-admins' chart queries may be (sql_guard.py: custom SQL fragments, the final query's shape)
-# and what goes back to them (no generated SQL, no engine errors).
+# What non-admins' chart queries may be (sql_guard.py: custom SQL fragments, the final query's shape), what
+# their other SQL may read (statement_guard.py: tables by name) and what goes back to them (no generated
+# SQL, no engine errors).
 _load_beside("callsight_security_events", "security_events.py")
 _load_beside("callsight_sql_guard", "sql_guard.py")
+_load_beside("callsight_statement_guard", "statement_guard.py")
 _sql_guard_hooks = _load_beside("callsight_sql_guard_hooks", "sql_guard_hooks.py")
 # A virtual dataset's SQL parsed once per process, not three times per chart request (parse_memo.py), and
 # the Jinja part of a chart's cache key built once per request and visibility set (key_memo.py).

@@ -391,9 +391,7 @@ def test_analysts_sql_lab_reads_the_analyst_schema_only(superset_server: Superse
     db = next(d["id"] for d in analyst.list_all("database") if d["database_name"] == "callsight")
 
     def run(sql: str) -> tuple[int, str]:
-        body = {"database_id": db, "sql": sql, "schema": "analyst", "runAsync": False, "queryLimit": 1000}
-        body["client_id"] = uuid.uuid4().hex[:10]
-        r = analyst.session.post(f"{superset_server.url}/api/v1/sqllab/execute/", json=body, timeout=120)
+        r = sql_lab_as(superset_server, analyst, db, sql)
         return r.status_code, r.text
 
     status, text = run("SELECT count(*) AS n FROM analyst.calls WHERE number_key IS NOT NULL")
@@ -414,3 +412,74 @@ def test_analysts_sql_lab_reads_the_analyst_schema_only(superset_server: Superse
         status, text = run(sql)
         assert status >= 400 or '"status": "failed"' in text, (sql, text[:300])
         assert not any(s in text for s in judge.forbidden), sql
+
+
+def test_analysts_reach_no_file_of_the_parts_folder(superset_server: SupersetServer) -> None:
+    """The served connections may read the parts folder (the views' files; served_warehouse.py): an
+    analyst's own SQL - SQL Lab, a dataset of their own - reads no file there, writes none, lists none."""
+    settings = superset_server.site.settings
+    parts = settings.parts_dir
+    made = not parts.exists()
+    parts.mkdir(exist_ok=True)
+    existing = set(parts.iterdir())
+    leak = parts / "fct_calls-leak.parquet"
+    con = duckdb.connect(str(settings.served_db), read_only=True)
+    try:
+        con.execute(f"COPY (SELECT phone_number, agent_username FROM marts.fct_calls) TO '{leak}'")
+    finally:
+        con.close()
+    before = sorted(parts.iterdir())
+    directory = load_directory(settings.effective_directory_path)
+    analyst = SupersetClient(superset_server.url).login(directory.analysts[0], superset_server.user_password)
+    db = next(d["id"] for d in analyst.list_all("database") if d["database_name"] == "callsight")
+    judge = judges(superset_server)[2]
+    admin = SupersetClient(superset_server.url).login("admin", superset_server.admin_password)
+    try:
+        # the engine itself would answer: an admin's SQL Lab reads the file
+        r = sql_lab_as(superset_server, admin, db, f"SELECT count(*) AS n FROM read_parquet('{leak}')")
+        assert r.status_code == 200 and json.loads(r.text)["data"][0]["n"] > 0, r.text[:300]
+        for sql in (
+            f"SELECT string_agg(phone_number, ',') FROM read_parquet('{leak}')",
+            f"SELECT string_agg(phone_number, ',') FROM '{leak}'",
+            f"SELECT string_agg(phone_number, ',') FROM read_parquet('{parts}/*.parquet')",
+            f"SELECT * FROM analyst.calls WHERE number_key IN (SELECT phone_number FROM '{leak}')",
+            f"SELECT string_agg(file, ',') FROM glob('{parts}/*')",
+            f"SELECT * FROM parquet_metadata('{leak}')",
+            f"COPY (SELECT 1 AS x) TO '{parts}/fct_calls-forged.parquet'",
+            f"COPY (SELECT 1 AS x) TO '{leak}'",
+        ):
+            r = sql_lab_as(superset_server, analyst, db, sql)
+            assert r.status_code >= 400 or '"status": "failed"' in r.text, (sql, r.text[:300])
+            assert not any(s in r.text for s in judge.forbidden), sql
+        # a dataset of their own over the file: refused when Superset reads its columns, or at its first chart
+        r = analyst.session.post(
+            f"{superset_server.url}/api/v1/dataset/",
+            json={
+                "database": db,
+                "schema": "analyst",
+                "table_name": f"leak_{uuid.uuid4().hex[:6]}",
+                "sql": (f"SELECT phone_number FROM read_parquet('{leak}')"),
+            },
+            timeout=120,
+        )
+        if r.status_code in (200, 201):
+            ds = r.json()["id"]
+            status, text = chart_data(analyst, superset_server.url, ds, {"columns": ["phone_number"], "metrics": []})
+            assert status >= 400, text[:300]
+            assert not any(s in text for s in judge.forbidden)
+            admin.delete(f"/api/v1/dataset/{ds}")
+        assert not any(s in r.text for s in judge.forbidden)
+        assert sorted(parts.iterdir()) == before, "nothing written into the folder"
+    finally:
+        for path in set(parts.iterdir()) - existing:
+            path.unlink()
+        if made:
+            parts.rmdir()
+    refused = [e for e in events(superset_server) if e["event"] == "query_refused" and e["layer"] == "statement"]
+    assert refused, "the refusals are in the security events"
+
+
+def sql_lab_as(server: SupersetServer, client: SupersetClient, db: int, sql: str) -> requests.Response:
+    body = {"database_id": db, "sql": sql, "schema": "analyst", "runAsync": False, "queryLimit": 1000}
+    body["client_id"] = uuid.uuid4().hex[:10]
+    return client.session.post(f"{server.url}/api/v1/sqllab/execute/", json=body, timeout=120)

@@ -60,6 +60,15 @@ for name, sql in cases["final"].items():
         out["final"][name] = "passed" if "virtual_table" in regenerated else "passed without its dataset"
     except g.GuardRefusal as refusal:
         out["final"][name] = refusal.reason
+sys.modules["callsight_sql_guard"] = g
+import statement_guard as st
+out["statements"] = {}
+for sql in cases["statements"]:
+    try:
+        st.check_statement(sql)
+        out["statements"][sql] = "passed"
+    except g.GuardRefusal as refusal:
+        out["statements"][sql] = refusal.reason
 print(json.dumps(out))
 """
 INNER = "SELECT c.call_date, c.agent_username, c.talk_seconds FROM marts.fct_calls AS c WHERE TRUE"
@@ -100,12 +109,48 @@ EXPECTED_FINAL = {
     "row count of a union": "final_source",
 }
 
+PARTS = "/srv/callsight/warehouse/parts"
+# A non-admin's statement outside the chart path (statement_guard.py) -> the verdict.
+STATEMENTS = {
+    "SELECT count(*) FROM analyst.calls": "passed",
+    "WITH c AS (SELECT * FROM calls) SELECT c.x FROM c JOIN analyst.groups AS g ON TRUE": "passed",
+    "SELECT * FROM range(10)": "passed",
+    "DESCRIBE analyst.calls": "passed",
+    f"SELECT * FROM read_parquet('{PARTS}/fct_calls-2026-W49.parquet')": "statement_file",
+    f"SELECT * FROM '{PARTS}/fct_calls-2026-W49.parquet'": "statement_file",
+    f'SELECT * FROM "{PARTS}/x.parquet"': "statement_file",
+    f"FROM '{PARTS}/x.parquet'": "statement_file",
+    "SELECT * FROM 'x.parquet'": "statement_file",
+    f"SELECT * FROM analyst.calls WHERE x IN (FROM '{PARTS}/x.parquet')": "statement_file",
+    f"SELECT * FROM analyst.calls, LATERAL (SELECT * FROM read_parquet('{PARTS}/x'))": "statement_file",
+    f"SELECT * FROM range((SELECT count(*) FROM glob('{PARTS}/*')))": "statement_file",
+    f"PIVOT read_parquet('{PARTS}/x') ON a USING count(*)": "statement_not_query",
+    f"SELECT * FROM parquet_metadata('{PARTS}/x')": "statement_file",
+    "SELECT * FROM read_parquet(getvariable('p'))": "statement_file",
+    "SELECT * FROM query_table('marts.fct_calls')": "statement_file",
+    "SELECT * FROM duckdb_views()": "statement_file",
+    "SELECT 1; SELECT * FROM read_csv('/etc/passwd')": "statement_file",
+    "SELECT current_setting('allowed_directories')": "statement_function",
+    f"COPY (SELECT 1) TO '{PARTS}/fct_calls-2026-W49.parquet'": "statement_not_query",
+    f"EXPORT DATABASE '{PARTS}/copy'": "statement_unparsable",
+    f"ATTACH '{PARTS}/x.duckdb'": "statement_not_query",
+    "SET VARIABLE p = '/srv'": "statement_not_query",
+    "SELECT * FROM (": "statement_unparsable",
+}
+
 
 @pytest.fixture(scope="module")
 def verdicts() -> dict:
     python = Settings.from_env({}).superset_venv / "bin" / "python"
     require_service(python.exists(), "Superset virtual environment (make venvs)")
-    cases = {"columns": COLUMNS, "fragments": list(FRAGMENTS), "inner": INNER, "predicate": PREDICATE, "final": FINAL}
+    cases = {
+        "columns": COLUMNS,
+        "fragments": list(FRAGMENTS),
+        "inner": INNER,
+        "predicate": PREDICATE,
+        "final": FINAL,
+        "statements": list(STATEMENTS),
+    }
     r = subprocess.run(
         [str(python), "-c", SCRIPT, str(REPO_ROOT / "superset")],
         input=json.dumps(cases),
@@ -124,3 +169,7 @@ def test_layer_one_lets_viewers_name_columns_and_analysts_write_plain_expression
 
 def test_layer_two_accepts_only_the_dataset_and_its_predicates(verdicts: dict) -> None:
     assert verdicts["final"] == EXPECTED_FINAL
+
+
+def test_other_statements_read_tables_by_name_only(verdicts: dict) -> None:
+    assert verdicts["statements"] == STATEMENTS
