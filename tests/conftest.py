@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from email.message import Message
@@ -26,6 +26,8 @@ import pytest
 from callsight.defs.nightly import yesterday
 from callsight.demo.journal import generate
 from callsight.publish.builds import REQUIRED_TABLES
+from callsight.publish.week_files import repoint
+from callsight.site.home import kept_builds
 from callsight.site.settings import REPO_ROOT, Settings
 
 # Journals end yesterday: the first run loads the whole source within the retention period.
@@ -184,15 +186,32 @@ def published_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         os.environ.update(saved)
 
 
+def facts_as_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The big facts of a warehouse file, views over week files, made tables of their rows: for a test that
+    corrupts or thins a copy of the served warehouse."""
+    for fact in ("fct_calls", "fct_inbound_calls"):
+        con.execute(f"CREATE TABLE marts.{fact}__rows AS SELECT * FROM marts.{fact}")
+        con.execute(f"DROP VIEW marts.{fact}")
+        con.execute(f"ALTER TABLE marts.{fact}__rows RENAME TO {fact}")
+
+
+def copy_home(home: Path, to: Path, ignore: Callable | None = None) -> None:
+    """A copy of a site's home at another path, its warehouse files' views pointed at the copy's week
+    files (they name them by path), as a restore does."""
+    shutil.copytree(home, to, ignore=ignore)
+    settings = Settings.from_env({"CALLSIGHT_HOME": str(to)})
+    for build in (settings.served_db, *kept_builds(settings.served_db)):
+        if build.exists():
+            repoint(build, settings.parts_dir)
+
+
 @pytest.fixture
 def published_copy(published_site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     """A private copy of the published site (journal, raw store, served warehouse, directory, policy)
     without its Dagster history and without builds other tests kept while publishing on the shared site
     (history/): for tests that break things, at the cost of a file copy, not a run."""
     home = tmp_path / "home"
-    shutil.copytree(
-        published_site.home, home, ignore=shutil.ignore_patterns("dagster", "logs", "data_quality", "build", "history")
-    )
+    copy_home(published_site.home, home, shutil.ignore_patterns("dagster", "logs", "data_quality", "build", "history"))
     for key in [k for k in os.environ if k.startswith("CALLSIGHT_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("CALLSIGHT_HOME", str(home))

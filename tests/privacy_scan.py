@@ -1,5 +1,6 @@
 """Look for cleartext values in every file under a directory, the way an attacker with file access
-would: raw bytes of every file, and for DuckDB files (which may compress strings) every text column."""
+would: raw bytes of every file, and for DuckDB and Parquet files (which compress strings) every text
+column."""
 
 from __future__ import annotations
 
@@ -42,6 +43,32 @@ def duckdb_hits(path: Path, needles: list[str]) -> list[str]:
     return hits
 
 
+def is_parquet(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+            f.seek(-4, 2)
+            return head == f.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def parquet_hits(path: Path, needles: list[str]) -> list[str]:
+    hits: list[str] = []
+    con = duckdb.connect()
+    try:
+        relation = f"read_parquet('{path}')"
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall() if r[1] == "VARCHAR"]
+        for col in cols:
+            for needle in needles:
+                n = con.execute(f'SELECT count(*) FROM {relation} WHERE contains("{col}", ?)', [needle]).fetchone()[0]
+                if n:
+                    hits.append(f"{path}:{col} contains {needle!r} ({n} rows)")
+    finally:
+        con.close()
+    return hits
+
+
 def scan(root: Path, needles: list[str]) -> list[str]:
     """Every place under root where one of the needles appears in cleartext."""
     hits: list[str] = []
@@ -51,4 +78,6 @@ def scan(root: Path, needles: list[str]) -> list[str]:
         hits += [f"{path}: bytes contain {n!r}" for n, b in encoded if b in data]
         if is_duckdb(path):
             hits += duckdb_hits(path, needles)
+        elif is_parquet(path):
+            hits += parquet_hits(path, needles)
     return hits

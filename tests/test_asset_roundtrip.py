@@ -42,7 +42,7 @@ from callsight.publish.builds import served_build_id
 from callsight.site.settings import Settings
 
 from .browser import chromium, login, open_dashboard
-from .conftest import Site, free_port, require_service
+from .conftest import Site, copy_home, free_port, require_service
 from .test_dashboards import charts_of, dashboards
 
 KINDS = ("charts", "dashboards", "datasets")
@@ -406,7 +406,7 @@ def server(published_site: Site, tmp_path_factory: pytest.TempPathFactory) -> It
     require_service((settings.superset_venv / "bin" / "superset").exists(), "Superset venv (make venvs)")
     home = tmp_path_factory.mktemp("roundtrip") / "home"
     skip = shutil.ignore_patterns("dagster", "logs", "data_quality", "build", "history", "superset")
-    shutil.copytree(published_site.home, home, ignore=skip)
+    copy_home(published_site.home, home, skip)
     env = {**published_site.env, "CALLSIGHT_HOME": str(home)}
     admin_pw, user_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     superset = SupersetEnv(

@@ -41,6 +41,7 @@ from callsight.operations.backup import (
     SERVED,
     SUPERSET_PG,
     SUPERSET_SQLITE,
+    WEEK_FILE,
     backup,
 )
 from callsight.operations.erasure_register import RegisterRow, added, check_keys, from_json, merge, to_json
@@ -49,14 +50,15 @@ from callsight.operations.superset_metadata import POSTGRESQL, SQLITE, parse_uri
 from callsight.privacy.audit import read_entries, verify_chain
 from callsight.privacy.erase_everywhere import erase
 from callsight.privacy.erasure import PHONE, ErasureKeyError, Identifier, ScrubCounts, key_check
-from callsight.publish.builds import SERVED_SCHEMAS
+from callsight.publish.builds import SERVED_SCHEMAS, verify
+from callsight.publish.week_files import listed_files
 from callsight.site.file_modes import loose_paths
 from callsight.site.halt import HALT_AT, HALT_MARKER
 from callsight.site.home import kept_builds
 from callsight.site.run_lock import RunBusyError
 from callsight.site.settings import REPO_ROOT
 
-from .conftest import Site, make_site, require_service
+from .conftest import Site, copy_home, make_site, require_service
 from .privacy_scan import scan
 
 KEY = "backup-test-erasure-key-0123456789"
@@ -102,7 +104,7 @@ def base(tmp_path_factory: pytest.TempPathFactory, key_in_environment: None) -> 
 
 def clone(base: Site, home: Path) -> Site:
     """A private copy of the base site (same PBX journal)."""
-    shutil.copytree(base.home, home, ignore=shutil.ignore_patterns("dagster", "logs", "backups"))
+    copy_home(base.home, home, shutil.ignore_patterns("dagster", "logs", "backups"))
     return Site(home, {**base.env, "CALLSIGHT_HOME": str(home)})
 
 
@@ -111,15 +113,18 @@ def sha256(path: Path) -> str:
 
 
 def served_tables(path: Path) -> dict[str, tuple[int, int]]:
-    """Per served table: (rows, an order-independent hash of its rows without the volatile columns)."""
+    """Per served table and view: (rows, an order-independent hash of its rows without the volatile
+    columns). The listing of the week files names them by the build that wrote them: left out."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         tables = con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() "
+            "AND NOT internal"
         ).fetchall()
         out = {}
         for schema, table in tables:
-            if schema not in SERVED_SCHEMAS or table in ("build_info", "audit_log"):
+            if schema not in SERVED_SCHEMAS or table in ("build_info", "audit_log", "week_files"):
                 continue
             cols = [
                 r[0]
@@ -172,7 +177,7 @@ def test_a_site_restored_after_losing_its_home_publishes_the_next_night_like_one
     result = backup(settings, tmp_path / "offsite" / "callsight.tar.gz", compress=True)
     assert result.path.stat().st_mode & 0o777 == 0o600
     kinds = {e.kind for e in result.manifest.files}
-    assert {RAW_STORE, DQ_RECORD, SERVED, KEPT_BUILD, SUPERSET_SQLITE, DIRECTORY, POLICY} <= kinds
+    assert {RAW_STORE, DQ_RECORD, SERVED, KEPT_BUILD, WEEK_FILE, SUPERSET_SQLITE, DIRECTORY, POLICY} <= kinds
     assert verify_archive(result.path) == result.manifest
     with tarfile.open(result.path) as tar:
         names = tar.getnames()
@@ -297,6 +302,23 @@ def test_a_backup_killed_midway_leaves_the_previous_archive_intact(base: Site, t
 @pytest.fixture(scope="module")
 def archive(base: Site, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return backup(base.settings, tmp_path_factory.mktemp("archives") / "callsight.tar").path
+
+
+def test_a_restore_into_another_home_points_the_warehouse_at_its_own_week_files(
+    archive: Path, base: Site, tmp_path: Path
+) -> None:
+    """The facts' views name their week files by path (publish/week_files.py): restored under another
+    CALLSIGHT_HOME, the served warehouse and the kept builds read the files there - and only there, as
+    Superset opens them - with the same rows."""
+    moved = Site(tmp_path / "moved", {**base.env, "CALLSIGHT_HOME": str(tmp_path / "moved")}).settings
+    restore(moved, archive)
+    builds = [moved.served_db, *kept_builds(moved.served_db)]
+    assert len(builds) == 1 + len(kept_builds(base.settings.served_db))
+    for build in builds:
+        assert verify(build, moved.parts_dir)["marts.fct_calls"] > 0
+    assert verify(moved.served_db, moved.parts_dir) == verify(base.settings.served_db, base.settings.parts_dir)
+    named = {f for b in builds for f in listed_files(b)}
+    assert named and {p.relative_to(moved.parts_dir).as_posix() for p in moved.parts_dir.rglob("*.parquet")} == named
 
 
 def test_a_damaged_archive_is_refused_before_anything_is_written(archive: Path, tmp_path: Path, base: Site) -> None:

@@ -81,6 +81,7 @@ def test_dbt_unit_tests_pass(tmp_path: Path) -> None:
         "without_works_council_mode_everyone_sees_names",
         "pseudonyms_for_agents_who_left",
         "company_and_project_are_the_greatest_text",
+        "a_changed_leg_marks_its_week_now_and_before",
     ):
         assert any(rule in n for n in names), rule
 
@@ -102,10 +103,11 @@ def plan_parts(node: dict, operators: list[str], texts: list[str]) -> None:
 
 
 def test_a_reader_of_one_leg_column_does_not_compute_the_others(tmp_path: Path) -> None:
-    """fct_calls' post-hook reads only call_id from int_call_legs_enriched (every night, over the whole
-    history). The view must let DuckDB prune its columns: a CTE read more than once is materialized
-    with every column, time-zone conversions and number matching included (20 s instead of 0.01 s at
-    10M legs, the night's dbt step 34 -> 57 s). The plan of such a read names no other column."""
+    """int_call_legs_changed reads only call_id from int_call_legs_enriched to find the legs gone from the
+    journal (every night, over the whole history). The view must let DuckDB prune its columns: a CTE read
+    more than once is materialized with every column, time-zone conversions and number matching included
+    (20 s instead of 0.01 s at 10M legs, the night's dbt step 34 -> 57 s). The plan of such a read names no
+    other column."""
     raw = empty_site(tmp_path)
     r = dbt(tmp_path, "run", "--select", "+int_call_legs_enriched")
     assert r.returncode == 0, r.stdout[-3000:]
@@ -158,7 +160,7 @@ FROM (SELECT range AS i, TIMESTAMP '2026-01-01 08:00:00' + to_seconds(range * 7)
 
 
 def test_the_inbound_calls_aggregate_builds_under_a_small_memory_cap(tmp_path: Path) -> None:
-    """fct_inbound_calls groups every inbound leg by chain in one aggregate; dbt's DuckDB is capped
+    """int_inbound_calls_of_changed_weeks groups every inbound leg by chain in one aggregate; dbt's DuckDB is capped
     (profiles.yml). DuckDB spills an aggregate only when every state has a fixed size - a row() ordering
     key or a max() over text lives outside its buffer manager - so the model keeps none, and a full
     build fits the cap at any size (at 10M legs the previous form ran out of memory under 1 GB,
@@ -167,14 +169,25 @@ def test_the_inbound_calls_aggregate_builds_under_a_small_memory_cap(tmp_path: P
     out once, with its first leg and its greatest text."""
     legs, cap = 4_000_000, "320MB"
     empty_site(tmp_path)
-    r = dbt(tmp_path, "compile", "--select", "fct_inbound_calls")  # no table yet: the full build's statement
-    assert r.returncode == 0, r.stdout[-3000:]
-    (compiled,) = (tmp_path / "target" / "compiled").rglob("fct_inbound_calls.sql")
     r = dbt(tmp_path, "run", "--empty", "--select", "+fct_calls")
     assert r.returncode == 0, r.stdout[-3000:]
-    con = duckdb.connect(str(tmp_path / "warehouse" / "build" / "callsight.duckdb"))
+    build = tmp_path / "warehouse" / "build" / "callsight.duckdb"
+    con = duckdb.connect(str(build))
+    try:  # the legs of a full build: every week written anew
+        con.execute(SYNTHETIC_LEGS.replace("marts.fct_calls", "intermediate.int_call_legs_of_changed_weeks"), [legs])
+        con.execute(
+            "INSERT INTO intermediate.int_weeks_changed SELECT DISTINCT 'fct_inbound_calls', "
+            "date_trunc('week', call_date)::DATE FROM intermediate.int_call_legs_of_changed_weeks"
+        )
+    finally:
+        con.close()
+    r = dbt(tmp_path, "run", "--select", "fct_calls")  # the view over them (`--empty` made it read nothing)
+    assert r.returncode == 0, r.stdout[-3000:]
+    r = dbt(tmp_path, "compile", "--select", "int_inbound_calls_of_changed_weeks")  # the full build's statement
+    assert r.returncode == 0, r.stdout[-3000:]
+    (compiled,) = (tmp_path / "target" / "compiled").rglob("int_inbound_calls_of_changed_weeks.sql")
+    con = duckdb.connect(str(build))
     try:
-        con.execute(SYNTHETIC_LEGS, [legs])
         con.execute(f"SET memory_limit = '{cap}'")
         con.execute(f"SET temp_directory = '{tmp_path / 'spill'}'")
         con.execute("SET threads = 2")

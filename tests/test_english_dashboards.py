@@ -168,6 +168,7 @@ def load(name, filename):
     return module
 load("callsight_security_events", "security_events.py")
 load("callsight_sql_guard", "sql_guard.py")
+load("callsight_statement_guard", "statement_guard.py")
 hooks = load("callsight_sql_guard_hooks", "sql_guard_hooks.py")
 print(json.dumps(sorted(hooks.shipped_dataset_uuids("superset/assets"))))
 """

@@ -42,7 +42,7 @@ from callsight.site.home import kept_builds
 from callsight.site.settings import REPO_ROOT, Settings
 from callsight.warehouse.dbt_guard import watch_parent
 
-from .conftest import END_DAY, Site, SupersetServer, stub_warehouse
+from .conftest import END_DAY, Site, SupersetServer, facts_as_tables, stub_warehouse
 from .test_pipeline import content_tables, mart_checksum, served
 
 # The Dagster step that is running when a run halts at each stage.
@@ -64,6 +64,8 @@ def save_state(s: Settings, into: Path) -> Path:
     history = s.served_db.parent / "history"
     if history.exists():
         shutil.copytree(history, into / "history")
+    if s.parts_dir.exists():  # the week files they name
+        shutil.copytree(s.parts_dir, into / "parts")
     return into
 
 
@@ -79,6 +81,8 @@ def restore_state(s: Settings, saved: Path, journal: bool = True) -> None:
     shutil.rmtree(history, ignore_errors=True)
     if (saved / "history").exists():
         shutil.copytree(saved / "history", history)
+    if (saved / "parts").exists():  # immutable: those a run deleted come back, new ones are garbage
+        shutil.copytree(saved / "parts", s.parts_dir, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +278,7 @@ def two_warehouses(s: Settings, tmp_path: Path) -> tuple[Path, Path, dict[str, i
     shutil.copyfile(s.served_db, a)
     shutil.copyfile(s.served_db, b)
     con = duckdb.connect(str(b))
+    facts_as_tables(con)
     con.execute("DELETE FROM marts.fct_inbound_calls WHERE first_call_id % 10 = 0")
     con.close()
     counts = {}

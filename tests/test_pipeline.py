@@ -4,7 +4,7 @@ import hashlib
 import shutil
 import sqlite3
 import time
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -20,24 +20,29 @@ from .privacy_scan import scan
 pytestmark = pytest.mark.slow
 
 
-def served(site: Site, sql: str) -> list[tuple]:
+def served(site: Site, sql: str, params: list | None = None) -> list[tuple]:
     con = duckdb.connect(str(site.settings.served_db), read_only=True)
     try:
-        return con.execute(sql).fetchall()
+        return con.execute(sql, params).fetchall()
     finally:
         con.close()
 
 
 def content_tables(site: Site) -> list[tuple[str, str]]:
-    """Served tables that two runs over the same data must agree on: all but build_info, audit_log and
-    quarantine_summary (which record when and by which run it was built, or refused rows)."""
+    """Served tables that two runs over the same data must agree on: all but build_info, audit_log,
+    quarantine_summary and week_files (which record when and by which run it was built, or refused rows)."""
     tables = served(
         site,
         "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_name NOT IN ('build_info', 'audit_log', 'quarantine_summary') ORDER BY ALL",
+        "WHERE table_name NOT IN ('build_info', 'audit_log', 'quarantine_summary', 'week_files') ORDER BY ALL",
     )
     assert len(tables) >= 10
     return tables
+
+
+def week_files(site: Site) -> dict[tuple[str, date], str]:
+    """(fact, week) -> the file the served warehouse reads for it."""
+    return {(f, w): name for f, w, name in served(site, "SELECT fact, call_week, file FROM marts.week_files")}
 
 
 def mart_checksum(site: Site) -> str:
@@ -66,7 +71,8 @@ def test_definitions_load_with_lineage_and_schedule(site: Site) -> None:
     pub = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "published_warehouse")
     assert fct in graph.get(pub).parent_keys
     upstream = {k.to_user_string() for k in graph.get(fct).parent_keys}
-    assert upstream == {"intermediate/int_call_legs_enriched"}, upstream
+    # the changed weeks' legs and which weeks those are (the previous weeks' files are read by path)
+    assert upstream == {"intermediate/int_call_legs_of_changed_weeks", "intermediate/int_weeks_changed"}, upstream
     schedule = defs.resolve_schedule_def("nightly_0200")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Europe/Berlin"
 
@@ -182,6 +188,9 @@ def test_an_incremental_night_equals_a_full_rebuild(site: Site) -> None:
     journal.execute("UPDATE journal SET ContactCompany = 'Nachgetragen GmbH' WHERE ID = ?", edited)
     journal.execute("DELETE FROM journal WHERE ID = ?", deleted)
     journal.commit()
+    before = week_files(site)
+    week = "date_trunc('week', call_date)::DATE"
+    (deleted_week,) = served(site, f"SELECT {week} FROM marts.fct_calls WHERE call_id = {deleted[0]}")[0]
     nightly = run_nightly(site.settings, first.last, first.last)
     assert nightly.success, nightly.failure
     assert served(site, f"SELECT contact_company FROM marts.fct_calls WHERE call_id = {edited[0]}") == [
@@ -190,9 +199,31 @@ def test_an_incremental_night_equals_a_full_rebuild(site: Site) -> None:
     assert served(site, f"SELECT count(*) FROM marts.fct_calls WHERE call_id = {deleted[0]}") == [(0,)]
     n_source = journal.execute("SELECT count(*) FROM journal").fetchone()[0]
     assert served(site, "SELECT count(*) FROM marts.fct_calls") == [(n_source,)]
-    # the night appended its legs to the incremental table; the served file has them first (publish.SERVED_ORDER)
-    stored = [r[0] for r in served(site, "SELECT start_time_local FROM marts.fct_calls ORDER BY rowid")]
-    assert stored[0].date().isoformat() == last_day and stored == sorted(stored, reverse=True)
+    # the night wrote the weeks it changed anew, and no other (publish/week_files.py); a call's week may
+    # be the one before its changed leg's
+    changed = {deleted_week} | {
+        w
+        for (w,) in served(
+            site, f"SELECT {week} FROM marts.fct_calls WHERE call_date = ? OR call_id = ?", [last_day, edited[0]]
+        )
+    }
+    now = week_files(site)
+    rewritten = {(f, w) for (f, w), name in now.items() if name != before.get((f, w))}
+    assert {w for f, w in rewritten if f == "fct_calls"} == changed
+    inbound = {w for f, w in rewritten if f == "fct_inbound_calls"}
+    assert inbound and inbound <= changed | {w - timedelta(days=7) for w in changed}
+    assert len(rewritten) < len(before), "the other weeks' files stay as they were"
+    # in each file the newest legs first: a call list's top rows are in its first row groups
+    for name in now.values():
+        stored = [
+            r[0]
+            for r in served(
+                site,
+                f"SELECT start_time_local FROM read_parquet('{site.settings.parts_dir / name}', "
+                "file_row_number = true) ORDER BY file_row_number",
+            )
+        ]
+        assert stored == sorted(stored, reverse=True), name
     incremental = mart_checksum(site)
     full = run_nightly(site.settings, first.last, first.last, full_refresh=True)
     assert full.success, full.failure
@@ -294,3 +325,67 @@ def test_a_call_across_the_repeated_autumn_hour_is_published_with_its_real_times
     assert served(
         site, f"SELECT wait_seconds, is_answered FROM marts.fct_inbound_calls WHERE first_call_id = {call_id}"
     ) == [(14, True)]
+
+
+def test_a_call_across_midnight_into_a_new_week_is_recomputed_when_only_its_later_leg_changes(
+    published_copy: Site,
+) -> None:
+    """A call belongs to the week of its first leg (fct_inbound_calls). One that rings on Sunday 23:59:40
+    and is answered by a colleague on Monday: when only the Monday leg changes, the night must write the
+    Sunday's week of the calls anew too, or the call keeps its old wait (publish/week_files.py)."""
+    site = published_copy
+    sunday = END_DAY - timedelta(days=(END_DAY.isoweekday() % 7) or 7)
+    monday = sunday + timedelta(days=1)
+    assert sunday.isoweekday() == 7 and monday <= END_DAY
+    journal = sqlite3.connect(site.settings.demo_journal_path)
+    journal.row_factory = sqlite3.Row
+    template = dict(
+        journal.execute(
+            "SELECT * FROM journal WHERE Outbound = 0 AND Internal = 0 AND PrivateCall = 0 AND DurationConnected > 0 "
+            "LIMIT 1"
+        ).fetchone()
+    )
+    first_id = journal.execute("SELECT max(ID) + 1 FROM journal").fetchone()[0]
+    tracker = f"midnight-{first_id}"
+
+    def leg(call_id: int, start: str, connect: str | None, stop: str, connected: int) -> dict:
+        total = int((datetime.fromisoformat(stop) - datetime.fromisoformat(start)).total_seconds())
+        return template | {
+            "ID": call_id,
+            "TrackerID": tracker,
+            "StartTime": start,
+            "ConnectTime": connect,
+            "DisconnectTime": stop,
+            "StopTime": stop,
+            "DurationTotal": total,
+            "DurationConnected": connected,
+        }
+
+    late, early = f"{sunday} 23:59:40", f"{monday} 00:00:10"
+    legs = [
+        leg(first_id, late, None, early, 0),
+        leg(first_id + 1, early, f"{monday} 00:00:15", f"{monday} 00:02:00", 105),
+    ]
+    for row in legs:
+        journal.execute(
+            f"INSERT INTO journal ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+        )
+    journal.commit()
+    assert run_nightly(site.settings, sunday, monday).success
+    query = f"SELECT call_date, wait_seconds, leg_count FROM marts.fct_inbound_calls WHERE chain_key = '{tracker}'"
+    assert served(site, query) == [(sunday, 35, 2)]
+    before = week_files(site)
+    # only the Monday leg changes: answered 10 s later
+    journal.execute(
+        "UPDATE journal SET ConnectTime = ?, DurationConnected = 95 WHERE ID = ?", [f"{monday} 00:00:25", first_id + 1]
+    )
+    journal.commit()
+    night = run_nightly(site.settings, monday, monday)
+    assert night.success, night.failure
+    assert served(site, query) == [(sunday, 45, 2)]
+    sunday_week = sunday - timedelta(days=6)
+    assert week_files(site)[("fct_inbound_calls", sunday_week)] != before[("fct_inbound_calls", sunday_week)]
+    assert week_files(site)[("fct_calls", sunday_week)] == before[("fct_calls", sunday_week)], "no leg changed there"
+    incremental = mart_checksum(site)
+    assert run_nightly(site.settings, monday, monday, full_refresh=True).success
+    assert mart_checksum(site) == incremental

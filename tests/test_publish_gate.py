@@ -21,7 +21,7 @@ from callsight.quality.suites import load_suites
 from callsight.site.settings import Settings
 from callsight.warehouse.build_file import prepare_build
 
-from .conftest import Site, SmtpSink
+from .conftest import Site, SmtpSink, facts_as_tables
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +85,7 @@ def test_a_corrupted_build_is_not_published(published_copy: Site) -> None:
     before, rows = digest(published_copy), served_rows(published_copy)
     prepare_build(s.served_db, s.build_db)  # what the dbt asset starts from
     con = duckdb.connect(str(s.build_db))
+    facts_as_tables(con)
     con.execute(
         "INSERT INTO marts.fct_calls SELECT * REPLACE (call_id + 1000000000 AS call_id, -30 AS talk_seconds) "
         "FROM marts.fct_calls WHERE NOT is_answered LIMIT 1"

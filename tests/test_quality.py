@@ -25,7 +25,7 @@ from callsight.quality.validation import part_queries, vectorisable
 from callsight.site.policy import Policy
 from callsight.site.settings import REPO_ROOT
 
-from .conftest import Site
+from .conftest import Site, facts_as_tables
 from .journals import DIRECTORY, WIN, row, write_journal
 
 
@@ -628,6 +628,7 @@ def test_each_corruption_fails_the_expectation_that_guards_it(
     copy = tmp_path / "callsight.duckdb"
     shutil.copy(s.served_db, copy)
     con = duckdb.connect(str(copy))
+    facts_as_tables(con)
     con.execute(sql)
     con.close()
     report = run_suites([x for x in load_suites() if x.stage == "warehouse"], s.raw_db, copy)
@@ -698,6 +699,7 @@ def test_suites_in_parts_find_exactly_what_they_find_whole(
     shutil.copy(s.raw_db, raw)
     shutil.copy(s.served_db, wh)
     with duckdb.connect(str(wh)) as con:
+        facts_as_tables(con)
         # a duplicated leg (same call_id, far apart in the table), out-of-range values and a missing key
         con.execute("INSERT INTO marts.fct_calls SELECT * FROM marts.fct_calls ORDER BY call_id LIMIT 3")
         con.execute("UPDATE marts.fct_calls SET ring_seconds = -1 WHERE call_id % 50 = 7")

@@ -20,7 +20,7 @@ from callsight.bi.assets import load_assets
 from callsight.publish.builds import publish
 from callsight.site.directory import load_directory
 
-from .conftest import SupersetServer
+from .conftest import SupersetServer, facts_as_tables
 
 pytestmark = pytest.mark.superset
 
@@ -138,6 +138,7 @@ def test_cached_charts_are_each_viewers_own_and_end_with_the_published_warehouse
     original = shutil.copy2(served, tmp_path / "original.duckdb")
     changed = shutil.copy2(served, tmp_path / "changed.duckdb")
     con = duckdb.connect(str(changed))
+    facts_as_tables(con)
     con.execute("DELETE FROM marts.fct_calls WHERE agent_username = ?", [gone])
     con.close()
     try:

@@ -1,7 +1,8 @@
 """`callsight backup`: everything needed after losing the server, in one archive (see docs/operations.md).
 
 Parts: the raw store (masked journal mirror, quarantine, erasure register, audit log, number-key salt),
-the data-quality record, the served warehouse and the kept builds, Superset's metadata database and its
+the data-quality record, the served warehouse and the kept builds with the week files they name
+(publish/week_files.py), Superset's metadata database and its
 security events not yet in the audit log, the org directory and the policy, and the demo journal when the
 site runs on it. Each part is copied consistently while the services run (operations/snapshots.py).
 Secrets are not part of it: the archive names the variables to keep apart.
@@ -31,6 +32,7 @@ from callsight.operations.erasure_register import read_register
 from callsight.operations.snapshots import LOCK_WAIT_SECONDS, copy_duckdb, copy_sqlite, link_or_copy
 from callsight.operations.superset_metadata import SQLITE, locate, pg_dump
 from callsight.publish.builds import served_build_id, stored_fingerprint
+from callsight.publish.week_files import listed_files
 from callsight.site.file_modes import restrict_umask
 from callsight.site.halt import HALT_AT, HALT_MARKER
 from callsight.site.home import kept_builds
@@ -41,6 +43,8 @@ RAW_STORE = "raw_store"
 DQ_RECORD = "data_quality_record"
 SERVED = "served_warehouse"
 KEPT_BUILD = "kept_build"
+WEEK_FILE = "week_file"
+WEEK_FILES_IN_ARCHIVE = "warehouse/parts"  # + the file's name relative to the parts folder
 SUPERSET_SQLITE = "superset_metadata_sqlite"
 SUPERSET_PG = "superset_metadata_postgresql"
 SECURITY_EVENTS = "superset_security_events"
@@ -104,9 +108,11 @@ def collect_parts(settings: Settings, work: Path, wait_seconds: float) -> Iterat
             record,
             str(settings.validated_rows_db),
         )
+    builds = []
     if settings.served_db.exists():
         served = work / "callsight.duckdb"
         link_or_copy(settings.served_db, served)
+        builds.append(served)
         yield Part("warehouse/callsight.duckdb", SERVED, "served warehouse", served, str(settings.served_db))
     for kept in kept_builds(settings.served_db):
         pinned = work / "history" / kept.name
@@ -115,7 +121,9 @@ def collect_parts(settings: Settings, work: Path, wait_seconds: float) -> Iterat
             link_or_copy(kept, pinned)
         except FileNotFoundError:  # a night pruned it meanwhile
             continue
+        builds.append(pinned)
         yield Part(f"warehouse/history/{kept.name}", KEPT_BUILD, "kept build (callsight rollback)", pinned, str(kept))
+    yield from _week_file_parts(settings, work, builds)
     yield from _superset_parts(settings, work)
     for path, name, kind, what in (
         (settings.effective_directory_path, "config/directory.yaml", DIRECTORY, "org directory"),
@@ -135,6 +143,18 @@ def collect_parts(settings: Settings, work: Path, wait_seconds: float) -> Iterat
             journal,
             str(settings.demo_journal_path),
         )
+
+
+def _week_file_parts(settings: Settings, work: Path, builds: list[Path]) -> Iterator[Part]:
+    """The week files the pinned warehouse files name (hard links: the files are never changed)."""
+    for name in sorted(set().union(*(listed_files(b) for b in builds))):
+        pinned = work / "parts" / name
+        pinned.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            link_or_copy(settings.parts_dir / name, pinned)
+        except FileNotFoundError as exc:  # only a republish with no kept builds (an erasure's) deletes them
+            raise BackupError(f"{name}: a week file of the warehouse went during the backup; run it again") from exc
+        yield Part(f"{WEEK_FILES_IN_ARCHIVE}/{name}", WEEK_FILE, "week file of the warehouse", pinned, str(pinned))
 
 
 def _superset_parts(settings: Settings, work: Path) -> Iterator[Part]:

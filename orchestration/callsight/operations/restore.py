@@ -39,6 +39,8 @@ from callsight.operations.backup import (
     SERVED,
     SUPERSET_PG,
     SUPERSET_SQLITE,
+    WEEK_FILE,
+    WEEK_FILES_IN_ARCHIVE,
 )
 from callsight.operations.erasure_register import (
     RegisterRow,
@@ -53,6 +55,7 @@ from callsight.operations.superset_metadata import POSTGRESQL, SQLITE, locate, p
 from callsight.privacy.audit import append, record_audit
 from callsight.privacy.erasure import ScrubCounts, erasure_key, prepare_matching, scrub_store
 from callsight.publish.builds import stored_fingerprint
+from callsight.publish.week_files import repoint
 from callsight.quality.validated_rows import delete_record
 from callsight.site.compaction import compact
 from callsight.site.file_modes import restrict_umask
@@ -256,6 +259,12 @@ def place_files(settings: Settings, manifest: Manifest, files: dict[str, Path], 
         for entry in by_kind.get(KEPT_BUILD, []):
             put_in_place(files[entry.name], history_dir(settings.served_db) / Path(entry.name).name)
             restored += 1
+    shutil.rmtree(settings.parts_dir, ignore_errors=True)
+    for entry in by_kind.get(WEEK_FILE, []):
+        put_in_place(files[entry.name], settings.parts_dir / Path(entry.name).relative_to(WEEK_FILES_IN_ARCHIVE))
+    for build in (settings.served_db, *kept_builds(settings.served_db)):
+        if build.exists():
+            repoint(build, settings.parts_dir)  # the views name their files by path: this home's
     for entry in by_kind.get(SECURITY_EVENTS, []):
         put_in_place(files[entry.name], settings.superset_home / Path(entry.name).name)
     for kind, path in ((DIRECTORY, settings.effective_directory_path), (POLICY, settings.effective_policy_path)):

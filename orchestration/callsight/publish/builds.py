@@ -3,6 +3,8 @@
 Superset opens the served file read-only. A writer cannot open a DuckDB file a reader holds, so dbt
 never touches the served file: it builds a copy, and `publish` renames the checked copy over the served
 file with os.replace (atomic on POSIX). Open connections keep the old data; new ones see the new file.
+The two big facts live in week files beside it (week_files.py), which a build only ever adds: a publish
+deletes those no build names any more.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from pathlib import Path
 
 import duckdb
 
+from callsight.publish.week_files import collect_garbage, new_token, write_weeks
 from callsight.site.compaction import compact
-from callsight.site.home import history_dir, kept_builds
+from callsight.site.home import history_dir, kept_builds, parts_dir
+from callsight.site.sql_text import quote_literal
 
 # Schemas that Superset may see in the served file. Everything else (staging views over the raw
 # store, intermediate tables) is dropped from the build before it is published.
@@ -32,23 +36,19 @@ REQUIRED_TABLES = (
     ("analyst", "calls"),
 )
 
-# Row order of served tables (written by the compaction before publish). The call lists ask for the newest
-# legs of a period (ORDER BY start_time_local DESC, a page of 25 and a count up to 1,000): with the legs
-# stored newest first DuckDB reads the first row groups and skips the rest by their min/max, instead of
-# reading and joining every leg of the period (see docs/performance.md, "2026-11-29: Chart latency").
-# A night appends its legs at the end of the incremental table; this puts them first.
-SERVED_ORDER = {"marts.fct_calls": "start_time_local DESC, call_id DESC"}
-
 
 class PublishError(RuntimeError):
     pass
 
 
-def prune_build(build: Path) -> dict[str, float]:
-    """Drop what Superset may not see, then compact. Returns the seconds of each part."""
+def prune_build(build: Path, parts: Path) -> tuple[dict[str, float], dict[str, int]]:
+    """Write the changed weeks of the big facts into files of their own in `parts`, drop what Superset may
+    not see, then compact. Returns the seconds of each part and the week files written per fact."""
     started = time.perf_counter()
     con = duckdb.connect(str(build))
     try:
+        written = write_weeks(con, parts, new_token())
+        weeks = time.perf_counter()
         schemas = [
             r[0]
             for r in con.execute(
@@ -63,23 +63,30 @@ def prune_build(build: Path) -> dict[str, float]:
         con.close()
     pruned = time.perf_counter()
     # The build started as a copy of the served file: values that retention, an erasure or an edit removed
-    # since are still in its free blocks. A fresh copy leaves them behind.
-    compact(build, SERVED_ORDER)
-    return {"prune": pruned - started, "compact": time.perf_counter() - pruned}
+    # since are still in its free blocks. A fresh copy leaves them behind - of the small rest: the big facts
+    # are in week files, written whole.
+    compact(build)
+    done = time.perf_counter()
+    return {"weeks": weeks - started, "prune": pruned - weeks, "compact": done - pruned}, written
 
 
-def verify(path: Path) -> dict[str, int]:
-    """Open read-only like Superset does and count the required tables' rows."""
+def verify(path: Path, parts: Path) -> dict[str, int]:
+    """Open read-only like Superset does - files from `parts` only (superset/served_warehouse.py) - and
+    count the required tables' rows."""
     if not path.exists():
         raise PublishError(f"{path}: no build to publish")
     con = duckdb.connect(str(path), read_only=True)
     try:
+        con.execute(f"SET allowed_directories = [{quote_literal(str(parts) + '/')}]")
+        con.execute("SET enable_external_access = false")
         counts = {}
         for schema, table in REQUIRED_TABLES:
             try:
                 counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
             except duckdb.CatalogException as exc:
                 raise PublishError(f"{path}: {schema}.{table} missing") from exc
+            except duckdb.Error as exc:  # a week file gone, or outside the parts folder
+                raise PublishError(f"{path}: {schema}.{table} unreadable: {exc}") from exc
         return counts
     finally:
         con.close()
@@ -89,7 +96,8 @@ def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], 
     """Atomically replace the served warehouse by the (pruned, checked) build. The build it replaces is
     kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one.
     `before_swap` runs just before the rename (the fault tests halt a run there, see site/halt.py)."""
-    counts = verify(build)
+    parts = parts_dir(served)
+    counts = verify(build, parts)
     wal = build.with_name(build.name + ".wal")
     if wal.exists():
         raise PublishError(f"{build}: has an un-checkpointed WAL; refusing to publish a half-written file")
@@ -100,6 +108,7 @@ def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], 
     os.replace(build, served)
     for old in kept_builds(served)[keep:]:
         old.unlink()
+    collect_garbage(parts, [served, *kept_builds(served)])
     return counts
 
 
@@ -125,7 +134,7 @@ def rollback(served: Path, name: str | None = None) -> Path:
     chosen = next((b for b in builds if b.name == name), None) if name else builds[0]
     if chosen is None:
         raise PublishError(f"{name}: not a kept build; kept: {', '.join(b.name for b in builds)}")
-    verify(chosen)
+    verify(chosen, parts_dir(served))
     if served.exists():
         keep_served(served)
     os.replace(chosen, served)  # a rename: atomic, no copy

@@ -3,14 +3,11 @@
 DuckDB marks deleted rows and frees the blocks of overwritten data, but the bytes stay in the file until
 the space is reused. After retention or an erasure removed personal data, the file is copied table by
 table into a fresh file (COPY FROM DATABASE keeps schemas, types, constraints and comments) which then
-replaces the original atomically. Tables named in `order_by` are written in that order: the served
-warehouse keeps the call legs newest first, so that a query for the newest rows (a call list: ORDER BY
-start time DESC LIMIT n) lets DuckDB skip every row group older than what it has already kept.
+replaces the original atomically.
 
-DuckDB's memory is capped (MEMORY_LIMIT): an uncapped ordered copy holds several times the cap, and
-the cap costs no time (figures: docs/performance.md). What does not fit spills into a private folder
-beside the file (mode 0700), removed afterwards: it holds the file's own current rows, which are masked
-(raw store and warehouse alike), never anything deleted.
+DuckDB's memory is capped (MEMORY_LIMIT): the cap costs no time (figures: docs/performance.md). What
+does not fit spills into a private folder beside the file (mode 0700), removed afterwards: it holds the
+file's own current rows, which are masked (raw store and warehouse alike), never anything deleted.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -36,12 +32,9 @@ def scratch_paths(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".compact"), path.with_name(path.name + ".compact-spill")
 
 
-def copy_database(
-    src: Path, dst: Path, spill: Path, memory_limit: str = MEMORY_LIMIT, order_by: Mapping[str, str] | None = None
-) -> None:
+def copy_database(src: Path, dst: Path, spill: Path, memory_limit: str = MEMORY_LIMIT) -> None:
     """Copy everything in the DuckDB file `src` (attached read-only) into the new file `dst`, spilling
-    to the folder `spill`. `order_by`: {"schema.table": "<ORDER BY expressions>"} - those tables' rows in
-    that order."""
+    to the folder `spill`."""
     shutil.rmtree(spill, ignore_errors=True)
     spill.mkdir(mode=0o700)
     con = duckdb.connect()
@@ -50,22 +43,7 @@ def copy_database(
         con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
         con.execute(f"ATTACH {quote_literal(str(src))} AS src (READ_ONLY)")
         con.execute(f"ATTACH {quote_literal(str(dst))} AS dst")
-        if order_by:
-            con.execute("COPY FROM DATABASE src TO dst (SCHEMA)")  # schemas, tables, views, comments, constraints
-            tables = con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'src' ORDER BY ALL"
-            ).fetchall()
-            unknown = set(order_by) - {f"{s}.{n}" for s, n in tables}
-            if unknown:
-                raise ValueError(f"order_by names tables that are not in {src.name}: {sorted(unknown)}")
-            for schema, table in tables:
-                order = order_by.get(f"{schema}.{table}")
-                con.execute(
-                    f'INSERT INTO dst."{schema}"."{table}" SELECT * FROM src."{schema}"."{table}"'
-                    + (f" ORDER BY {order}" if order else "")
-                )
-        else:
-            con.execute("COPY FROM DATABASE src TO dst")
+        con.execute("COPY FROM DATABASE src TO dst")
         con.execute("DETACH dst")
         con.execute("DETACH src")
     finally:
@@ -73,14 +51,13 @@ def copy_database(
         shutil.rmtree(spill, ignore_errors=True)
 
 
-def compact(path: Path, order_by: Mapping[str, str] | None = None, memory_limit: str = MEMORY_LIMIT) -> None:
-    """Replace `path` by a fresh copy of its contents. Nobody may hold the file open for writing.
-    `order_by`: {"schema.table": "<ORDER BY expressions>"} - those tables' rows in that order."""
+def compact(path: Path, memory_limit: str = MEMORY_LIMIT) -> None:
+    """Replace `path` by a fresh copy of its contents. Nobody may hold the file open for writing."""
     tmp, spill = scratch_paths(path)
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
     try:
-        copy_database(path, tmp, spill, memory_limit, order_by)
+        copy_database(path, tmp, spill, memory_limit)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callsight.site.home import parts_dir
 from callsight.site.locale import DEFAULT_LOCALE, parse_locale
 from callsight.site.secret_files import resolve_secret_files
 
@@ -75,7 +76,7 @@ class Settings:
     def parts_dir(self) -> Path:
         """The one folder of files Superset's connections may read: what the served warehouse's views read.
         Must match superset/served_warehouse.py (parts_path)."""
-        return self.warehouse_dir / "parts"
+        return parts_dir(self.served_db)
 
     @property
     def demo_dir(self) -> Path:

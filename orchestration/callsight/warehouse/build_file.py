@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def prepare_build(served: Path, build: Path) -> None:
-    """Fresh build file: a copy of the served warehouse (incremental models continue from it) or empty."""
+    """Fresh build file: a copy of the served warehouse (the facts continue from the week files it lists)
+    or empty."""
     build.parent.mkdir(parents=True, exist_ok=True)
     for stale in (build, build.with_name(build.name + ".wal"), build.with_name(build.name + ".tmp")):
         stale.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from callsight.defs.bi.warm_cache import warm_up
 from callsight.defs.resources import SiteResource
 from callsight.privacy.retention import prune_expired_builds, retention_cutoff
 from callsight.publish.builds import prune_build, publish, stored_fingerprint
+from callsight.publish.week_files import collect_garbage
 from callsight.site.halt import halt_point
 from callsight.site.home import kept_builds
 
@@ -24,12 +25,13 @@ class PublishConfig(dg.Config):
 def published_warehouse(
     context: dg.AssetExecutionContext, site: SiteResource, config: PublishConfig
 ) -> dg.MaterializeResult:
-    """The checked build, pruned to the served schemas, compacted, its dashboards' results computed into
-    Superset's cache, and swapped over the served file atomically: the first open after the swap is a
-    cache hit. Kept builds holding calls beyond retention + one night are deleted."""
+    """The checked build, its changed weeks of the big facts written into week files, pruned to the served
+    schemas, compacted, its dashboards' results computed into Superset's cache, and swapped over the
+    served file atomically: the first open after the swap is a cache hit. Kept builds holding calls beyond
+    retention + one night are deleted, and the week files no build names any more."""
     s = site.settings()
     policy = site.policy()
-    seconds = prune_build(s.build_db)
+    seconds, written = prune_build(s.build_db, s.parts_dir)
     warmed: dict = {}
     if config.warm_cache_first:
         started = time.perf_counter()
@@ -44,10 +46,12 @@ def published_warehouse(
     )
     cutoff = retention_cutoff(site.run_date(context), policy.retention.journal_days)
     pruned = prune_expired_builds(s.served_db, cutoff)
+    if pruned:  # their week files go with them
+        collect_garbage(s.parts_dir, [s.served_db, *kept_builds(s.served_db)])
     seconds["swap"] = time.perf_counter() - started
     context.log.info(
-        f"published {s.served_db}: {counts}; expired kept builds deleted: {len(pruned)}; seconds: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
+        f"published {s.served_db}: {counts}; week files written: {written}; expired kept builds deleted: "
+        f"{len(pruned)}; seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
     )
     return dg.MaterializeResult(
         metadata={
@@ -57,6 +61,7 @@ def published_warehouse(
             "kept_builds_expired": len(pruned),
             **{f"seconds_{k}": dg.MetadataValue.float(round(v, 2)) for k, v in seconds.items()},
             **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+            **{f"week_files_written_{k}": dg.MetadataValue.int(v) for k, v in written.items()},
             **{f"warm_up_{k}": v for k, v in warmed.items()},
         }
     )

@@ -1,0 +1,87 @@
+{#- The week files of the two big facts (fct_calls, fct_inbound_calls; docs/warehouse.md, "Week files"):
+    one Parquet file per fact and ISO week (Monday of the local call_date), written whole by the publish
+    (callsight/publish/week_files.py) and listed in the served warehouse's table marts.week_files, which
+    the build starts from. A build reads the previous files through these macros and computes only the
+    weeks that changed. -#}
+
+{#- The week a local calendar day belongs to: its ISO week's Monday. -#}
+{% macro week_of(day) -%}
+    cast(date_trunc('week', {{ day }}) as date)
+{%- endmacro %}
+
+{#- The folder of the files (callsight's Settings.parts_dir; profiles.yml reads the same variable). -#}
+{% macro week_files_dir() -%}
+    {{ env_var('CALLSIGHT_HOME') }}/warehouse/parts
+{%- endmacro %}
+
+{#- The previous build's files of `fact` as rows (call_week, file, max_extracted_at), `file` relative to
+    week_files_dir(), newest week first; none on a full refresh, in the first build, or while parsing. -#}
+{% macro previous_week_files(fact) -%}
+    {%- if flags.FULL_REFRESH -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {{ return(listed_week_files(fact)) }}
+{%- endmacro %}
+
+{#- Every file of `fact` the previous build lists, full refresh or not. -#}
+{% macro listed_week_files(fact) -%}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set listing = adapter.get_relation(database=target.database, schema='marts', identifier='week_files') -%}
+    {%- if listing is none -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select call_week, file, max_extracted_at from marts.week_files where fact = '" ~ fact
+        ~ "' order by call_week desc"
+    ) -%}
+    {{ return(found.rows | list) }}
+{%- endmacro %}
+
+{#- The newest extraction a list of files holds: legs extracted after it are new or changed. -#}
+{% macro week_files_watermark(files) -%}
+    {%- set stamps = files | map(attribute=2) | reject('none') | map('string') | list -%}
+    {%- if stamps -%}
+        cast('{{ stamps | max }}' as timestamp)
+    {%- else -%}
+        cast('1900-01-01' as timestamp)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A relation reading the files (a non-empty list of rows as previous_week_files gives). -#}
+{% macro read_week_files(files) -%}
+    read_parquet([
+        {%- for file in files -%}
+            '{{ (week_files_dir() ~ "/" ~ file[1]) | replace("'", "''") }}'{{ ", " if not loop.last }}
+        {%- endfor -%}
+    ])
+{%- endmacro %}
+
+{#- The weeks of `fact` whose files this build writes anew (int_weeks_changed; the model calling this
+    declares the dependency), as 'YYYY-MM-DD' texts; none before that table exists (parsing, linting). -#}
+{% macro changed_weeks(fact) -%}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set weeks = ref('int_weeks_changed') -%}
+    {%- if adapter.get_relation(database=weeks.database, schema=weeks.schema, identifier=weeks.identifier) is none -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select cast(call_week as varchar) from " ~ weeks ~ " where fact = '" ~ fact ~ "'"
+    ) -%}
+    {{ return(found.columns[0].values() | list) }}
+{%- endmacro %}
+
+{#- The files of `files` whose week is (within=true) or is not one of `weeks` ('YYYY-MM-DD'): the
+    files a build reads again, or those a fact keeps unchanged. -#}
+{% macro week_files_of(files, weeks, within) -%}
+    {%- set chosen = [] -%}
+    {%- for file in files -%}
+        {%- if ((file[0] | string) in weeks) == within -%}
+            {%- do chosen.append(file) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(chosen) }}
+{%- endmacro %}
