@@ -44,8 +44,8 @@ FACTS = (
         "fct_inbound_calls", "intermediate.int_inbound_calls_of_changed_weeks", "start_time_local DESC, chain_key DESC"
     ),
 )
+QUOTED = re.compile(r"'((?:[^']|'')*)'")  # a string literal of SQL (the files a view names)
 # <fact>/<Monday>.<build token>.parquet
-QUOTED = re.compile(r"'((?:[^']|'')*)'")
 FILE_NAME = re.compile(r"(fct_calls|fct_inbound_calls)/\d{4}-\d{2}-\d{2}\.[0-9A-Za-z-]+\.parquet")
 
 
@@ -74,18 +74,19 @@ def write_weeks(con: duckdb.DuckDBPyConnection, parts: Path, token: str) -> dict
             w for (w,) in con.execute(f"SELECT call_week FROM {CHANGED_WEEKS} WHERE fact = ?", [fact.name]).fetchall()
         }
         rows = con.execute(f"SELECT count(*) FROM {fact.rows}").fetchone()[0]
-        files = [row for row in previous if row[0] == fact.name and row[1] not in weeks]
-        landed = 0
+        kept = [row for row in previous if row[0] == fact.name and row[1] not in weeks]
+        new = []
         for week in sorted(weeks):
             file = f"{fact.name}/{week.isoformat()}.{token}.parquet"
             count, newest = _write_week(con, fact, week, parts / file)
             if count:
-                files.append((fact.name, week, file, count, newest))
-                landed += count
+                new.append((fact.name, week, file, count, newest))
+        landed = sum(row[3] for row in new)
         if landed != rows:
             raise WeekFilesError(f"{fact.rows}: {rows} rows, {landed} of them in the weeks written anew")
-        written[fact.name] = sum(1 for f in files if f[2].endswith(f".{token}.parquet"))
-        _point_view(con, fact, [parts / f[2] for f in sorted(files, key=lambda f: f[1], reverse=True)])
+        files = sorted(kept + new, key=lambda row: row[1], reverse=True)
+        _point_view(con, fact, [parts / row[2] for row in files])
+        written[fact.name] = len(new)
         listing += files
     con.execute(
         f"CREATE OR REPLACE TABLE {LISTING} "
