@@ -25,8 +25,9 @@ import pytest
 
 from callsight.journal.raw_store import connect_raw_store
 from callsight.operations.health import Perf, ProbeResult, State, Thresholds, summary_line, worst
-from callsight.operations.probes import count_failed_reports, judge_disk, probe_celery, workers_on_queue
+from callsight.operations.probes import build_space, count_failed_reports, judge_disk, probe_celery, workers_on_queue
 from callsight.privacy.audit import append
+from callsight.publish.week_files import listed_files
 from callsight.site.settings import Settings
 
 from .conftest import Site, free_port, reachable, require_service
@@ -225,6 +226,15 @@ def test_low_disk_warns_and_no_room_for_the_next_build_is_critical(homes: dict[s
     assert judge_disk(10 * 2**30, 100 * 2**30, 1, limits).state == State.WARNING
     assert judge_disk(4 * 2**30, 100 * 2**30, 1, limits).state == State.CRITICAL
     assert judge_disk(20 * 2**30, 100 * 2**30, 30 * 2**30, limits).state == State.CRITICAL
+
+
+def test_room_for_the_next_build_counts_the_week_files_a_full_refresh_writes_anew(published_site: Site) -> None:
+    """The served file is the small rest; the facts' week files beside it are most of the data, and a full
+    refresh (a policy or code change) writes them all anew while the old ones are still named."""
+    s = published_site.settings
+    weeks = sum((s.parts_dir / name).stat().st_size for name in listed_files(s.served_db))
+    assert weeks > 0
+    assert build_space(s) == 2 * s.served_db.stat().st_size + weeks
 
 
 def test_no_personal_data_in_the_output(homes: dict[str, Path], superset_url: str) -> None:

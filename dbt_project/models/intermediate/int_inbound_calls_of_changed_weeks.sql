@@ -20,7 +20,7 @@ with
     -- the calls with a leg in those weeks; the weeks also as dates: DuckDB skips the files of other weeks
     -- by their statistics
     changed_calls as (
-        select chain_key from {{ ref('fct_calls') }}
+        select distinct chain_key from {{ ref('fct_calls') }}
         where
             is_inbound
             and {{ week_of('call_date') }} in (select changed_weeks.call_week from changed_weeks)
@@ -31,14 +31,17 @@ with
     ),
 {%- endif %}
 
--- every inbound leg of those calls (a call's later legs may lie in the next week). In the first build and
--- on a full refresh every week is written anew: every inbound leg, and no hash table of every call.
+-- every inbound leg of those calls (a call's later legs may lie in the next week): a join, which DuckDB
+-- can spill, where `in (subquery)` ran out of the build's memory at 10M legs. In the first build and on a
+-- full refresh every week is written anew: every inbound leg, and no hash table of every call.
 legs as (
-    select * from {{ ref('fct_calls') }}
     {% if every_week %}
+        select * from {{ ref('fct_calls') }}
         where is_inbound
     {% else %}
-        where is_inbound and chain_key in (select changed_calls.chain_key from changed_calls)
+        select fct_calls.* from {{ ref('fct_calls') }} as fct_calls
+        inner join changed_calls on fct_calls.chain_key = changed_calls.chain_key
+        where fct_calls.is_inbound
     {% endif %}
 ),
 

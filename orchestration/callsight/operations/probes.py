@@ -17,6 +17,7 @@ import requests
 from callsight.defs.audit.silence import Night, night_max_hours, read_nights
 from callsight.operations.health import Perf, ProbeResult, State, Thresholds, run_probe
 from callsight.publish.freshness import read_served_state
+from callsight.publish.week_files import listed_files
 from callsight.site.settings import Settings
 
 
@@ -103,10 +104,18 @@ def judge_disk(free: int, total: int, needed: int, limits: Thresholds) -> ProbeR
     return ProbeResult("disk", State.OK, message, percent, perf)
 
 
+def build_space(settings: Settings) -> int:
+    """Bytes the next build may write: a copy of the served file beside it, compacted once more, and - on
+    a full refresh - every week file anew while the served ones stay (publish/week_files.py)."""
+    if not settings.served_db.exists():
+        return 0
+    weeks = [settings.parts_dir / name for name in listed_files(settings.served_db)]
+    return 2 * settings.served_db.stat().st_size + sum(p.stat().st_size for p in weeks if p.exists())
+
+
 def probe_disk(settings: Settings, limits: Thresholds) -> ProbeResult:
     usage = shutil.disk_usage(settings.home)
-    # A night builds a copy of the served file beside it and compacts it once more.
-    needed = 2 * settings.served_db.stat().st_size if settings.served_db.exists() else 0
+    needed = build_space(settings)
     return judge_disk(usage.free, usage.total, needed, limits)
 
 

@@ -10,6 +10,7 @@ deletes those no build names any more.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from callsight.publish.week_files import collect_garbage, new_token, write_weeks
-from callsight.site.compaction import compact
+from callsight.site.compaction import MEMORY_LIMIT, compact, scratch_paths
 from callsight.site.home import history_dir, kept_builds, parts_dir
 from callsight.site.sql_text import quote_literal
 
@@ -45,7 +46,12 @@ def prune_build(build: Path, parts: Path) -> tuple[dict[str, float], dict[str, i
     """Write the changed weeks of the big facts into files of their own in `parts`, drop what Superset may
     not see, then compact. Returns the seconds of each part and the week files written per fact."""
     started = time.perf_counter()
-    con = duckdb.connect(str(build))
+    # a week sorted for its file is capped like the compaction (uncapped, the process took 2.2 GiB at 10M
+    # legs); what does not fit spills into the compaction's private folder beside the build
+    _, spill = scratch_paths(build)
+    shutil.rmtree(spill, ignore_errors=True)
+    spill.mkdir(mode=0o700)
+    con = duckdb.connect(str(build), config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill)})
     try:
         written = write_weeks(con, parts, new_token())
         weeks = time.perf_counter()
@@ -61,6 +67,7 @@ def prune_build(build: Path, parts: Path) -> tuple[dict[str, float], dict[str, i
         con.execute("CHECKPOINT")
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     pruned = time.perf_counter()
     # The build started as a copy of the served file: values that retention, an erasure or an edit removed
     # since are still in its free blocks. A fresh copy leaves them behind - of the small rest: the big facts
