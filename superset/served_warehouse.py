@@ -101,6 +101,8 @@ def open_locked(
     try:
         folder = f"{parts}/".replace("'", "''")
         con.execute(f"SET allowed_directories = ['{folder}']")
+        # the week files' footers read once per instance, not by every query (docs/performance.md)
+        con.execute("SET parquet_metadata_cache = true")
         con.execute(f"SET enable_external_access = {config.get('enable_external_access') is True}")
         con.execute("SET lock_configuration = true")
     except BaseException:

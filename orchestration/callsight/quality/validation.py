@@ -57,6 +57,9 @@ def connect(
             raise FileNotFoundError(f"{path}: no such DuckDB file")
     con = duckdb.connect(str(warehouse_db), read_only=True) if warehouse_db else duckdb.connect()
     con.execute(f"SET memory_limit = {quote_literal(MEMORY_LIMIT)}")
+    # DuckDB's cache of the week files' blocks counts against the cap and crowded out a grouping's spill
+    # (out of memory at 10M legs, docs/performance.md): each check reads a file once anyway
+    con.execute("SET enable_external_file_cache = false")
     con.execute(f"SET temp_directory = {quote_literal(str(raw_db.parent / SPILL_DIR))}")
     con.execute(f"ATTACH {quote_literal(str(raw_db))} AS raw (READ_ONLY)")
     con.execute(f"CREATE TEMP TABLE {REPEATED_HOURS_TABLE} (day DATE, start_local TIMESTAMP, end_local TIMESTAMP)")
