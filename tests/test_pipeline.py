@@ -45,6 +45,20 @@ def week_files(site: Site) -> dict[tuple[str, date], str]:
     return {(f, w): name for f, w, name in served(site, "SELECT fact, call_week, file FROM marts.week_files")}
 
 
+def answered_external_leg(journal: sqlite3.Connection) -> dict:
+    """A journal row (column -> value) of an answered external inbound call: a template for new legs."""
+    journal.row_factory = sqlite3.Row
+    try:
+        return dict(
+            journal.execute(
+                "SELECT * FROM journal WHERE Outbound = 0 AND Internal = 0 AND PrivateCall = 0 "
+                "AND DurationConnected > 0 LIMIT 1"
+            ).fetchone()
+        )
+    finally:
+        journal.row_factory = None
+
+
 def mart_checksum(site: Site) -> str:
     """Content of every served table but those that record when and by which run it was built."""
     tables = content_tables(site)
@@ -286,13 +300,7 @@ def test_a_call_across_the_repeated_autumn_hour_is_published_with_its_real_times
     start, connect = fold.end - timedelta(seconds=174), fold.end - timedelta(seconds=160)
     stop = fold.start + timedelta(seconds=162)
     journal = sqlite3.connect(site.settings.demo_journal_path)
-    journal.row_factory = sqlite3.Row
-    leg = dict(
-        journal.execute(
-            "SELECT * FROM journal WHERE Outbound = 0 AND Internal = 0 AND PrivateCall = 0 AND DurationConnected > 0 "
-            "LIMIT 1"
-        ).fetchone()
-    )
+    leg = answered_external_leg(journal)
     call_id = journal.execute("SELECT max(ID) + 1 FROM journal").fetchone()[0]
     at = {k: t.strftime("%Y-%m-%d %H:%M:%S") for k, t in (("start", start), ("connect", connect), ("stop", stop))}
     leg |= {
@@ -338,13 +346,7 @@ def test_a_call_across_midnight_into_a_new_week_is_recomputed_when_only_its_late
     monday = sunday + timedelta(days=1)
     assert sunday.isoweekday() == 7 and monday <= END_DAY
     journal = sqlite3.connect(site.settings.demo_journal_path)
-    journal.row_factory = sqlite3.Row
-    template = dict(
-        journal.execute(
-            "SELECT * FROM journal WHERE Outbound = 0 AND Internal = 0 AND PrivateCall = 0 AND DurationConnected > 0 "
-            "LIMIT 1"
-        ).fetchone()
-    )
+    template = answered_external_leg(journal)
     first_id = journal.execute("SELECT max(ID) + 1 FROM journal").fetchone()[0]
     tracker = f"midnight-{first_id}"
 
