@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from callsight.journal.sources import Window
+from callsight.publish.week_files import collect_garbage
 from callsight.site.home import kept_builds
 
 RUN_DATE_TAG = "callsight/run_date"
@@ -95,8 +96,9 @@ def oldest_call_day(path: Path) -> date | None:
 
 
 def prune_expired_builds(served: Path, cutoff: datetime) -> list[Path]:
-    """Delete kept builds holding calls from before the day preceding the cutoff (retention + one night).
-    A kept build that cannot be read is deleted too: what cannot be checked is not kept."""
+    """Delete kept builds holding calls from before the day preceding the cutoff (retention + one night),
+    and the week files only they listed. A kept build that cannot be read is deleted too: what cannot be
+    checked is not kept."""
     allowed = cutoff.date() - timedelta(days=1)
     removed = []
     for build in kept_builds(served):
@@ -107,4 +109,6 @@ def prune_expired_builds(served: Path, cutoff: datetime) -> list[Path]:
         if oldest is not None and oldest < allowed:
             build.unlink()
             removed.append(build)
+    if removed:
+        collect_garbage(served)
     return removed

@@ -103,8 +103,7 @@ def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], 
     """Atomically replace the served warehouse by the (pruned, checked) build. The build it replaces is
     kept (a hard link: no copy) in history/, the newest `keep` of them; `callsight rollback` restores one.
     `before_swap` runs just before the rename (the fault tests halt a run there, see site/halt.py)."""
-    parts = parts_dir(served)
-    counts = verify(build, parts)
+    counts = verify(build, parts_dir(served))
     wal = build.with_name(build.name + ".wal")
     if wal.exists():
         raise PublishError(f"{build}: has an un-checkpointed WAL; refusing to publish a half-written file")
@@ -115,7 +114,7 @@ def publish(build: Path, served: Path, keep: int = 3, before_swap: Callable[[], 
     os.replace(build, served)
     for old in kept_builds(served)[keep:]:
         old.unlink()
-    collect_garbage(parts, [served, *kept_builds(served)])
+    collect_garbage(served)
     return counts
 
 

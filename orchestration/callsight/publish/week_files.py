@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from callsight.site.home import kept_builds, parts_dir
 from callsight.site.sql_text import quote_literal
 
 LISTING = "marts.week_files"
@@ -212,13 +213,14 @@ def listed_files(db: Path) -> set[str]:
         con.close()
 
 
-def collect_garbage(parts: Path, builds: list[Path]) -> list[Path]:
-    """Delete every week file (and every half-written one) of `parts` that none of `builds` lists - the
-    served warehouse and the kept ones. Returns what was deleted."""
+def collect_garbage(served: Path) -> list[Path]:
+    """Delete every week file (and every half-written one) beside the served warehouse `served` that
+    neither it nor a kept build lists. Returns what was deleted."""
+    parts = parts_dir(served)
     if not parts.is_dir():
         return []
     named: set[str] = set()
-    for build in builds:
+    for build in (served, *kept_builds(served)):
         if build.exists():
             named |= listed_files(build)
     deleted = []

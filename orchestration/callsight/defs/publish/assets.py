@@ -8,7 +8,6 @@ from callsight.defs.bi.warm_cache import warm_up
 from callsight.defs.resources import SiteResource
 from callsight.privacy.retention import prune_expired_builds, retention_cutoff
 from callsight.publish.builds import prune_build, publish, stored_fingerprint
-from callsight.publish.week_files import collect_garbage
 from callsight.site.halt import halt_point
 from callsight.site.home import kept_builds
 
@@ -46,8 +45,6 @@ def published_warehouse(
     )
     cutoff = retention_cutoff(site.run_date(context), policy.retention.journal_days)
     pruned = prune_expired_builds(s.served_db, cutoff)
-    if pruned:  # their week files go with them
-        collect_garbage(s.parts_dir, [s.served_db, *kept_builds(s.served_db)])
     seconds["swap"] = time.perf_counter() - started
     context.log.info(
         f"published {s.served_db}: {counts}; week files written: {written}; expired kept builds deleted: "
