@@ -13,7 +13,8 @@ from callsight.defs.nightly import run_nightly, yesterday
 from callsight.extract.run import extract
 from callsight.journal.sources import Window
 from callsight.privacy.audit import read_entries
-from callsight.privacy.retention import clip_window, prune_expired_builds, resolve_run_date, retention_cutoff
+from callsight.privacy.retention import clip_window, resolve_run_date, retention_cutoff
+from callsight.publish.builds import prune_expired_builds
 from callsight.site.home import kept_builds
 from callsight.site.policy import Policy
 

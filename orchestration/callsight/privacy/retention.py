@@ -9,20 +9,18 @@ an expired call. Each nightly run
     store so the deleted values are not left in free blocks of the file,
   - lets the incremental marts drop them (their post-hooks delete what the raw store no longer has),
   - deletes kept builds (warehouse/history) that hold calls older than the cutoff minus one day: a build
-    published last night survives one more night for `callsight rollback`, older ones do not.
+    published last night survives one more night for `callsight rollback`, older ones do not
+    (publish/builds.py `prune_expired_builds`, after the publish).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 
 from callsight.journal.sources import Window
-from callsight.publish.week_files import collect_garbage
-from callsight.site.home import kept_builds
 
 RUN_DATE_TAG = "callsight/run_date"
 
@@ -84,31 +82,3 @@ def purge_store(con: duckdb.DuckDBPyConnection, cutoff: datetime, db: str = "", 
         {"cutoff": cutoff},
     ).fetchone()[0]
     return PurgeCounts(int(journal), int(quarantine))
-
-
-def oldest_call_day(path: Path) -> date | None:
-    """First call day in a (kept) warehouse; None when it has no calls."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute("SELECT min(call_date) FROM marts.fct_calls").fetchone()[0]
-    finally:
-        con.close()
-
-
-def prune_expired_builds(served: Path, cutoff: datetime) -> list[Path]:
-    """Delete kept builds holding calls from before the day preceding the cutoff (retention + one night),
-    and the week files only they listed. A kept build that cannot be read is deleted too: what cannot be
-    checked is not kept."""
-    allowed = cutoff.date() - timedelta(days=1)
-    removed = []
-    for build in kept_builds(served):
-        try:
-            oldest = oldest_call_day(build)
-        except duckdb.Error:
-            oldest = date.min
-        if oldest is not None and oldest < allowed:
-            build.unlink()
-            removed.append(build)
-    if removed:
-        collect_garbage(served)
-    return removed

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -145,6 +145,34 @@ def rollback(served: Path, name: str | None = None) -> Path:
         keep_served(served)
     os.replace(chosen, served)  # a rename: atomic, no copy
     return chosen
+
+
+def oldest_call_day(path: Path) -> date | None:
+    """First call day in a (kept) warehouse; None when it has no calls."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("SELECT min(call_date) FROM marts.fct_calls").fetchone()[0]
+    finally:
+        con.close()
+
+
+def prune_expired_builds(served: Path, cutoff: datetime) -> list[Path]:
+    """Delete kept builds holding calls from before the day preceding the cutoff (retention + one night),
+    and the week files only they listed. A kept build that cannot be read is deleted too: what cannot be
+    checked is not kept."""
+    allowed = cutoff.date() - timedelta(days=1)
+    removed = []
+    for build in kept_builds(served):
+        try:
+            oldest = oldest_call_day(build)
+        except duckdb.Error:
+            oldest = date.min
+        if oldest is not None and oldest < allowed:
+            build.unlink()
+            removed.append(build)
+    if removed:
+        collect_garbage(served)
+    return removed
 
 
 def _build_info(path: Path, column: str) -> str | None:

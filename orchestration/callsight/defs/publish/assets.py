@@ -6,8 +6,8 @@ import dagster as dg
 
 from callsight.defs.bi.warm_cache import warm_up
 from callsight.defs.resources import SiteResource
-from callsight.privacy.retention import prune_expired_builds, retention_cutoff
-from callsight.publish.builds import prune_build, publish, stored_fingerprint
+from callsight.privacy.retention import retention_cutoff
+from callsight.publish.builds import prune_build, prune_expired_builds, publish, stored_fingerprint
 from callsight.site.halt import halt_point
 from callsight.site.home import kept_builds
 
