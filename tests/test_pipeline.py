@@ -153,6 +153,29 @@ def test_failed_runs_leave_the_served_warehouse_alone(published_copy: Site, monk
     assert mart_checksum(site) == before
 
 
+def test_a_damaged_week_file_is_reported_then_rebuilt_from_the_raw_store(published_copy: Site) -> None:
+    """A truncated week file (a full disk, a bad copy) fails the charts of its week: the health probe names
+    it, a publish refuses any build that lists it, and the next night rebuilds every week from the raw
+    store instead of continuing from it (continuing would fail reading it)."""
+    from callsight.operations.health import State
+    from callsight.operations.probes import run_probes
+    from callsight.publish.builds import PublishError, verify
+
+    site, settings = published_copy, published_copy.settings
+    before, files = mart_checksum(site), week_files(site)
+    damaged = sorted(name for (fact, _), name in files.items() if fact == "fct_calls")[0]
+    path = settings.parts_dir / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    probe = next(p for p in run_probes(settings) if p.name == "warehouse")
+    assert probe.state == State.CRITICAL and damaged in probe.message and "--full-refresh" in probe.message
+    with pytest.raises(PublishError, match=f"week files damaged: {damaged}: not readable"):
+        verify(settings.served_db, settings.parts_dir)
+    assert run_nightly(settings, END_DAY, END_DAY).success
+    assert mart_checksum(site) == before
+    assert set(week_files(site)) == set(files) and not set(week_files(site).values()) & set(files.values())
+    assert next(p for p in run_probes(settings) if p.name == "warehouse").state == State.OK
+
+
 def test_no_cleartext_private_data_in_any_file(tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     # The PBX's journal is not ours: move it outside CALLSIGHT_HOME, then scan everything we wrote.
     source = tmp_path / "pbx" / "journal.sqlite"

@@ -17,7 +17,7 @@ import requests
 from callsight.defs.audit.silence import Night, night_max_hours, read_nights
 from callsight.operations.health import Perf, ProbeResult, State, Thresholds, run_probe
 from callsight.publish.freshness import read_served_state
-from callsight.publish.week_files import listed_files
+from callsight.publish.week_files import damaged_files, listed_files
 from callsight.site.settings import Settings
 
 
@@ -84,8 +84,17 @@ def judge_warehouse(built_at: datetime | None, now: datetime, limits: Thresholds
 
 
 def probe_warehouse(settings: Settings, limits: Thresholds, now: datetime) -> ProbeResult:
+    """Its age, and CRITICAL while a week file it serves is damaged (the next night rebuilds them)."""
     state = read_served_state(settings.served_db)
-    return judge_warehouse(state.built_at, now, limits, float(settings.stale_after_hours))
+    judged = judge_warehouse(state.built_at, now, limits, float(settings.stale_after_hours))
+    if not settings.served_db.exists() or not (damaged := damaged_files(settings.served_db, settings.parts_dir)):
+        return judged
+    message = (
+        f"{len(damaged)} week file(s) damaged - {'; '.join(damaged[:3])}{' ...' if len(damaged) > 3 else ''} - "
+        "charts of those weeks fail until the next night rebuilds every week from the raw store "
+        "(or `callsight run --full-refresh` now)"
+    )
+    return ProbeResult("warehouse", State.CRITICAL, message, judged.value, judged.perf)
 
 
 # ---- disk ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from callsight.publish.week_files import collect_garbage, new_token, write_weeks
+from callsight.publish.week_files import collect_garbage, damaged_files, new_token, write_weeks
 from callsight.site.compaction import MEMORY_LIMIT, compact, scratch_paths
 from callsight.site.home import history_dir, kept_builds, parts_dir
 from callsight.site.sql_text import quote_literal
@@ -78,10 +78,12 @@ def prune_build(build: Path, parts: Path) -> tuple[dict[str, float], dict[str, i
 
 
 def verify(path: Path, parts: Path) -> dict[str, int]:
-    """Open read-only like Superset does - files from `parts` only (superset/served_warehouse.py) - and
-    count the required tables' rows."""
+    """Open read-only like Superset does - files from `parts` only (superset/served_warehouse.py) - count
+    the required tables' rows, and check that each week file it lists holds the rows listed."""
     if not path.exists():
         raise PublishError(f"{path}: no build to publish")
+    if damaged := damaged_files(path, parts):
+        raise PublishError(f"{path}: week files damaged: " + "; ".join(damaged))
     con = duckdb.connect(str(path), read_only=True)
     try:
         con.execute(f"SET allowed_directories = [{quote_literal(str(parts) + '/')}]")

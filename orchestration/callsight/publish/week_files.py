@@ -213,6 +213,32 @@ def listed_files(db: Path) -> set[str]:
         con.close()
 
 
+def damaged_files(db: Path, parts: Path) -> list[str]:
+    """What is wrong with the week files the warehouse file `db` lists, one line per file: missing, not
+    readable as Parquet (a truncated or overwritten file) or holding other rows than listed. Reads only
+    each file's footer: milliseconds, whatever the history."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        listing = [(row[2], row[3]) for row in _listing(con)]
+    finally:
+        con.close()
+    problems = []
+    with duckdb.connect() as reader:
+        for name, listed in sorted(listing):
+            path = parts / name
+            if not path.is_file():
+                problems.append(f"{name}: missing")
+                continue
+            try:
+                (rows,) = reader.execute("SELECT num_rows FROM parquet_file_metadata(?)", [str(path)]).fetchone()
+            except duckdb.Error as exc:
+                problems.append(f"{name}: not readable ({str(exc).splitlines()[0]})")
+                continue
+            if rows != listed:
+                problems.append(f"{name}: holds {rows} rows, listed {listed}")
+    return problems
+
+
 def collect_garbage(served: Path) -> list[Path]:
     """Delete every week file (and every half-written one) beside the served warehouse `served` that
     neither it nor a kept build lists. Returns what was deleted."""

@@ -9,6 +9,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from callsight.defs.resources import SiteResource
 from callsight.publish.builds import stored_fingerprint
+from callsight.publish.week_files import damaged_files
 from callsight.site.halt import halt_point
 from callsight.warehouse.build_file import prepare_build
 from callsight.warehouse.dbt_guard import PARENT_PID as DBT_PARENT_PID
@@ -44,8 +45,18 @@ def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, sit
     # Unit tests are for the test suite; the nightly build runs the models and their data tests.
     args = ["build", "--vars", vars_arg(dbt_vars), "--exclude-resource-type", "unit_test"]
     previous = stored_fingerprint(s.build_db)
-    if config.full_refresh or previous != fingerprint:
-        context.log.info(f"full refresh (requested: {config.full_refresh}; fingerprint {previous} -> {fingerprint})")
+    # a damaged week file cannot be continued from: every week is rebuilt from the raw store instead
+    damaged = damaged_files(s.build_db, s.parts_dir) if s.build_db.exists() else []
+    if damaged:
+        context.log.warning(
+            "week files of the served warehouse damaged, every week is rebuilt from the raw store: "
+            + "; ".join(damaged)
+        )
+    if config.full_refresh or previous != fingerprint or damaged:
+        context.log.info(
+            f"full refresh (requested: {config.full_refresh}; fingerprint {previous} -> {fingerprint}; "
+            f"damaged week files: {len(damaged)})"
+        )
         args.append("--full-refresh")
     # dbt dies with this process (callsight.warehouse.dbt_guard): the variable is for the one dbt started here.
     os.environ[DBT_PARENT_PID] = str(os.getpid())
