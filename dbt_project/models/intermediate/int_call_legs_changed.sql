@@ -30,10 +30,11 @@ previous_legs as (
     {% endif %}
 ),
 
+-- against the staged journal, not the enriched legs: the same legs, without their time-zone joins
 gone_legs as (
     select call_id from previous_legs
     where
-        call_id not in (select journal.call_id from {{ ref('int_call_legs_enriched') }} as journal)
+        call_id not in (select journal.call_id from {{ ref('stg_procall__calls') }} as journal)
 ),
 
 changed as (
