@@ -1,15 +1,37 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_callback_weeks() }}"
+) }}
+-- depends_on: {{ ref('int_weeks_changed') }}
+
 -- One row per missed external inbound call: was the caller called back (or did they get through)
 -- within the policy's callback window? A missed call counts as returned when, within window_hours of
 -- its first signalling, an outbound call to the same number or an answered inbound call from it
 -- happened. Calls without a usable number (withheld, or masked as private) cannot be matched.
+-- A night computes the missed calls of the weeks whose calls or legs changed (callback_weeks) and keeps
+-- the rest; the first build and a full refresh compute every week.
+{%- set weeks = callback_weeks() %}
+{%- set window_days = (var('callback_window_hours') / 24) | round(0, 'ceil') | int + 1 %}
+
 with missed as (
     select * from {{ ref('fct_inbound_calls') }}
-    where is_missed and not is_internal
+    where
+        is_missed and not is_internal
+        {%- if weeks is not none %}
+            and {{ days_of_weeks('call_date', weeks, 0) }}
+        {%- endif %}
 ),
 
+-- with the days after each week that its calls' windows reach into
 legs as (
     select * from {{ ref('fct_calls') }}
-    where phone_match_key is not null and not is_internal
+    where
+        phone_match_key is not null and not is_internal
+        {%- if weeks is not none %}
+            and {{ days_of_weeks('call_date', weeks, window_days) }}
+        {%- endif %}
 ),
 
 -- Time buckets as long as the window: a leg within the window of a missed call starts in the missed
