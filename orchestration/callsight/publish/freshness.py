@@ -36,12 +36,12 @@ def read_served_state(served: Path) -> ServedState:
     con = duckdb.connect(str(served), read_only=True)
     try:
         built = con.execute("SELECT max(built_at) FROM marts.build_info").fetchone()[0]
+        try:  # the calls are in week files: one may be damaged (operations/probes.py reports which)
+            newest = con.execute("SELECT max(start_time_utc) FROM marts.fct_calls").fetchone()[0]
+        except duckdb.Error:
+            newest = None
     except duckdb.Error:
         return ServedState(None, None)
-    try:  # the calls are in week files: one may be damaged (operations/probes.py reports which)
-        newest = con.execute("SELECT max(start_time_utc) FROM marts.fct_calls").fetchone()[0]
-    except duckdb.Error:
-        newest = None
     finally:
         con.close()
     if built is not None and built.tzinfo is None:
