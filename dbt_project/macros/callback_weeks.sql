@@ -22,9 +22,12 @@
 {%- endmacro %}
 
 {#- `day` (a date column) within one of `weeks` or up to `extra_days` after it: literal dates, so that
-    DuckDB skips the week files of other weeks by their statistics; false for no weeks. -#}
+    DuckDB skips the week files of other weeks by their statistics; true for none (every week), false
+    for no weeks. -#}
 {% macro days_of_weeks(day, weeks, extra_days) -%}
-    {%- if not weeks -%}
+    {%- if weeks is none -%}
+        true
+    {%- elif not weeks -%}
         false
     {%- else -%}
         ({% for week in weeks %}{{ " or " if not loop.first }}{{ day }} between cast('{{ week }}' as date)
@@ -35,8 +38,6 @@
 {#- The pre-hook: the rows of the weeks computed anew go first (all rows when every week is). -#}
 {% macro delete_callback_weeks() -%}
     {%- if is_incremental() -%}
-        {%- set weeks = callback_weeks() -%}
-        delete from {{ this }}
-        {%- if weeks is not none %} where {{ days_of_weeks('call_date', weeks, 0) }}{% endif %}
+        delete from {{ this }} where {{ days_of_weeks('call_date', callback_weeks(), 0) }}
     {%- endif -%}
 {%- endmacro %}

@@ -17,21 +17,13 @@
 
 with missed as (
     select * from {{ ref('fct_inbound_calls') }}
-    where
-        is_missed and not is_internal
-        {%- if weeks is not none %}
-            and {{ days_of_weeks('call_date', weeks, 0) }}
-        {%- endif %}
+    where is_missed and not is_internal and {{ days_of_weeks('call_date', weeks, 0) }}
 ),
 
 -- with the days after each week that its calls' windows reach into
 legs as (
     select * from {{ ref('fct_calls') }}
-    where
-        phone_match_key is not null and not is_internal
-        {%- if weeks is not none %}
-            and {{ days_of_weeks('call_date', weeks, window_days) }}
-        {%- endif %}
+    where phone_match_key is not null and not is_internal and {{ days_of_weeks('call_date', weeks, window_days) }}
 ),
 
 -- Time buckets as long as the window: a leg within the window of a missed call starts in the missed
