@@ -103,6 +103,12 @@ def test_a_bad_suite_is_refused_with_file_and_entry(tmp_path: Path) -> None:
     assert parse_suite(path, {**good, "batches": [row_wise]}).batches[0].incremental
     with pytest.raises(SuiteError, match=r"broken\.yml: batches\.0\.incremental: Input should be a valid boolean"):
         parse_suite(path, {**good, "batches": [{**row_wise, "incremental": {"stamp": "_extracted_at"}}]})
+    # a batch by week is an incremental batch over one of the facts kept in week files
+    assert parse_suite(path, {**good, "batches": [{**row_wise, "weeks": "fct_calls"}]}).batches[0].weeks == "fct_calls"
+    with pytest.raises(SuiteError, match=r"broken\.yml: batch b: `weeks` is for an `incremental` batch"):
+        parse_suite(path, {**good, "batches": [{**row_wise, "incremental": False, "weeks": "fct_calls"}]})
+    with pytest.raises(SuiteError, match=r"broken\.yml: batches\.0\.weeks: Input should be 'fct_calls'"):
+        parse_suite(path, {**good, "batches": [{**row_wise, "weeks": "dim_agent"}]})
 
 
 def test_results_carry_counts_and_never_values() -> None:
@@ -569,6 +575,116 @@ def test_nightly_checks_by_content_validate_the_rows_that_have_not_passed(tmp_pa
     assert damaged.success and details(damaged)[unique] == "0 of 85 rows unexpected"
     assert len(damaged.warnings) == 1 and "was unusable and is started afresh" in damaged.warnings[0]
     assert details(check(later + timedelta(days=1)))[unique] == f"0 of 0 rows unexpected{note}"
+
+
+def test_nightly_checks_of_a_fact_in_week_files_validate_the_weeks_the_build_computes_anew(tmp_path: Path) -> None:
+    """A batch over a fact kept in week files (`weeks: fct_calls`) validates at night the weeks the
+    build computes anew, rows without a day and the rows of other weeks sharing a key with them; the
+    other weeks are files that passed when written. Every week again on the seventh night, under
+    another fingerprint, without the build's weeks (a published file) or without a record."""
+    from datetime import date
+
+    from callsight.quality.validated_rows import REVALIDATE_AFTER
+
+    warehouse, record = tmp_path / "build.duckdb", tmp_path / "validated_rows.duckdb"
+    raw_db = tmp_path / "journal.duckdb"
+    duckdb.connect(str(raw_db)).close()
+    old, new = date(2026, 3, 16), date(2026, 3, 23)  # Mondays: a kept week's file and a week computed anew
+    files = {week: tmp_path / "parts" / f"{week}.parquet" for week in (old, new)}
+    files[old].parent.mkdir()
+
+    def write_week(week: date, rows: str) -> None:
+        """The week's file: (id, v, call_date) rows; its days run from the Monday."""
+        with duckdb.connect() as con:
+            con.execute(
+                f"COPY (SELECT id, v, DATE '{week}' + CAST(id % 7 AS INTEGER) AS call_date FROM ({rows})) "
+                f"TO '{files[week]}' (FORMAT parquet)"
+            )
+
+    def sql(statement: str) -> None:
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute(statement)
+
+    write_week(old, "SELECT range AS id, range % 7 AS v FROM range(1, 31)")
+    write_week(new, "SELECT range AS id, range % 7 AS v FROM range(31, 41)")
+    sql("CREATE SCHEMA marts")
+    sql(f"CREATE VIEW marts.fct_calls AS SELECT * FROM read_parquet(['{files[new]}', '{files[old]}'])")
+    sql("CREATE SCHEMA intermediate")
+    sql(f"CREATE TABLE intermediate.int_weeks_changed AS SELECT 'fct_calls' AS fact, DATE '{new}' AS call_week")
+    batch = {
+        "name": "fct_calls",
+        "query": "SELECT id, v, call_date FROM marts.fct_calls",
+        "incremental": True,
+        "weeks": "fct_calls",
+        "expectations": [
+            {"type": "expect_column_values_to_be_unique", "column": "id"},
+            {"type": "expect_column_values_to_be_between", "column": "v", "min_value": 0, "max_value": 9},
+        ],
+    }
+    definition = {"suite": "legs", "asset": "marts/fct_calls", "stage": "warehouse", "description": "d"}
+    suite = parse_suite(tmp_path / "legs.yml", {**definition, "batches": [batch]})
+    night = datetime(2026, 3, 24, 2, 0)
+    note = " (the weeks this build computes anew)"
+    unique, between = (
+        "expect_column_values_to_be_unique(id)",
+        "expect_column_values_to_be_between(v, min_value=0, max_value=9)",
+    )
+
+    def check(when: datetime, timezone: str = "Europe/Berlin", record_db: Path | None = record, batches=(suite,)):
+        return run_suites(
+            list(batches), raw_db, warehouse, timezone=timezone, incremental=True, now=when, record_db=record_db
+        )
+
+    def details(report) -> dict[str, str]:
+        return {o.expectation: o.detail for o in report.result("legs").outcomes}
+
+    def failed(report) -> list[str]:
+        return [f"{o.expectation}: {o.detail}" for o in report.failed]
+
+    assert details(check(night))[unique] == "0 of 40 rows unexpected"  # no record yet: every week
+    assert details(check(night + timedelta(days=1)))[unique] == f"0 of 10 rows unexpected{note}"
+    # A bad value in the week computed anew is found; one in a kept week's file (rewritten behind the
+    # pipeline's back, as many rows) waits for the seventh night.
+    write_week(new, "SELECT range AS id, CASE WHEN range = 33 THEN 12 ELSE range % 7 END AS v FROM range(31, 41)")
+    assert failed(check(night + timedelta(days=2))) == [f"{between}: 1 of 10 rows unexpected{note}"]
+    write_week(new, "SELECT range AS id, range % 7 AS v FROM range(31, 41)")
+    write_week(old, "SELECT range AS id, CASE WHEN range = 5 THEN 12 ELSE range % 7 END AS v FROM range(1, 31)")
+    assert check(night + timedelta(days=2)).success  # the failed night left the record as it was
+    seventh = night + REVALIDATE_AFTER + timedelta(minutes=1)
+    assert failed(check(seventh)) == [f"{between}: 1 of 40 rows unexpected"]
+    write_week(old, "SELECT range AS id, range % 7 AS v FROM range(1, 31)")
+    assert details(check(seventh))[unique] == "0 of 40 rows unexpected"
+    assert details(check(seventh + timedelta(days=1)))[unique] == f"0 of 10 rows unexpected{note}"
+    # A key of the week computed anew that a kept week holds too: both rows are validated.
+    write_week(new, "SELECT CASE WHEN range = 31 THEN 4 ELSE range END AS id, range % 7 AS v FROM range(31, 41)")
+    assert failed(check(seventh + timedelta(days=1))) == [f"{unique}: 2 of 11 rows unexpected{note}"]
+    write_week(new, "SELECT range AS id, range % 7 AS v FROM range(31, 41)")
+    # A row without a day belongs to no week's file: it is validated too.
+    sql("CREATE TABLE marts.dayless AS SELECT 99 AS id, 12 AS v, CAST(NULL AS DATE) AS call_date")
+    sql(
+        "CREATE OR REPLACE VIEW marts.fct_calls AS SELECT * FROM marts.dayless UNION ALL "
+        f"SELECT * FROM read_parquet(['{files[new]}', '{files[old]}'])"
+    )
+    assert failed(check(seventh + timedelta(days=1))) == [f"{between}: 1 of 11 rows unexpected{note}"]
+    sql("DELETE FROM marts.dayless")
+    # Every week in a published file (no weeks computed anew), in another time zone (another
+    # fingerprint), without a record, or when the query returns no day (a warning).
+    sql("ALTER TABLE intermediate.int_weeks_changed RENAME TO weeks_aside")
+    assert details(check(seventh + timedelta(days=1)))[unique] == "0 of 40 rows unexpected"
+    sql("ALTER TABLE intermediate.weeks_aside RENAME TO int_weeks_changed")
+    assert details(check(seventh + timedelta(days=1), "UTC"))[unique] == "0 of 40 rows unexpected"
+    assert details(check(seventh + timedelta(days=1), "UTC"))[unique] == f"0 of 10 rows unexpected{note}"
+    assert details(check(seventh + timedelta(days=1), "UTC", None))[unique] == "0 of 40 rows unexpected"
+    # With no week computed anew (a night without changed legs) nothing of the fact is validated again.
+    sql("DELETE FROM intermediate.int_weeks_changed")
+    assert details(check(seventh + timedelta(days=1), "UTC"))[unique] == f"0 of 0 rows unexpected{note}"
+    dayless = parse_suite(
+        tmp_path / "legs.yml", {**definition, "batches": [{**batch, "query": "SELECT id, v FROM marts.fct_calls"}]}
+    )
+    for _ in range(2):
+        report = check(seventh + timedelta(days=1), batches=(dayless,))
+        assert details(report)[unique] == "0 of 40 rows unexpected"
+        assert report.warnings == ("legs.fct_calls: validated whole, its query returns no call_date",)
 
 
 # ---- the published warehouse ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import duckdb
 
 from callsight.quality.results import ExpectationOutcome, QualityReport, SuiteResult, write_overview
 from callsight.quality.suites import SuiteSpec
-from callsight.quality.validated_rows import _attach_record, _run_incremental_batch
+from callsight.quality.validated_rows import _attach_record, _run_incremental_batch, _run_weekly_batch
 from callsight.quality.validation import DEFAULT_TIMEZONE, DOCS_SITE, _gx_context, _validate_batch, connect
 from callsight.site.compaction import compact
 
@@ -51,7 +51,9 @@ def run_suites(
         for suite in suites:
             outcomes: list[ExpectationOutcome] = []
             for b in suite.batches:
-                if record and b.incremental:
+                if record and b.weeks:
+                    outcomes += _run_weekly_batch(context, suite, b, con, timezone, now, warnings)
+                elif record and b.incremental:
                     outcomes += _run_incremental_batch(context, suite, b, con, timezone, now, warnings)
                 else:
                     outcomes += _validate_batch(context, suite, b, con)

@@ -45,6 +45,7 @@ class _BatchFile(_Strict):
     query: str = Field(min_length=1)
     expectations: list[dict[str, Any]] = Field(min_length=1)
     incremental: bool = False
+    weeks: Literal["fct_calls", "fct_inbound_calls"] | None = None
 
 
 class _SuiteFile(_Strict):
@@ -77,13 +78,16 @@ class ExpectationSpec:
 
 @dataclass(frozen=True)
 class BatchSpec:
-    """`incremental`: validated at night over the rows whose content has not passed yet; see run_suites."""
+    """`incremental`: validated at night over the rows whose content has not passed yet; `weeks` (an
+    incremental batch over a fact kept in week files, whose query returns its `call_date`): over the
+    weeks the build computes anew instead. See quality.validated_rows."""
 
     name: str
     query: str
     expectations: tuple[ExpectationSpec, ...]
     description: str | None = None
     incremental: bool = False
+    weeks: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,11 +157,13 @@ def parse_suite(path: Path, data: object) -> SuiteSpec:
             raise SuiteError(f"{path}: batch {b.name!r} defined twice")
         seen.add(b.name)
         expectations = tuple(_expectation(e, f"{path}: batch {b.name}") for e in b.expectations)
-        batch = BatchSpec(b.name, b.query, expectations, b.description, b.incremental)
+        batch = BatchSpec(b.name, b.query, expectations, b.description, b.incremental, b.weeks)
         if batch.incremental and partition_key(batch) is None:
             raise SuiteError(
                 f"{path}: batch {b.name}: `incremental` needs row-wise expectations (and at most one unique key)"
             )
+        if batch.weeks and not batch.incremental:
+            raise SuiteError(f"{path}: batch {b.name}: `weeks` is for an `incremental` batch")
         batches.append(batch)
     return SuiteSpec(spec.suite, tuple(spec.asset.split("/")), spec.stage, spec.description, tuple(batches), path)
 

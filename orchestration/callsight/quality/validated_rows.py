@@ -14,13 +14,21 @@ that passed, replaced each time the batch passes (dropping the batch's records u
 fingerprints) and pruned of rows that went when it fails, and when every row was last validated
 (`validated_whole_at`). When that is older than REVALIDATE_AFTER, when at least WHOLE_BATCH_SHARE of
 the rows are due, or without a usable record (a warning), the batch is validated whole.
+
+A batch over a fact kept in week files (`weeks: fct_calls`, publish/week_files.py) is validated at night
+over the weeks the build computes anew instead (int_weeks_changed): every other week is a file written
+whole by a publish after the build that computed it passed, and never changed since (a missing,
+truncated or recounted file stops the publish and turns the health probe critical). Hashing every row
+would read the whole history each night. Its record is the fingerprint and when it last passed whole;
+the seventh night, another fingerprint, a published file (no changed weeks) or a missing record
+validate it whole.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +61,11 @@ ROW_COUNTS_TABLE = "_callsight_row_counts"
 DUE_ROWS_TABLE = "_callsight_due_rows"
 CHANGED_KEYS_TABLE = "_callsight_changed_keys"
 INCREMENTAL_NOTE = " (rows new or changed since they last passed)"
+# The weeks of each week-file fact that the build computes anew (the dbt model int_weeks_changed), and
+# the column by which a row belongs to a week (the Monday of its call_date names its file).
+CHANGED_WEEKS_TABLE = "intermediate.int_weeks_changed"
+WEEK_COLUMN = "call_date"
+WEEKS_NOTE = " (the weeks this build computes anew)"
 
 
 def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str, columns: Sequence[Any] = ()) -> str:
@@ -75,6 +88,8 @@ def batch_fingerprint(suite: SuiteSpec, batch: BatchSpec, timezone: str, columns
         "gx": gx.__version__,
         "duckdb": duckdb.__version__,
     }
+    if batch.weeks:  # validated by week, not by content: a record of row hashes is of no use to it
+        spec["weeks"] = batch.weeks
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -99,6 +114,108 @@ def _scoped(batch: BatchSpec, con: duckdb.DuckDBPyConnection) -> BatchSpec:
     if keys:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
     return BatchSpec(batch.name, query, batch.expectations, batch.description, batch.incremental)
+
+
+def week_filter(weeks: Sequence[date]) -> str:
+    """Pure: a condition true for the rows of `weeks` (Mondays) and for rows without a day (in no week's
+    file), the days as literal dates: DuckDB then reads only those weeks' files."""
+    col = _ident(WEEK_COLUMN)
+    days = [
+        f"({col} >= DATE '{w.isoformat()}' AND {col} < DATE '{(w + timedelta(days=7)).isoformat()}')"
+        for w in sorted(weeks)
+    ]
+    return " OR ".join([f"{col} IS NULL", *days])
+
+
+def weekly_rows_sql(batch: BatchSpec, weeks: Sequence[date]) -> tuple[str, str | None]:
+    """Pure: (query, keys): the query of the batch's rows of `weeks`, and the query of the key (first
+    column) of every row of another week that shares its key with one of them (a duplicate of a new leg
+    may be old); None for a batch without a key."""
+    inside = week_filter(weeks)
+    query = f"SELECT * FROM ({batch.query}) AS batch WHERE {inside}"
+    key = partition_key(batch)
+    if not key:
+        return query, None
+    col = _ident(key[0])
+    keys = (
+        f"SELECT DISTINCT {col} FROM ({batch.query}) AS batch WHERE NOT ({inside}) "
+        f"AND {col} IN (SELECT {col} FROM ({query}) AS due)"
+    )
+    return query, keys
+
+
+def _changed_weeks(con: duckdb.DuckDBPyConnection, fact: str) -> list[date] | None:
+    """The weeks of `fact` the build computes anew; None in a file without them (a published one)."""
+    schema, table = CHANGED_WEEKS_TABLE.split(".")
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
+        "AND table_name = ?",
+        [schema, table],
+    ).fetchone()[0]
+    if not present:
+        return None
+    return [w for (w,) in con.execute(f"SELECT call_week FROM {CHANGED_WEEKS_TABLE} WHERE fact = ?", [fact]).fetchall()]
+
+
+def _scoped_to_weeks(batch: BatchSpec, weeks: Sequence[date], con: duckdb.DuckDBPyConnection) -> BatchSpec:
+    """The batch's rows of `weeks` and the rows of other weeks sharing their key (read only when there
+    are any: the condition would make DuckDB read every week's rows)."""
+    query, keys = weekly_rows_sql(batch, weeks)
+    if keys:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS_TABLE} AS {keys}")
+        if con.execute(f"SELECT count(*) FROM {CHANGED_KEYS_TABLE}").fetchone()[0]:
+            col = _ident(partition_key(batch)[0])
+            query += f" OR {col} IN (SELECT {col} FROM {CHANGED_KEYS_TABLE})"
+    return BatchSpec(batch.name, query, batch.expectations, batch.description, batch.incremental, batch.weeks)
+
+
+def _run_weekly_batch(
+    context, suite: SuiteSpec, batch: BatchSpec, con, timezone: str, now: datetime, warnings: list[str]
+) -> tuple[ExpectationOutcome, ...]:
+    """Outcomes of a batch over a fact kept in week files (see the module's docstring). When it passes,
+    its record says so (and since when it passed whole); a failed batch leaves the record as it was: its
+    weeks are computed anew the next night, as long as no build with them is published."""
+    name = f"{suite.name}.{batch.name}"
+    try:
+        columns = con.execute(f"DESCRIBE {batch.query}").fetchall()
+        weeks = _changed_weeks(con, batch.weeks or "")
+    except duckdb.Error as exc:  # a failing query fails its expectations below, and says why
+        warnings.append(f"{name}: validated whole, its query could not be described ({type(exc).__name__})")
+        return _validate_batch(context, suite, batch, con)
+    fingerprint = batch_fingerprint(suite, batch, timezone, [c[:2] for c in columns])
+    scoped, whole_at = batch, None
+    if weeks is not None and WEEK_COLUMN not in [c[0] for c in columns]:
+        warnings.append(f"{name}: validated whole, its query returns no {WEEK_COLUMN}")
+    elif weeks is not None:
+        try:
+            found = con.execute(
+                f"SELECT validated_whole_at FROM {RECORD_DB}.batches WHERE fingerprint = ? AND validated_whole_at >= ?",
+                [fingerprint, now - REVALIDATE_AFTER],
+            ).fetchone()
+            if found:
+                whole_at = found[0]
+                scoped = _scoped_to_weeks(batch, weeks, con)
+        except duckdb.Error as exc:
+            warnings.append(f"{name}: its record is unusable, every week is validated: {exc}")
+            scoped, whole_at = batch, None
+    outcomes = _validate_batch(context, suite, scoped, con, WEEKS_NOTE if whole_at else "")
+    if not all(o.success for o in outcomes):
+        return outcomes
+    try:
+        con.execute("BEGIN TRANSACTION")
+        others = con.execute(
+            f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE batch = ? AND fingerprint <> ?", [name, fingerprint]
+        ).fetchall()
+        _drop_records(con, [f for (f,) in others])
+        con.execute(
+            f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?, ?)", [fingerprint, name, whole_at or now, now]
+        )
+        con.execute("COMMIT")
+    except duckdb.Error as exc:  # the next night validates it whole
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        warnings.append(f"{name}: could not record that it passed: {type(exc).__name__}: {exc}")
+    return outcomes
 
 
 def _rows_table(fingerprint: str) -> str:
