@@ -30,6 +30,13 @@ from callsight.site.settings import Settings
 def inflate(db: Path, table: str, id_column: str, rows: int, raw_attach: Path | None = None) -> int:
     con = duckdb.connect(str(db))
     try:
+        schema, name = table.split(".") if "." in table else ("main", table)
+        if con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ?", [schema, name]
+        ).fetchone()[0]:  # a fact kept in week files: its rows made a table of the file, then inflated
+            con.execute(f"CREATE TABLE {table}__rows AS SELECT * FROM {table}")
+            con.execute(f"DROP VIEW {table}")
+            con.execute(f"ALTER TABLE {table}__rows RENAME TO {name}")
         base = con.execute(f"SELECT count(*), max({id_column}) FROM {table}").fetchone()
         copies = max(1, -(-rows // base[0]))
         con.execute(
