@@ -65,9 +65,24 @@ def _module(name: str) -> Any:
     return sys.modules[name]  # loaded beside superset_config.py (not in a package)
 
 
+# What Superset's schema (marshmallow's Boolean) reads as `force: false`; anything else it reads as true or
+# refuses, so it is taken as forced (Superset answers it, or refuses it, itself). False equals 0 here.
+NOT_FORCED = frozenset(
+    {None, False, "f", "F", "false", "False", "FALSE", "0", "off", "Off", "OFF", "n", "N", "no", "No", "NO"}
+)
+
+
+def asks_force(value: Any) -> bool:
+    """Pure: whether a body's `force` asks Superset to compute the results again."""
+    try:
+        return value not in NOT_FORCED
+    except TypeError:  # unhashable (a list, an object)
+        return True
+
+
 def plain_body(body: Any) -> bool:
     """Pure: whether a chart-data body is one whose answer may be kept (see the module's doc)."""
-    if not isinstance(body, dict) or body.get("force") or not isinstance(body.get("datasource"), dict):
+    if not isinstance(body, dict) or asks_force(body.get("force")) or not isinstance(body.get("datasource"), dict):
         return False
     if body.get("result_format", "json") != "json" or body.get("result_type", "full") != "full":
         return False
@@ -195,7 +210,7 @@ def forced() -> bool:
     from flask import request
 
     body = request.get_json(cache=True, silent=True) if request.is_json else None
-    return isinstance(body, dict) and bool(body.get("force"))
+    return isinstance(body, dict) and asks_force(body.get("force"))
 
 
 def answer_key() -> str | None:

@@ -44,8 +44,12 @@ BODY = {"datasource": {"id": 1, "type": "table"}, "queries": [QUERY], "form_data
 def test_only_a_plain_json_request_of_a_query_of_its_own_may_be_kept() -> None:
     assert answer_memo.plain_body(BODY)
     assert answer_memo.plain_body({**BODY, "result_format": "json", "result_type": "full", "force": False})
+    assert answer_memo.plain_body({**BODY, "force": "false"})  # as Superset's schema reads it
     for refused in (
         {**BODY, "force": True},  # Superset computes it again
+        {**BODY, "force": "true"},
+        {**BODY, "force": "maybe"},  # Superset refuses it
+        {**BODY, "force": ["no"]},
         {**BODY, "result_format": "csv"},  # an export
         {**BODY, "result_type": "samples"},
         {**BODY, "queries": []},
