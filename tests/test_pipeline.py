@@ -187,6 +187,49 @@ def test_a_damaged_week_file_is_reported_then_rebuilt_from_the_raw_store(publish
     assert next(p for p in run_probes(settings) if p.name == "warehouse").state == State.OK
 
 
+def test_a_home_moved_by_hand_is_reported_then_served_from_its_new_place(
+    published_copy: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The views name their week files by path: a home moved by hand (to a bigger disk) serves views that
+    read the old place. The health probe says so; a rollback and the next night's prune point a kept build
+    at the new place instead of refusing or deleting it; the next night serves the new place's files."""
+    from callsight.operations.health import State
+    from callsight.operations.probes import run_probes
+    from callsight.publish.builds import rollback
+    from callsight.site.home import kept_builds
+
+    site = published_copy
+    assert run_nightly(site.settings, END_DAY, END_DAY).success  # the first build is kept now
+    before = mart_checksum(site)
+    moved = tmp_path / "bigger-disk" / "callsight"
+    moved.parent.mkdir()
+    shutil.move(site.home, moved)
+    monkeypatch.setenv("CALLSIGHT_HOME", str(moved))
+    monkeypatch.setenv("DAGSTER_HOME", str(moved / "dagster"))
+    here = Site(moved, {**site.env, "CALLSIGHT_HOME": str(moved)})
+    settings = here.settings  # not the process's environment: the first run exported its paths there
+    with pytest.raises(duckdb.IOException):  # what every chart meets
+        served(here, "SELECT count(*) FROM marts.fct_calls")
+    probe = next(p for p in run_probes(settings) if p.name == "warehouse")
+    assert probe.state == State.CRITICAL, probe
+    assert f"marts.fct_calls reads files under {site.home}/warehouse/parts" in probe.message
+    assert "moved" in probe.message and "`callsight run`" in probe.message
+    # A rollback serves the kept build read from here (and keeps the served one, still misplaced).
+    (kept,) = kept_builds(settings.served_db)
+    rollback(settings.served_db, kept.name)
+    assert served(here, "SELECT count(*) FROM marts.fct_calls")[0][0] > 0
+    assert len(kept_builds(settings.served_db)) == 1
+    # The next night keeps that kept build (pointed here, not deleted as unreadable) and serves from here.
+    assert run_nightly(settings, END_DAY, END_DAY).success
+    assert mart_checksum(here) == before
+    assert next(p for p in run_probes(settings) if p.name == "warehouse").state == State.OK
+    kept = kept_builds(settings.served_db)
+    assert len(kept) == 2
+    for build in kept:
+        with duckdb.connect(str(build), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM marts.fct_calls").fetchone()[0] > 0
+
+
 def test_no_cleartext_private_data_in_any_file(tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     # The PBX's journal is not ours: move it outside CALLSIGHT_HOME, then scan everything we wrote.
     source = tmp_path / "pbx" / "journal.sqlite"

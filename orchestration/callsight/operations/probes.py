@@ -17,7 +17,7 @@ import requests
 from callsight.defs.audit.silence import Night, night_max_hours, read_nights
 from callsight.operations.health import Perf, ProbeResult, State, Thresholds, run_probe
 from callsight.publish.freshness import read_served_state
-from callsight.publish.week_files import damaged_files, listed_files
+from callsight.publish.week_files import damaged_files, listed_files, misplaced_views
 from callsight.site.settings import Settings
 
 
@@ -87,13 +87,21 @@ def probe_warehouse(settings: Settings, limits: Thresholds, now: datetime) -> Pr
     """Its age, and CRITICAL while a week file it serves is damaged (the next night rebuilds them)."""
     state = read_served_state(settings.served_db)
     judged = judge_warehouse(state.built_at, now, limits, float(settings.stale_after_hours))
-    if not settings.served_db.exists() or not (damaged := damaged_files(settings.served_db, settings.parts_dir)):
+    if not settings.served_db.exists():
         return judged
-    message = (
-        f"{len(damaged)} week file(s) damaged - {'; '.join(damaged[:3])}{' ...' if len(damaged) > 3 else ''} - "
-        "charts of those weeks fail until the next night rebuilds every week from the raw store "
-        "(or `callsight run --full-refresh` now)"
-    )
+    if damaged := damaged_files(settings.served_db, settings.parts_dir):
+        message = (
+            f"{len(damaged)} week file(s) damaged - {'; '.join(damaged[:3])}{' ...' if len(damaged) > 3 else ''} - "
+            "charts of those weeks fail until the next night rebuilds every week from the raw store "
+            "(or `callsight run --full-refresh` now)"
+        )
+    elif misplaced := misplaced_views(settings.served_db, settings.parts_dir):
+        message = (
+            f"{'; '.join(misplaced)}, not {settings.parts_dir} - the home was moved or copied by hand: every "
+            "chart fails until the next night publishes a build reading this home's files (or `callsight run` now)"
+        )
+    else:
+        return judged
     return ProbeResult("warehouse", State.CRITICAL, message, judged.value, judged.perf)
 
 

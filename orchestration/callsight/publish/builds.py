@@ -18,7 +18,13 @@ from pathlib import Path
 
 import duckdb
 
-from callsight.publish.week_files import collect_garbage, damaged_files, new_token, write_weeks
+from callsight.publish.week_files import (
+    collect_garbage,
+    damaged_files,
+    new_token,
+    repoint_if_misplaced,
+    write_weeks,
+)
 from callsight.site.compaction import MEMORY_LIMIT, compact, scratch_paths
 from callsight.site.home import history_dir, kept_builds, parts_dir
 from callsight.site.sql_text import quote_literal
@@ -142,6 +148,10 @@ def rollback(served: Path, name: str | None = None) -> Path:
     chosen = next((b for b in builds if b.name == name), None) if name else builds[0]
     if chosen is None:
         raise PublishError(f"{name}: not a kept build; kept: {', '.join(b.name for b in builds)}")
+    try:
+        repoint_if_misplaced(chosen, parts_dir(served))  # a home moved by hand since it was served
+    except duckdb.Error as exc:
+        raise PublishError(f"{chosen}: unreadable: {exc}") from exc
     verify(chosen, parts_dir(served))
     if served.exists():
         keep_served(served)
@@ -161,11 +171,12 @@ def oldest_call_day(path: Path) -> date | None:
 def prune_expired_builds(served: Path, cutoff: datetime) -> list[Path]:
     """Delete kept builds holding calls from before the day preceding the cutoff (retention + one night),
     and the week files only they listed. A kept build that cannot be read is deleted too: what cannot be
-    checked is not kept."""
+    checked is not kept; one whose views read the files of a home moved by hand is pointed at this home's."""
     allowed = cutoff.date() - timedelta(days=1)
     removed = []
     for build in kept_builds(served):
         try:
+            repoint_if_misplaced(build, parts_dir(served))
             oldest = oldest_call_day(build)
         except duckdb.Error:
             oldest = date.min

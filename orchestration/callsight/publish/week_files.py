@@ -202,6 +202,35 @@ def repoint(db: Path, parts: Path) -> None:
         con.close()
 
 
+def misplaced_views(db: Path, parts: Path) -> list[str]:
+    """The facts' views of the warehouse file `db` that read files other than those it lists in `parts`,
+    one line per view: a home moved or copied to another path by hand (the views name their files by
+    absolute path). Reads only the views' SQL."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        listing = _listing(con)
+        problems = []
+        for fact in FACTS:
+            named = _view_files(con, fact.name)
+            listed = sorted(str(parts / row[2]) for row in listing if row[0] == fact.name)
+            if named is not None and sorted(named) != listed:
+                elsewhere = sorted({str(Path(f).parent.parent) for f in named if not f.startswith(f"{parts}/")})
+                where = f"files under {', '.join(elsewhere)}" if elsewhere else "other files than it lists"
+                problems.append(f"marts.{fact.name} reads {where}")
+        return problems
+    finally:
+        con.close()
+
+
+def repoint_if_misplaced(db: Path, parts: Path) -> bool:
+    """Point the views of `db` at its files in `parts` if they read others (see misplaced_views); only for
+    a file nobody reads meanwhile (a kept build, a build copy). Returns whether it did."""
+    if not misplaced_views(db, parts):
+        return False
+    repoint(db, parts)
+    return True
+
+
 def listed_files(db: Path) -> set[str]:
     """The files (relative to the parts folder) a warehouse file lists; none for a file without a listing."""
     con = duckdb.connect(str(db), read_only=True)
