@@ -84,7 +84,8 @@ def judge_warehouse(built_at: datetime | None, now: datetime, limits: Thresholds
 
 
 def probe_warehouse(settings: Settings, limits: Thresholds, now: datetime) -> ProbeResult:
-    """Its age, and CRITICAL while a week file it serves is damaged (the next night rebuilds them)."""
+    """Its age, and CRITICAL while a week file it serves is damaged (the next night rebuilds them) or its
+    views read another place's files (a home moved by hand: the next night serves this home's)."""
     state = read_served_state(settings.served_db)
     judged = judge_warehouse(state.built_at, now, limits, float(settings.stale_after_hours))
     if not settings.served_db.exists():
