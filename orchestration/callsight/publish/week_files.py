@@ -27,9 +27,9 @@ import duckdb
 
 from callsight.site.home import kept_builds, parts_dir
 from callsight.site.sql_text import quote_literal
+from callsight.warehouse.build_file import CHANGED_WEEKS, changed_weeks, has_table
 
 LISTING = "marts.week_files"
-CHANGED_WEEKS = "intermediate.int_weeks_changed"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def write_weeks(con: duckdb.DuckDBPyConnection, parts: Path, token: str) -> dict
     """In the build (open for writing): each changed week of each fact written into a file of its own, every
     file listed in marts.week_files, the facts' views pointed at their files. Returns the files written per
     fact. Every row of the changed weeks' tables lands in exactly one file, or nothing is listed."""
-    if not _has_table(con, *CHANGED_WEEKS.split(".")):
+    if not has_table(con, *CHANGED_WEEKS.split(".")):
         return {}  # no dbt build in this file (a copy of a published one): its facts are as they were
     previous = _listing(con)
     listing: list[tuple] = []
@@ -71,9 +71,7 @@ def write_weeks(con: duckdb.DuckDBPyConnection, parts: Path, token: str) -> dict
     parts.mkdir(exist_ok=True, mode=0o700)
     for fact in FACTS:
         (parts / fact.name).mkdir(exist_ok=True, mode=0o700)
-        weeks = {
-            w for (w,) in con.execute(f"SELECT call_week FROM {CHANGED_WEEKS} WHERE fact = ?", [fact.name]).fetchall()
-        }
+        weeks = set(changed_weeks(con, fact.name) or ())
         rows = con.execute(f"SELECT count(*) FROM {fact.rows}").fetchone()[0]
         kept = [row for row in previous if row[0] == fact.name and row[1] not in weeks]
         new = []
@@ -98,16 +96,8 @@ def write_weeks(con: duckdb.DuckDBPyConnection, parts: Path, token: str) -> dict
     return written
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return con.execute(
-        "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()[0]
-
-
 def _listing(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    if not _has_table(con, *LISTING.split(".")):
+    if not has_table(con, *LISTING.split(".")):
         return []
     return con.execute(f"SELECT fact, call_week, file, row_count, max_extracted_at FROM {LISTING}").fetchall()
 

@@ -39,6 +39,7 @@ from callsight.quality.suites import BatchSpec, SuiteSpec, partition_key
 from callsight.quality.validation import _ident, _validate_batch, repeated_hour_rows
 from callsight.site.compaction import scratch_paths
 from callsight.site.sql_text import quote_literal
+from callsight.warehouse.build_file import changed_weeks
 
 RECORD_DB = "validated_rows"
 RECORD_BATCHES_DDL = f"""
@@ -61,9 +62,7 @@ ROW_COUNTS_TABLE = "_callsight_row_counts"
 DUE_ROWS_TABLE = "_callsight_due_rows"
 CHANGED_KEYS_TABLE = "_callsight_changed_keys"
 INCREMENTAL_NOTE = " (rows new or changed since they last passed)"
-# The weeks of each week-file fact that the build computes anew (the dbt model int_weeks_changed), and
-# the column by which a row belongs to a week (the Monday of its call_date names its file).
-CHANGED_WEEKS_TABLE = "intermediate.int_weeks_changed"
+# The column by which a row of a week-file fact belongs to a week (the Monday of its call_date names its file).
 WEEK_COLUMN = "call_date"
 WEEKS_NOTE = " (the weeks this build computes anew)"
 
@@ -144,19 +143,6 @@ def weekly_rows_sql(batch: BatchSpec, weeks: Sequence[date]) -> tuple[str, str |
     return query, keys
 
 
-def _changed_weeks(con: duckdb.DuckDBPyConnection, fact: str) -> list[date] | None:
-    """The weeks of `fact` the build computes anew; None in a file without them (a published one)."""
-    schema, table = CHANGED_WEEKS_TABLE.split(".")
-    present = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
-        "AND table_name = ?",
-        [schema, table],
-    ).fetchone()[0]
-    if not present:
-        return None
-    return [w for (w,) in con.execute(f"SELECT call_week FROM {CHANGED_WEEKS_TABLE} WHERE fact = ?", [fact]).fetchall()]
-
-
 def _scoped_to_weeks(batch: BatchSpec, weeks: Sequence[date], con: duckdb.DuckDBPyConnection) -> BatchSpec:
     """The batch's rows of `weeks` and the rows of other weeks sharing their key (read only when there
     are any: the condition would make DuckDB read every week's rows)."""
@@ -178,7 +164,7 @@ def _run_weekly_batch(
     name = f"{suite.name}.{batch.name}"
     try:
         columns = con.execute(f"DESCRIBE {batch.query}").fetchall()
-        weeks = _changed_weeks(con, batch.weeks or "")
+        weeks = changed_weeks(con, batch.weeks or "")
     except duckdb.Error as exc:  # a failing query fails its expectations below, and says why
         warnings.append(f"{name}: validated whole, its query could not be described ({type(exc).__name__})")
         return _validate_batch(context, suite, batch, con)
@@ -203,19 +189,27 @@ def _run_weekly_batch(
         return outcomes
     try:
         con.execute("BEGIN TRANSACTION")
-        others = con.execute(
-            f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE batch = ? AND fingerprint <> ?", [name, fingerprint]
-        ).fetchall()
-        _drop_records(con, [f for (f,) in others])
-        con.execute(
-            f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?, ?)", [fingerprint, name, whole_at or now, now]
-        )
+        _record_passed(con, name, fingerprint, whole_at or now, now)
         con.execute("COMMIT")
     except duckdb.Error as exc:  # the next night validates it whole
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         warnings.append(f"{name}: could not record that it passed: {type(exc).__name__}: {exc}")
     return outcomes
+
+
+def _record_passed(
+    con: duckdb.DuckDBPyConnection, name: str, fingerprint: str, validated_whole_at: datetime, now: datetime
+) -> None:
+    """In the caller's transaction: the batch passed under `fingerprint`; its records under other
+    fingerprints (another query, zone, ...) are of no use now."""
+    others = con.execute(
+        f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE batch = ? AND fingerprint <> ?", [name, fingerprint]
+    ).fetchall()
+    _drop_records(con, [f for (f,) in others])
+    con.execute(
+        f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?, ?)", [fingerprint, name, validated_whole_at, now]
+    )
 
 
 def _rows_table(fingerprint: str) -> str:
@@ -276,17 +270,8 @@ def _run_incremental_batch(
     try:
         con.execute("BEGIN TRANSACTION")
         if passed:
-            # The batch's records under other fingerprints (another query, zone, ...) are of no use now.
-            others = con.execute(
-                f"SELECT fingerprint FROM {RECORD_DB}.batches WHERE batch = ? AND fingerprint <> ?",
-                [name, fingerprint],
-            ).fetchall()
-            _drop_records(con, [f for (f,) in others])
+            _record_passed(con, name, fingerprint, whole_at if known else now, now)
             con.execute(f"CREATE OR REPLACE TABLE {_rows_table(fingerprint)} AS FROM {ROW_COUNTS_TABLE}")
-            con.execute(
-                f"INSERT OR REPLACE INTO {RECORD_DB}.batches VALUES (?, ?, ?, ?)",
-                [fingerprint, name, whole_at if known else now, now],
-            )
         elif _has_rows_table(con, fingerprint):
             table = _rows_table(fingerprint)
             con.execute(f"DELETE FROM {table} WHERE row_hash NOT IN (SELECT row_hash FROM {ROW_COUNTS_TABLE})")
