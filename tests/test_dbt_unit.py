@@ -2,8 +2,10 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -12,7 +14,10 @@ from callsight.extract.org_store import store_site
 from callsight.journal.raw_store import ensure_raw_store
 from callsight.site.directory import Directory
 from callsight.site.policy import Calendar
-from callsight.warehouse.dbt_project import DBT_PROJECT_DIR
+from callsight.warehouse.build_file import prepare_build
+from callsight.warehouse.dbt_project import DBT_PROJECT_DIR, model_fingerprint
+
+from .conftest import Site
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 
@@ -201,3 +206,68 @@ def test_the_inbound_calls_aggregate_builds_under_a_small_memory_cap(tmp_path: P
         con.close()
     assert (chains, distinct, first_ok) == (legs // 4, legs // 4, legs // 4)
     assert company == "Company number 7 GmbH & Co. KG"  # legs 4-7: numbers 4..7, the greatest text
+
+
+def failures(home: Path) -> dict[str, int]:
+    """Test name -> rows it found, from the last dbt invocation's run_results.json under `home`."""
+    results = json.loads((home / "target" / "run_results.json").read_text())["results"]
+    return {x["unique_id"].split(".")[-2]: x["failures"] for x in results}
+
+
+def test_the_facts_row_tests_read_the_weeks_the_build_computes_anew(published_copy: Site) -> None:
+    """The week-file facts' dbt tests (`where: __changed_weeks__`) read the rows of the weeks a night
+    writes anew (intermediate.int_weeks_changed) and rows without a day: every other week is a file
+    that passed them when it was written. A bad row in a changed week is found, one in another week is
+    left to the warehouse checks' weekly whole run; where the build lists no changed weeks, every row."""
+    home = published_copy.home
+    settings = published_copy.settings
+    prepare_build(settings.served_db, settings.build_db)
+    tests = ("not_null_fct_calls_agent_username", "unique_fct_calls_call_id")
+    con = duckdb.connect(str(settings.build_db))
+    try:
+        weeks = [w for (w,) in con.execute("SELECT DISTINCT call_week FROM marts.week_files ORDER BY 1").fetchall()]
+        assert len(weeks) >= 3
+        changed, other = weeks[-1], weeks[0]
+        (files,) = con.execute(
+            "SELECT sql FROM duckdb_views() WHERE schema_name = 'marts' AND view_name = 'fct_calls'"
+        ).fetchone()
+        con.execute(files.replace("VIEW marts.fct_calls", "VIEW marts.fct_calls_files", 1))
+        # a copy of one leg of each week with no agent: one bad row and one duplicate call_id per week
+        bad = " UNION ALL BY NAME ".join(
+            f"(SELECT * REPLACE (NULL AS agent_username) FROM marts.fct_calls_files "
+            f"WHERE call_date >= DATE '{w}' AND call_date < DATE '{w + timedelta(days=7)}' LIMIT 1)"
+            for w in (changed, other)
+        )
+        con.execute(f"CREATE OR REPLACE VIEW marts.fct_calls AS FROM marts.fct_calls_files UNION ALL BY NAME {bad}")
+        con.execute("CREATE SCHEMA intermediate")
+        con.execute(
+            f"CREATE TABLE intermediate.int_weeks_changed AS SELECT 'fct_calls' AS fact, DATE '{changed}' AS call_week"
+        )
+    finally:
+        con.close()
+    dbt(home, "test", "--select", *tests)
+    assert failures(home) == dict.fromkeys(tests, 1), "only the changed week's bad row"
+    # a file without the build's weeks (a published one): every row
+    con = duckdb.connect(str(settings.build_db))
+    con.execute("DROP TABLE intermediate.int_weeks_changed")
+    con.close()
+    dbt(home, "test", "--select", *tests)
+    assert failures(home) == dict.fromkeys(tests, 2)
+
+
+def test_a_changed_test_or_contract_rebuilds_every_week_but_lineage_does_not(tmp_path: Path) -> None:
+    """The fingerprint decides when a night rebuilds every week: the facts' tests read only the changed
+    weeks, so a changed test, contract or singular test must see the others once; a dashboard's lineage
+    (exposures.yml) changes no row."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    before = model_fingerprint({}, project)
+    facts = project / "models" / "marts" / "fct_calls.yml"
+    exposures = project / "models" / "exposures.yml"
+    exposures.write_text(exposures.read_text() + "\n# a new dashboard\n")
+    assert model_fingerprint({}, project) == before
+    facts.write_text(facts.read_text().replace("max_value: 23", "max_value: 22", 1))
+    assert model_fingerprint({}, project) != before
+    changed = model_fingerprint({}, project)
+    (project / "tests" / "assert_something_new.sql").write_text("select 1 where false\n")
+    assert model_fingerprint({}, project) != changed

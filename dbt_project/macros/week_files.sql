@@ -65,13 +65,43 @@
         {{ return([]) }}
     {%- endif -%}
     {%- set weeks = ref('int_weeks_changed') -%}
-    {%- if adapter.get_relation(database=weeks.database, schema=weeks.schema, identifier=weeks.identifier) is none -%}
-        {{ return([]) }}
+    {{ return(weeks_listed_in(weeks.database, weeks.schema, weeks.identifier, fact) or []) }}
+{%- endmacro %}
+
+{#- The weeks of `fact` a table of int_weeks_changed's shape lists ('YYYY-MM-DD', oldest first); none
+    (not an empty list) where the table does not exist. -#}
+{% macro weeks_listed_in(database, schema, identifier, fact) -%}
+    {%- set weeks = adapter.get_relation(database=database, schema=schema, identifier=identifier) -%}
+    {%- if weeks is none -%}
+        {{ return(none) }}
     {%- endif -%}
     {%- set found = run_query(
-        "select cast(call_week as varchar) from " ~ weeks ~ " where fact = '" ~ fact ~ "'"
+        "select cast(call_week as varchar) from " ~ weeks ~ " where fact = '" ~ fact ~ "' order by call_week"
     ) -%}
     {{ return(found.columns[0].values() | list) }}
+{%- endmacro %}
+
+{#- A condition true for the rows of `fact` in the weeks this build writes anew and for rows without a
+    day, the days as literal dates (DuckDB then reads only those weeks' files); 'true' where the build
+    computes every week anew (a full refresh, the first build) or lists none (a published file). For
+    tests (macros/tests/get_where_subquery.sql), which cannot ref() int_weeks_changed. -#}
+{% macro changed_weeks_condition(fact) -%}
+    {%- if not execute or not previous_week_files(fact) -%}
+        {{ return('true') }}
+    {%- endif -%}
+    {%- set weeks = weeks_listed_in(target.database, 'intermediate', 'int_weeks_changed', fact) -%}
+    {%- if weeks is none -%}
+        {{ return('true') }}
+    {%- endif -%}
+    {%- set days = ['call_date is null'] -%}
+    {%- for week in weeks -%}
+        {%- set monday = modules.datetime.date.fromisoformat(week) -%}
+        {%- do days.append(
+            "(call_date >= date '" ~ monday.isoformat() ~ "' and call_date < date '"
+            ~ (monday + modules.datetime.timedelta(days=7)).isoformat() ~ "')"
+        ) -%}
+    {%- endfor -%}
+    {{ return(days | join(' or ')) }}
 {%- endmacro %}
 
 {#- The files of `files` whose week is (within=true) or is not one of `weeks` ('YYYY-MM-DD'): the

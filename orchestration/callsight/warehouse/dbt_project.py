@@ -106,13 +106,16 @@ def parse_key(dbt_vars: Mapping[str, object] | None) -> str:
 
 
 def model_fingerprint(dbt_vars: dict, project_dir: Path) -> str:
-    """Hash of the policy vars and of the dbt code (models, macros, project file). When it changes,
-    the incremental models are rebuilt from scratch: their rows were computed by other rules."""
+    """Hash of the policy vars and of the dbt code (models with their contracts and tests, macros,
+    singular tests, project file). When it changes, the incremental models are rebuilt from scratch:
+    their rows were computed, or tested (the facts' tests read the changed weeks), by other rules."""
     digest = hashlib.sha256(json.dumps(dbt_vars, sort_keys=True).encode())
     files = [
         project_dir / "dbt_project.yml",
         *sorted((project_dir / "models").rglob("*.sql")),
+        *sorted(f for f in (project_dir / "models").rglob("*.yml") if f.name != "exposures.yml"),  # not lineage
         *sorted((project_dir / "macros").rglob("*.sql")),
+        *sorted((project_dir / "tests").rglob("*.sql")),
     ]
     for f in files:
         digest.update(f.relative_to(project_dir).as_posix().encode())
