@@ -211,48 +211,73 @@ def test_the_inbound_calls_aggregate_builds_under_a_small_memory_cap(tmp_path: P
 def failures(home: Path) -> dict[str, int]:
     """Test name -> rows it found, from the last dbt invocation's run_results.json under `home`."""
     results = json.loads((home / "target" / "run_results.json").read_text())["results"]
-    return {x["unique_id"].split(".")[-2]: x["failures"] for x in results}
+    return {x["unique_id"].split(".")[2]: x["failures"] for x in results}
 
 
 def test_the_facts_row_tests_read_the_weeks_the_build_computes_anew(published_copy: Site) -> None:
     """The week-file facts' dbt tests (`where: __changed_weeks__`) read the rows of the weeks a night
     writes anew (intermediate.int_weeks_changed) and rows without a day: every other week is a file
     that passed them when it was written. A bad row in a changed week is found, one in another week is
-    left to the warehouse checks' weekly whole run; where the build lists no changed weeks, every row."""
+    left to the warehouse checks' weekly whole run; where the build lists no changed weeks, every row.
+    The legs-and-calls test also checks the calls of the legs that changed at the source, whichever
+    weeks the build chose to write anew."""
     home = published_copy.home
     settings = published_copy.settings
     prepare_build(settings.served_db, settings.build_db)
-    tests = ("not_null_fct_calls_agent_username", "unique_fct_calls_call_id")
+    tests = (
+        "not_null_fct_calls_agent_username",
+        "unique_fct_calls_call_id",
+        "assert_every_inbound_leg_belongs_to_one_inbound_call",
+    )
     con = duckdb.connect(str(settings.build_db))
     try:
         weeks = [w for (w,) in con.execute("SELECT DISTINCT call_week FROM marts.week_files ORDER BY 1").fetchall()]
         assert len(weeks) >= 3
-        changed, other = weeks[-1], weeks[0]
+        changed, other, touched = weeks[-1], weeks[0], weeks[1]
         (files,) = con.execute(
             "SELECT sql FROM duckdb_views() WHERE schema_name = 'marts' AND view_name = 'fct_calls'"
         ).fetchone()
         con.execute(files.replace("VIEW marts.fct_calls", "VIEW marts.fct_calls_files", 1))
-        # a copy of one leg of each week with no agent: one bad row and one duplicate call_id per week
-        bad = " UNION ALL BY NAME ".join(
-            f"(SELECT * REPLACE (NULL AS agent_username) FROM marts.fct_calls_files "
-            f"WHERE call_date >= DATE '{w}' AND call_date < DATE '{w + timedelta(days=7)}' LIMIT 1)"
-            for w in (changed, other)
+        # a copy of an inbound one-leg call's leg in each week, without its agent: a bad row, a duplicate
+        # call_id and a call with more legs than it counts, per week
+        single = "chain_key IN (SELECT chain_key FROM marts.fct_inbound_calls WHERE leg_count = 1)"
+        copies = " UNION ALL BY NAME ".join(
+            f"(SELECT * REPLACE (NULL AS agent_username) FROM marts.fct_calls_files WHERE is_inbound AND {single} "
+            f"AND call_date >= DATE '{w}' AND call_date < DATE '{w + timedelta(days=7)}' ORDER BY call_id LIMIT 1)"
+            for w in (changed, other, touched)
         )
-        con.execute(f"CREATE OR REPLACE VIEW marts.fct_calls AS FROM marts.fct_calls_files UNION ALL BY NAME {bad}")
+        con.execute(f"CREATE TABLE marts.planted AS {copies}")
+        con.execute(
+            "CREATE OR REPLACE VIEW marts.fct_calls AS FROM marts.fct_calls_files UNION ALL BY NAME FROM marts.planted"
+        )
+        (touched_call,) = con.execute(
+            f"SELECT chain_key FROM marts.planted WHERE call_date >= DATE '{touched}' "
+            f"AND call_date < DATE '{touched + timedelta(days=7)}'"
+        ).fetchone()
         con.execute("CREATE SCHEMA intermediate")
         con.execute(
             f"CREATE TABLE intermediate.int_weeks_changed AS SELECT 'fct_calls' AS fact, DATE '{changed}' AS call_week"
         )
+        # a leg of the touched week's call changed at the source (int_call_legs_changed), its week not chosen
+        con.execute(
+            "CREATE TABLE intermediate.int_call_legs_changed AS SELECT NULL::VARCHAR AS chain_key_now, "
+            "false AS is_inbound_now, ? AS chain_key_before, true AS is_inbound_before",
+            [touched_call],
+        )
     finally:
         con.close()
     dbt(home, "test", "--select", *tests)
-    assert failures(home) == dict.fromkeys(tests, 1), "only the changed week's bad row"
+    assert failures(home) == {
+        "not_null_fct_calls_agent_username": 1,
+        "unique_fct_calls_call_id": 1,
+        "assert_every_inbound_leg_belongs_to_one_inbound_call": 2,
+    }, "the changed week's bad rows; the calls of the changed week and of the leg changed at the source"
     # a file without the build's weeks (a published one): every row
     con = duckdb.connect(str(settings.build_db))
     con.execute("DROP TABLE intermediate.int_weeks_changed")
     con.close()
     dbt(home, "test", "--select", *tests)
-    assert failures(home) == dict.fromkeys(tests, 2)
+    assert failures(home) == dict.fromkeys(tests, 3)
 
 
 def test_a_changed_test_or_contract_rebuilds_every_week_but_lineage_does_not(tmp_path: Path) -> None:
