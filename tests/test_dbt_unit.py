@@ -220,7 +220,7 @@ def test_the_facts_row_tests_read_the_weeks_the_build_computes_anew(published_co
     that passed them when it was written. A bad row in a changed week is found, one in another week is
     left to the warehouse checks' weekly whole run; where the build lists no changed weeks, every row.
     The legs-and-calls test also checks the calls of the legs that changed at the source, whichever
-    weeks the build chose to write anew."""
+    weeks the build chose to write anew, and those the changed weeks held before, whatever it wrote."""
     home = published_copy.home
     settings = published_copy.settings
     prepare_build(settings.served_db, settings.build_db)
@@ -247,8 +247,14 @@ def test_the_facts_row_tests_read_the_weeks_the_build_computes_anew(published_co
             for w in (changed, other, touched)
         )
         con.execute(f"CREATE TABLE marts.planted AS {copies}")
+        # and a leg of the changed week that the build lost (its call and the previous file still hold it)
+        (lost,) = con.execute(
+            f"SELECT call_id FROM marts.fct_calls_files WHERE is_inbound AND {single} AND call_date >= DATE "
+            f"'{changed}' AND call_date < DATE '{changed + timedelta(days=7)}' ORDER BY call_id DESC LIMIT 1"
+        ).fetchone()
         con.execute(
-            "CREATE OR REPLACE VIEW marts.fct_calls AS FROM marts.fct_calls_files UNION ALL BY NAME FROM marts.planted"
+            f"CREATE OR REPLACE VIEW marts.fct_calls AS FROM marts.fct_calls_files WHERE call_id <> {lost} "
+            "UNION ALL BY NAME FROM marts.planted"
         )
         (touched_call,) = con.execute(
             f"SELECT chain_key FROM marts.planted WHERE call_date >= DATE '{touched}' "
@@ -270,14 +276,18 @@ def test_the_facts_row_tests_read_the_weeks_the_build_computes_anew(published_co
     assert failures(home) == {
         "not_null_fct_calls_agent_username": 1,
         "unique_fct_calls_call_id": 1,
-        "assert_every_inbound_leg_belongs_to_one_inbound_call": 2,
-    }, "the changed week's bad rows; the calls of the changed week and of the leg changed at the source"
+        "assert_every_inbound_leg_belongs_to_one_inbound_call": 3,
+    }, "the changed week's bad rows; the calls of the changed week (now and before) and of the changed leg"
     # a file without the build's weeks (a published one): every row
     con = duckdb.connect(str(settings.build_db))
     con.execute("DROP TABLE intermediate.int_weeks_changed")
     con.close()
     dbt(home, "test", "--select", *tests)
-    assert failures(home) == dict.fromkeys(tests, 3)
+    assert failures(home) == {
+        "not_null_fct_calls_agent_username": 3,
+        "unique_fct_calls_call_id": 3,
+        "assert_every_inbound_leg_belongs_to_one_inbound_call": 4,
+    }
 
 
 def test_a_changed_test_or_contract_rebuilds_every_week_but_lineage_does_not(tmp_path: Path) -> None:

@@ -104,6 +104,16 @@
     {{ return(days | join(' or ')) }}
 {%- endmacro %}
 
+{#- The previous build's files of the weeks of `fact` this build writes anew: what those weeks held
+    before. For tests, like changed_weeks_condition. -#}
+{% macro rewritten_week_files(fact) -%}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set weeks = weeks_listed_in(target.database, 'intermediate', 'int_weeks_changed', fact) or [] -%}
+    {{ return(week_files_of(previous_week_files(fact), weeks, true)) }}
+{%- endmacro %}
+
 {#- The files of `files` whose week is (within=true) or is not one of `weeks` ('YYYY-MM-DD'): the
     files a build reads again, or those a fact keeps unchanged. -#}
 {% macro week_files_of(files, weeks, within) -%}

@@ -2,11 +2,14 @@
 -- "Count the call, not the legs": every inbound leg's chain is exactly one row of fct_inbound_calls,
 -- and the legs add up to the calls' leg counts. Checked for every call that may differ from the
 -- previous build's, which passed it: the calls of the legs that changed at the source (their call now
--- and before) and those with a row in a week this build writes anew (changed_weeks_condition), whatever
--- the weeks the build chose; every other row is a file that passed. Every call on a full refresh.
+-- and before) and those with a row, now or in the previous build, in a week this build writes anew
+-- (changed_weeks_condition, rewritten_week_files), whatever weeks the build chose and whatever it wrote
+-- there; every other row is a file that passed. Every call on a full refresh.
 {%- set leg_weeks = changed_weeks_condition('fct_calls') %}
 {%- set call_weeks = changed_weeks_condition('fct_inbound_calls') %}
 {%- set every_call = leg_weeks == 'true' or call_weeks == 'true' %}
+{%- set legs_before = rewritten_week_files('fct_calls') %}
+{%- set calls_before = rewritten_week_files('fct_inbound_calls') %}
 
 with
 {%- if not every_call %}
@@ -22,6 +25,15 @@ with
         union
         select chain_key from {{ ref('fct_inbound_calls') }}
         where {{ call_weeks }}
+        {%- if legs_before %}
+            union
+            select chain_key from {{ read_week_files(legs_before) }}
+            where is_inbound
+        {%- endif %}
+        {%- if calls_before %}
+            union
+            select chain_key from {{ read_week_files(calls_before) }}
+        {%- endif %}
     ),
 {%- endif %}
 
