@@ -37,7 +37,8 @@ demo: venvs
 
 # Two pytest-xdist workers; tests/conftest.py groups them (a module stays in one worker, the modules
 # using the shared Superset server in one) and puts the heavy groups first. Much of a test waits on
-# Superset, dbt or the browser, so two workers share the 2 cores well. TEST_WORKERS=0: one process.
+# Superset, dbt or the browser, so two workers share the 2 cores well (three are slower: docs/performance.md).
+# TEST_WORKERS=0: one process.
 # The TEST_DURATIONS slowest tests are listed at the end (0: all): the suite should stay well under 30 minutes.
 TEST_WORKERS ?= 2
 TEST_DURATIONS ?= 30
