@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -71,8 +72,6 @@ def site_env(site: Site) -> Iterator[None]:
 
 # ---- the lock itself --------------------------------------------------------------------------------
 def test_the_busy_message_names_the_holder_and_what_to_do(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
     record = holder_record(4242, datetime(2026, 12, 5, 2, 0, 1, tzinfo=UTC), "nightly run")
     message = busy_message(tmp_path / "run.lock", record)
     assert "nightly run, pid 4242, started 2026-12-05 02:00:01 UTC" in message
@@ -93,6 +92,30 @@ def test_the_lock_nests_in_its_process_and_refuses_another_process(tmp_path: Pat
         stop(holder)
     with one_night(tmp_path, "after the holder"):  # a killed holder leaves nothing that blocks
         pass
+    assert lock_path(tmp_path).read_text(encoding="utf-8") == "", "a released lock names no holder"
+
+
+def test_a_night_refused_while_the_holder_has_only_just_taken_the_lock_still_names_it(tmp_path: Path) -> None:
+    """The holder writes its record just after taking the lock; a busy machine may hold it up between the
+    two (seen in CI). The refused night waits briefly for the record instead of saying 'holder unknown'."""
+    path = lock_path(tmp_path)
+    path.write_text(holder_record(2**22 + 1, datetime.now(UTC), "a killed night"), encoding="utf-8")  # no such pid
+    code = (
+        "import fcntl, os, sys, time; from datetime import UTC, datetime\n"
+        "from callsight.site.run_lock import holder_record\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "print('locked', flush=True); time.sleep(0.8)\n"
+        "record = holder_record(os.getpid(), datetime.now(UTC), 'a slow holder').encode()\n"
+        "os.ftruncate(fd, 0); os.pwrite(fd, record, 0)\n"
+        "time.sleep(600)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], env=child_env(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunBusyError, match=f"\\(a slow holder, pid {holder.pid}, "), one_night(tmp_path, "second"):
+            pytest.fail("a second holder got the lock")
+    finally:
+        stop(holder)
 
 
 # ---- two `callsight run` at once -----------------------------------------------------------------------

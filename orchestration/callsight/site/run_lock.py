@@ -2,7 +2,8 @@
 republish of `callsight erase` or a restore) holds an exclusive lock on CALLSIGHT_HOME/run.lock.
 
 The lock is `flock` on an open file, taken without waiting: a second night exits at once with
-`RunBusyError` naming the holder (its pid, start time and what it is, written into the file). The
+`RunBusyError` naming the holder (its pid, start time and what it is, written into the file while it
+holds the lock; a refused night waits up to RECORD_WAIT for a holder that has only just taken it). The
 kernel releases it when the holder's process ends in any way, SIGKILL included. Re-entrant within a
 process: a republish inside an erasure that already holds it goes on.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from pathlib import Path
 
 LOCK_NAME = "run.lock"
 RUN_BUSY_EXIT = 75  # sysexits' EX_TEMPFAIL, try again later: unlike a failed run or a refused configuration
+RECORD_WAIT = 2.0  # seconds a refused night waits for a holder that has only just taken the lock to name itself
 
 _held: dict[Path, int] = {}  # lock paths this process holds -> how many holders nest in it
 
@@ -35,6 +38,30 @@ def lock_path(home: Path) -> Path:
 
 def holder_record(pid: int, started: datetime, what: str) -> str:
     return json.dumps({"pid": pid, "started": started.strftime("%Y-%m-%d %H:%M:%S UTC"), "what": what})
+
+
+def live_holder(record: str) -> bool:
+    """Whether the record names a process that still runs (a killed holder's record stays in the file)."""
+    try:
+        os.kill(int(json.loads(record)["pid"]), 0)
+    except PermissionError:
+        return True  # runs, as another user
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
+        return False
+    return True
+
+
+def read_holder(fd: int) -> str:
+    """The holder's record, waiting briefly while it is empty or names an ended process: the holder
+    writes it just after taking the lock, and a busy machine may hold it up between the two."""
+    deadline = time.monotonic() + RECORD_WAIT
+    while True:
+        record = os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
+        if live_holder(record):
+            return record
+        if time.monotonic() >= deadline:
+            return ""
+        time.sleep(0.05)
 
 
 def busy_message(path: Path, record: str) -> str:
@@ -67,7 +94,7 @@ def one_night(home: Path, what: str) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        record = os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
+        record = read_holder(fd)
         os.close(fd)
         raise RunBusyError(busy_message(path, record)) from None
     try:
@@ -77,4 +104,5 @@ def one_night(home: Path, what: str) -> Iterator[None]:
         yield
     finally:
         _held.pop(path, None)
-        os.close(fd)  # releases the lock; the holder's record stays until the next holder overwrites it
+        os.ftruncate(fd, 0)  # a record names a holder only while it holds (a killed one's names an ended process)
+        os.close(fd)  # releases the lock
