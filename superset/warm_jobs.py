@@ -24,6 +24,7 @@ from typing import Any
 
 TOKEN = re.compile(r"[0-9a-f]{32}")
 KEEP = 24 * 3600  # seconds a job's file is kept after its process was stopped at the latest
+GONE_GRACE = 2.0  # seconds a poll gives the reaper of a process that has just ended to record how it ended
 
 
 def job_path(folder: Path, token: str) -> Path | None:
@@ -62,7 +63,9 @@ def state(path: Path) -> dict[str, Any] | None:
     whose process is gone (its worker too, or the reaper would have said so) has failed."""
     job = read(path)
     if job is not None and job["state"] == "running" and not alive(job["pid"]):
-        job = read(path)  # the process may have written its counts as it ended
+        deadline = time.monotonic() + GONE_GRACE  # its counts, or its reaper's word on how it ended, may follow
+        while (job := read(path)) is not None and job["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
         if job is not None and job["state"] == "running":
             job = {"state": "failed", "message": "the warm-up's process is gone without its counts"}
     return None if job is None else {k: v for k, v in job.items() if k != "pid"}

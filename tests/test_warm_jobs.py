@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,22 @@ def test_a_running_job_whose_process_is_gone_has_failed(tmp_path: Path) -> None:
     assert jobs.state(path) == {"state": "failed", "message": "the warm-up's process is gone without its counts"}
     jobs.write(path, {"state": "running", "pid": os.getpid()})
     assert jobs.state(path) == {"state": "running"}
+
+
+def test_a_poll_just_after_the_process_ended_answers_how_its_reaper_says_it_ended(tmp_path: Path) -> None:
+    """The reaper records the exit a moment after the process is gone; a poll in that moment (seen in CI on a
+    busy machine) waits for it rather than answering 'gone without its counts'."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path = tmp_path / f"{'b' * 32}.json"
+    jobs.write(path, {"state": "running", "pid": gone.pid})
+    said = {"state": "failed", "message": "the warm-up's process ended (exit 3) without its counts"}
+    reaper = threading.Timer(0.5, jobs.write, (path, said))
+    reaper.start()
+    try:
+        assert jobs.state(path) == said
+    finally:
+        reaper.join()
 
 
 def test_a_poll_names_a_job_and_nothing_else(tmp_path: Path) -> None:
