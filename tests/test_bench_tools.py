@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from datetime import date
@@ -252,7 +253,17 @@ def test_the_manifest_is_parsed_with_the_build_vars_and_only_when_something_chan
     policy = Policy.model_validate(default_policy())
     v1 = build_vars(policy.dbt_vars())
     assert set(v1) == {*policy.dbt_vars(), "build_fingerprint"}
+    from dbt.adapters.factory import FACTORY, reset_adapters
+
+    reset_adapters()
+    started: list[list[str]] = []
+    popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda args, **kw: started.append(list(args)) or popen(args, **kw))
     manifest = ensure_manifest(v1)
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    # one dbt process, the parse: no `dbt --version` for the preparer, no dbt adapter loaded in this process
+    assert [a[1:2] for a in started] == [["parse"]], started
+    assert not FACTORY.adapters, "dagster-dbt loaded dbt's adapter into the calling process"
     parsed = manifest.stat().st_mtime_ns
     assert ensure_manifest(v1).stat().st_mtime_ns == parsed, "nothing changed: no dbt parse"
     doc = json.loads(manifest.read_text(encoding="utf-8"))
@@ -270,8 +281,6 @@ def test_make_bench_end_to_end_on_a_small_journal(tmp_path: Path) -> None:
     """The benchmark as `make bench` runs it (python -m bench from the checkout; without Superset and
     PostgreSQL): every stage succeeds, the extract quarantines nothing, both peers see the same
     agent-days, the JSON holds the figures."""
-    import subprocess
-
     r = subprocess.run(
         [
             sys.executable,
